@@ -1,0 +1,227 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::{AlertStatus, EventKind, Severity, Timestamp};
+use crate::routing::RouteSettings;
+
+/// Incident identifier: a ULID, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentId(pub Ulid);
+
+impl IncidentId {
+    /// A new id whose time part is `now`, so ids also sort under a paused clock.
+    pub fn new(now: Timestamp) -> Self {
+        IncidentId(Ulid::from_parts(now.millis().max(0) as u64, rand_bits()))
+    }
+}
+
+fn rand_bits() -> u128 {
+    // Ulid::new() draws from the thread RNG; only its random part is kept.
+    Ulid::new().random()
+}
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for IncidentId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ulid::from_string(s)
+            .map(IncidentId)
+            .map_err(|e| format!("invalid incident id {s:?}: {e}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentStatus {
+    Triggered,
+    Acknowledged,
+    Snoozed,
+    Resolved,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Triggered => "triggered",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Snoozed => "snoozed",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl FromStr for IncidentStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "triggered" => Ok(IncidentStatus::Triggered),
+            "acknowledged" => Ok(IncidentStatus::Acknowledged),
+            "snoozed" => Ok(IncidentStatus::Snoozed),
+            "resolved" => Ok(IncidentStatus::Resolved),
+            other => Err(format!(
+                "unknown status {other:?}: expected triggered, acknowledged, snoozed or resolved"
+            )),
+        }
+    }
+}
+
+/// What the incident knows about one alert (by fingerprint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    pub status: AlertStatus,
+    pub severity: Severity,
+    pub summary: String,
+    /// How many times this fingerprint was received, duplicates included.
+    pub count: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// When this alert last produced an event; duplicates inside the dedup
+    /// window measured from here produce none.
+    pub last_event_at: Timestamp,
+}
+
+/// Where the escalation policy stands: the next step to fire, the loop it
+/// belongs to, and when (`None` while escalation is stopped).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationPosition {
+    pub policy: Option<String>,
+    pub step: u32,
+    pub loop_index: u32,
+    pub next_at: Option<Timestamp>,
+    /// Steps fired so far, over all loops.
+    pub fired: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub actor: String,
+    pub message: String,
+}
+
+/// One incident: everything the engine keeps about it, and what a snapshot holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub tenant: String,
+    pub group_key: String,
+    pub title: String,
+    pub severity: Severity,
+    pub status: IncidentStatus,
+    pub service: Option<String>,
+    pub team: Option<String>,
+    pub assignee: Option<String>,
+    /// Labels every alert of the incident shares.
+    pub labels: BTreeMap<String, String>,
+    /// Per-fingerprint state, capped; `dropped_alerts` counts what the cap refused.
+    pub alerts: BTreeMap<String, AlertState>,
+    pub dropped_alerts: u64,
+    /// Alerts received, duplicates included.
+    pub total_alerts: u64,
+    pub duplicate_alerts: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<Timestamp>,
+    pub resolved_by: Option<String>,
+    pub reopen_count: u32,
+    pub escalation: EscalationPosition,
+    pub snoozed_until: Option<Timestamp>,
+    /// When an acknowledged incident goes back to triggered if not resolved.
+    pub ack_timeout_at: Option<Timestamp>,
+    /// When an incident whose alerts are all resolved resolves itself.
+    pub auto_resolve_at: Option<Timestamp>,
+    /// Most recent entries, capped; `timeline_total` counts all ever written.
+    pub timeline: VecDeque<TimelineEntry>,
+    pub timeline_total: u64,
+    /// Sequence number of the last event; the next one is `seq + 1`.
+    pub seq: u64,
+    /// Changes whenever a deadline changes, so a timer armed for an older
+    /// deadline is recognised as stale and ignored.
+    pub timer_generation: u64,
+    /// The routing decisions this incident was created under.
+    pub route: RouteSettings,
+}
+
+impl Incident {
+    /// The earliest pending deadline, if any.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        [
+            self.escalation.next_at,
+            self.snoozed_until,
+            self.ack_timeout_at,
+            self.auto_resolve_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn summary(&self) -> IncidentSummary {
+        IncidentSummary {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            group_key: self.group_key.clone(),
+            title: self.title.clone(),
+            severity: self.severity,
+            status: self.status,
+            service: self.service.clone(),
+            team: self.team.clone(),
+            assignee: self.assignee.clone(),
+            labels: self.labels.clone(),
+            alert_count: self.alerts.len() as u64 + self.dropped_alerts,
+            firing_alerts: self
+                .alerts
+                .values()
+                .filter(|a| a.status == AlertStatus::Firing)
+                .count() as u64,
+            total_alerts: self.total_alerts,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            acknowledged_at: self.acknowledged_at,
+            resolved_at: self.resolved_at,
+            reopen_count: self.reopen_count,
+            seq: self.seq,
+        }
+    }
+}
+
+/// The compact view of an incident that lists and filters need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    pub id: IncidentId,
+    pub tenant: String,
+    pub group_key: String,
+    pub title: String,
+    pub severity: Severity,
+    pub status: IncidentStatus,
+    pub service: Option<String>,
+    pub team: Option<String>,
+    pub assignee: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Distinct alerts (fingerprints) ever part of the incident.
+    pub alert_count: u64,
+    pub firing_alerts: u64,
+    pub total_alerts: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub reopen_count: u32,
+    pub seq: u64,
+}

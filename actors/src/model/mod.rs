@@ -1,0 +1,17 @@
+//! The engine's data: what comes in (alerts, commands), what lives (incidents)
+//! and what goes out (events).
+
+mod alert;
+mod command;
+mod event;
+mod incident;
+mod time;
+
+pub use alert::{fingerprint_of, Alert, AlertStatus, FieldError, Severity};
+pub use command::{Command, CommandError, NewIncident};
+pub use event::{EventKind, IncidentEvent};
+pub use incident::{
+    AlertState, EscalationPosition, Incident, IncidentId, IncidentStatus, IncidentSummary,
+    TimelineEntry,
+};
+pub use time::Timestamp;
