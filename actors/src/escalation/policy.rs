@@ -4,7 +4,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// One escalation policy: ordered steps, run `1 + repeat` times in all.
+/// One escalation policy: ordered steps, run `1 + repeat` times in all. The
+/// first step fires as soon as escalation starts; each step then waits its
+/// `escalate_after` before the next one (or the next loop's first) fires,
+/// as PagerDuty's escalation rules do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationPolicy {
@@ -20,10 +23,10 @@ pub struct EscalationPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationStep {
-    /// Wait before this step fires, counted from the previous step (or from
-    /// the moment escalation starts, for the first step of the first pass).
-    #[serde(with = "humantime_serde", default)]
-    pub delay: Duration,
+    /// How long after this step fires the next one fires, unless the
+    /// incident is acknowledged or resolved by then.
+    #[serde(with = "humantime_serde")]
+    pub escalate_after: Duration,
     /// Who is notified, e.g. `user:alice` or `team:db`.
     pub targets: Vec<String>,
     /// Notifier channels to use, e.g. `webhook` or `log`.
@@ -126,7 +129,7 @@ mod tests {
             repeat,
             steps: (0..steps)
                 .map(|i| EscalationStep {
-                    delay: Duration::from_secs(60 * i as u64),
+                    escalate_after: Duration::from_secs(60 * (i as u64 + 1)),
                     targets: vec![format!("user:{i}")],
                     channels: default_channels(),
                 })
@@ -165,15 +168,16 @@ mod tests {
             id = "db"
             repeat = 2
             [[steps]]
+            escalate_after = "10m"
             targets = ["user:alice"]
             [[steps]]
-            delay = "5m"
+            escalate_after = "5m"
             targets = ["team:db"]
             channels = ["webhook"]
             "#,
         )
         .unwrap();
-        assert_eq!(p.steps[1].delay, Duration::from_secs(300));
+        assert_eq!(p.steps[1].escalate_after, Duration::from_secs(300));
         assert_eq!(p.steps[0].channels, vec!["log"]);
         assert!(toml::from_str::<EscalationPolicy>("id = \"x\"\nsteps = []\ntypo = 1").is_err());
     }

@@ -93,10 +93,14 @@ pub struct AlertState {
 }
 
 /// Where the escalation policy stands: the next step to fire, the loop it
-/// belongs to, and when (`None` while escalation is stopped).
+/// belongs to, and when (`None` while escalation is stopped). Once the last
+/// step of the last loop fired, `step` points past the end.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationPosition {
     pub policy: Option<String>,
+    /// Counts escalation (re)starts (creation, reopen, snooze expiry), so a
+    /// restarted escalation gets fresh idempotency keys.
+    pub run: u32,
     pub step: u32,
     pub loop_index: u32,
     pub next_at: Option<Timestamp>,
@@ -146,6 +150,10 @@ pub struct Incident {
     pub ack_timeout_at: Option<Timestamp>,
     /// When an incident whose alerts are all resolved resolves itself.
     pub auto_resolve_at: Option<Timestamp>,
+    /// When a resolved, quiet incident is archived and leaves the live set.
+    pub archive_at: Option<Timestamp>,
+    /// Set once the incident was archived; it takes no more input.
+    pub archived: bool,
     /// Most recent entries, capped; `timeline_total` counts all ever written.
     pub timeline: VecDeque<TimelineEntry>,
     pub timeline_total: u64,
@@ -166,6 +174,7 @@ impl Incident {
             self.snoozed_until,
             self.ack_timeout_at,
             self.auto_resolve_at,
+            self.archive_at,
         ]
         .into_iter()
         .flatten()

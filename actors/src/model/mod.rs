@@ -9,7 +9,7 @@ mod time;
 
 pub use alert::{fingerprint_of, Alert, AlertStatus, FieldError, Severity};
 pub use command::{Command, CommandError, NewIncident};
-pub use event::{EventKind, IncidentEvent};
+pub use event::{Change, EventKind, IncidentEvent};
 pub use incident::{
     AlertState, EscalationPosition, Incident, IncidentId, IncidentStatus, IncidentSummary,
     TimelineEntry,

@@ -1,0 +1,140 @@
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+
+use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary};
+use crate::shard::{ShardContext, ShardMsg};
+
+use super::encode_incident;
+
+/// A resident incident: one ractor actor that owns the incident's state and
+/// applies its alerts, commands and timers one message at a time.
+pub(crate) struct IncidentActor;
+
+pub(crate) struct IncidentArgs {
+    pub incident: Incident,
+    pub context: Arc<ShardContext>,
+    pub shard: ActorRef<ShardMsg>,
+}
+
+pub(crate) struct IncidentState {
+    incident: Incident,
+    context: Arc<ShardContext>,
+    shard: ActorRef<ShardMsg>,
+    /// Alerts handed back to the shard since the last snapshot: the shard's
+    /// flush must then wait one round for the incident they opened.
+    bounced_since_snapshot: bool,
+}
+
+/// What a flush gets from a resident incident.
+pub(crate) struct SnapshotReply {
+    pub bytes: Arc<Vec<u8>>,
+    pub bounced: bool,
+}
+
+pub(crate) type CommandReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
+
+pub(crate) enum IncidentMsg {
+    /// Alerts of this incident's group, in arrival order.
+    Alerts(Vec<Alert>),
+    Command {
+        command: Command,
+        actor: String,
+        reply: CommandReply,
+    },
+    /// A deadline the shard's timer index saw come due; `generation` is the
+    /// incident's timer generation when it was armed.
+    Timer { generation: u64 },
+    Snapshot(oneshot::Sender<SnapshotReply>),
+    /// Encode, reply, stop: the shard keeps the bytes instead of the actor.
+    Passivate(oneshot::Sender<Vec<u8>>),
+    Get(oneshot::Sender<Option<Incident>>),
+    /// Stop after what is already queued; the shard no longer routes here.
+    Retire,
+    /// Test hook: panics inside the handler, as a bug would.
+    #[cfg(test)]
+    Crash,
+}
+
+impl Actor for IncidentActor {
+    type Msg = IncidentMsg;
+    type State = IncidentState;
+    type Arguments = IncidentArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: IncidentArgs) -> Result<IncidentState, ActorProcessingErr> {
+        Ok(IncidentState {
+            incident: args.incident,
+            context: args.context,
+            shard: args.shard,
+            bounced_since_snapshot: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: IncidentMsg,
+        state: &mut IncidentState,
+    ) -> Result<(), ActorProcessingErr> {
+        let context = state.context.clone();
+        let incident = &mut state.incident;
+        let now = context.clock.now();
+        let mut events = Vec::new();
+        let generation_before = incident.timer_generation;
+        let mut must_report = false;
+        match message {
+            IncidentMsg::Alerts(alerts) => {
+                let bounced = incident.apply_alerts(alerts, now, &context.rules, &mut events);
+                if !bounced.is_empty() {
+                    state.bounced_since_snapshot = true;
+                    let _ = state.shard.cast(ShardMsg::Bounced {
+                        from: incident.id,
+                        tenant: incident.tenant.clone(),
+                        group_key: incident.group_key.clone(),
+                        route: Arc::new(incident.route.clone()),
+                        alerts: bounced,
+                    });
+                }
+            }
+            IncidentMsg::Command { command, actor, reply } => {
+                let result = incident
+                    .apply_command(command, &actor, now, &context.rules, &mut events)
+                    .map(|()| Arc::new(incident.summary()));
+                let _ = reply.send(result);
+            }
+            IncidentMsg::Timer { generation } => {
+                if generation == incident.timer_generation {
+                    incident.fire_due(now, &context.rules, &mut events);
+                }
+                // Always answer a timer: the shard dropped the entry it fired
+                // and needs the current deadline back, changed or not.
+                must_report = true;
+            }
+            IncidentMsg::Snapshot(reply) => {
+                let bytes = Arc::new(encode_incident(incident));
+                context.read_model.insert(Arc::new(incident.summary()));
+                let bounced = std::mem::take(&mut state.bounced_since_snapshot);
+                let _ = reply.send(SnapshotReply { bytes, bounced });
+            }
+            IncidentMsg::Passivate(reply) => {
+                context.read_model.insert(Arc::new(incident.summary()));
+                let _ = reply.send(encode_incident(incident));
+                myself.stop(Some("passivated".into()));
+            }
+            IncidentMsg::Get(reply) => {
+                let _ = reply.send(Some(incident.clone()));
+            }
+            IncidentMsg::Retire => myself.stop(Some("retired".into())),
+            #[cfg(test)]
+            IncidentMsg::Crash => panic!("test crash of incident {}", incident.id),
+        }
+        if !events.is_empty() {
+            context.publish(incident, events);
+        }
+        if must_report || incident.timer_generation != generation_before || incident.archived {
+            context.report(&state.shard, incident);
+        }
+        Ok(())
+    }
+}

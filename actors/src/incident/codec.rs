@@ -1,0 +1,53 @@
+use thiserror::Error;
+
+use crate::model::Incident;
+
+/// First byte of every snapshot; bump it when `Incident` changes shape and
+/// teach `decode_incident` the old one.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+#[derive(Debug, Error)]
+pub enum CodecError {
+    #[error("snapshot of incident {key} is empty")]
+    Empty { key: String },
+    #[error("snapshot of incident {key} has format version {found}; this build reads version {SNAPSHOT_FORMAT_VERSION}")]
+    UnknownVersion { key: String, found: u8 },
+    #[error("snapshot of incident {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes an incident as one version byte followed by bincode.
+pub fn encode_incident(incident: &Incident) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(512);
+    bytes.push(SNAPSHOT_FORMAT_VERSION);
+    bincode::serde::encode_into_std_write(incident, &mut bytes, config())
+        .expect("writing to a Vec cannot fail and every field is serializable");
+    bytes
+}
+
+/// Decodes a snapshot; `key` names the entry in errors.
+pub fn decode_incident(key: &str, bytes: &[u8]) -> Result<Incident, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or_else(|| CodecError::Empty { key: key.to_string() })?;
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion {
+            key: key.to_string(),
+            found: version,
+        });
+    }
+    let (incident, read): (Incident, usize) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+    if read != body.len() {
+        return Err(CodecError::Corrupt {
+            key: key.to_string(),
+            reason: format!("{} trailing bytes", body.len() - read),
+        });
+    }
+    Ok(incident)
+}

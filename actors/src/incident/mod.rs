@@ -1,0 +1,19 @@
+//! One incident: its pure state machine (alerts, commands, timers) and the
+//! actor that owns it while it is resident.
+
+mod actor;
+mod alerts;
+mod codec;
+mod commands;
+mod escalation;
+mod open;
+mod record;
+mod rules;
+mod timers;
+
+pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply};
+pub use codec::{decode_incident, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION};
+pub use rules::IncidentRules;
+
+#[cfg(test)]
+mod tests;

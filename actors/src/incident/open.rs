@@ -1,0 +1,122 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::model::{
+    Alert, AlertState, Change, EscalationPosition, Incident, IncidentEvent, IncidentId,
+    IncidentStatus, NewIncident, Timestamp,
+};
+use crate::routing::RouteSettings;
+
+use super::IncidentRules;
+
+impl Incident {
+    /// A new incident opened by `first` (a firing alert of the group). The
+    /// first alert is part of the `created` event, not an `alert_added` one.
+    pub fn open(
+        id: IncidentId,
+        tenant: &str,
+        group_key: &str,
+        route: &Arc<RouteSettings>,
+        first: &Alert,
+        now: Timestamp,
+        rules: &IncidentRules,
+        out: &mut Vec<IncidentEvent>,
+    ) -> Incident {
+        let mut incident = Incident::blank(id, tenant, group_key, route.as_ref().clone(), now);
+        incident.title = if first.summary.is_empty() {
+            group_key.to_string()
+        } else {
+            first.summary.clone()
+        };
+        incident.severity = first.severity;
+        incident.service = route.service.clone();
+        incident.team = route.team.clone();
+        incident.labels = first.labels.clone();
+        incident.total_alerts = 1;
+        incident.alerts.insert(
+            first.fingerprint.clone(),
+            AlertState {
+                status: first.status,
+                severity: first.severity,
+                summary: first.summary.clone(),
+                count: 1,
+                first_seen: now,
+                last_seen: now,
+                last_event_at: now,
+            },
+        );
+        incident.start_escalation(now, rules);
+        let change = Change::Created {
+            fingerprint: Some(first.fingerprint.clone()),
+        };
+        incident.record(change, "system:alert", now, rules, out);
+        incident
+    }
+
+    /// A new incident opened by a person, with no alert behind it.
+    pub fn open_manual(
+        id: IncidentId,
+        request: &NewIncident,
+        actor: &str,
+        now: Timestamp,
+        rules: &IncidentRules,
+        out: &mut Vec<IncidentEvent>,
+    ) -> Incident {
+        let mut route = RouteSettings::manual();
+        route.service = request.service.clone();
+        route.team = request.team.clone();
+        let group_key = format!("manual:{id}");
+        let mut incident = Incident::blank(id, &request.tenant, &group_key, route, now);
+        incident.title = request.title.clone();
+        incident.severity = request.severity;
+        incident.service = request.service.clone();
+        incident.team = request.team.clone();
+        incident.assignee = request.assignee.clone();
+        incident.labels = request.labels.clone();
+        incident.record(Change::Created { fingerprint: None }, actor, now, rules, out);
+        incident
+    }
+
+    fn blank(
+        id: IncidentId,
+        tenant: &str,
+        group_key: &str,
+        route: RouteSettings,
+        now: Timestamp,
+    ) -> Incident {
+        Incident {
+            id,
+            tenant: tenant.to_string(),
+            group_key: group_key.to_string(),
+            title: String::new(),
+            severity: crate::model::Severity::Warning,
+            status: IncidentStatus::Triggered,
+            service: None,
+            team: None,
+            assignee: None,
+            labels: BTreeMap::new(),
+            alerts: BTreeMap::new(),
+            dropped_alerts: 0,
+            total_alerts: 0,
+            duplicate_alerts: 0,
+            created_at: now,
+            updated_at: now,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            reopen_count: 0,
+            escalation: EscalationPosition::default(),
+            snoozed_until: None,
+            ack_timeout_at: None,
+            auto_resolve_at: None,
+            archive_at: None,
+            archived: false,
+            timeline: VecDeque::new(),
+            timeline_total: 0,
+            seq: 0,
+            timer_generation: 0,
+            route,
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The incident state machine, driven directly with explicit times.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::escalation::{EscalationPolicies, EscalationPolicy, EscalationStep};
+use crate::model::{
+    Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent, IncidentId,
+    IncidentStatus, Severity, Timestamp,
+};
+use crate::routing::{RouteSettings, SeverityPolicies};
+
+use super::{decode_incident, encode_incident, CodecError, IncidentRules};
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+const MIN: Duration = Duration::from_secs(60);
+
+fn at(offset: Duration) -> Timestamp {
+    T0.plus(offset)
+}
+
+fn rules() -> IncidentRules {
+    let policy = EscalationPolicy {
+        id: "pager".into(),
+        repeat: 2,
+        steps: vec![
+            EscalationStep {
+                escalate_after: 10 * MIN,
+                targets: vec!["user:alice".into()],
+                channels: vec!["webhook".into()],
+            },
+            EscalationStep {
+                escalate_after: 10 * MIN,
+                targets: vec!["team:db".into()],
+                channels: vec!["log".into()],
+            },
+        ],
+    };
+    let mut rules = IncidentRules::new(EscalationPolicies::new(vec![policy]).unwrap());
+    rules.max_alerts_per_incident = 3;
+    rules.max_timeline_entries = 5;
+    rules.retention = 60 * MIN;
+    rules
+}
+
+fn route() -> Arc<RouteSettings> {
+    Arc::new(RouteSettings {
+        route_id: "db".into(),
+        tenant: None,
+        service: Some("postgres".into()),
+        team: Some("db".into()),
+        policies: SeverityPolicies {
+            critical: Some("pager".into()),
+            ..SeverityPolicies::default()
+        },
+        dedup_window: 5 * MIN,
+        ack_timeout: 30 * MIN,
+        auto_resolve: true,
+        auto_resolve_grace: 2 * MIN,
+        reopen_window: 15 * MIN,
+    })
+}
+
+fn alert(name: &str, status: AlertStatus, severity: Severity) -> Alert {
+    let labels: BTreeMap<String, String> = [("alertname", name), ("cluster", "eu1")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut alert = Alert::firing(labels);
+    alert.status = status;
+    alert.severity = severity;
+    alert
+}
+
+fn firing(name: &str) -> Alert {
+    alert(name, AlertStatus::Firing, Severity::Warning)
+}
+
+fn resolved(name: &str) -> Alert {
+    alert(name, AlertStatus::Resolved, Severity::Warning)
+}
+
+/// An incident plus every event it emitted, checked for seq continuity.
+struct Probe {
+    incident: Incident,
+    events: Vec<IncidentEvent>,
+    rules: IncidentRules,
+}
+
+impl Probe {
+    fn open(first: Alert) -> Probe {
+        Probe::open_with(first, rules(), route())
+    }
+
+    fn open_with(first: Alert, rules: IncidentRules, route: Arc<RouteSettings>) -> Probe {
+        let mut events = Vec::new();
+        let incident = Incident::open(IncidentId::new(T0), "acme", "db:{}", &route, &first, T0, &rules, &mut events);
+        Probe { incident, events, rules }
+    }
+
+    fn alerts(&mut self, alerts: Vec<Alert>, now: Timestamp) -> Vec<Alert> {
+        self.incident.apply_alerts(alerts, now, &self.rules, &mut self.events)
+    }
+
+    fn command(&mut self, command: Command, now: Timestamp) -> Result<(), CommandError> {
+        self.incident.apply_command(command, "bob", now, &self.rules, &mut self.events)
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.incident.fire_due(now, &self.rules, &mut self.events);
+    }
+
+    fn kinds(&self) -> Vec<EventKind> {
+        self.events.iter().map(|e| e.kind).collect()
+    }
+
+    fn escalations(&self) -> Vec<(u32, u32, Timestamp)> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.change {
+                Change::Escalated { step, loop_index, .. } => Some((*step, *loop_index, e.time)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn assert_seq_gap_free(&self) {
+        for (i, event) in self.events.iter().enumerate() {
+            assert_eq!(event.seq, i as u64 + 1, "event {i} ({:?}) has seq {}", event.kind, event.seq);
+            assert_eq!(event.id, format!("{}-{}", self.incident.id, event.seq));
+            assert_eq!(event.incident.seq, event.seq);
+        }
+        assert_eq!(self.incident.seq, self.events.len() as u64);
+    }
+}
+
+#[test]
+fn open_records_first_alert_and_route_decisions() {
+    let p = Probe::open(firing("DiskFull"));
+    assert_eq!(p.kinds(), vec![EventKind::Created]);
+    let i = &p.incident;
+    assert_eq!(i.status, IncidentStatus::Triggered);
+    assert_eq!(i.title, "DiskFull");
+    assert_eq!(i.service.as_deref(), Some("postgres"));
+    assert_eq!(i.alerts.len(), 1);
+    assert_eq!(i.total_alerts, 1);
+    // Warning severity has no policy in this route: no escalation armed.
+    assert_eq!(i.escalation.next_at, None);
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn duplicate_inside_window_only_counts_and_outside_window_refires() {
+    let mut p = Probe::open(firing("DiskFull"));
+    p.alerts(vec![firing("DiskFull"), firing("DiskFull")], at(MIN));
+    assert_eq!(p.kinds(), vec![EventKind::Created]);
+    let state = &p.incident.alerts[&firing("DiskFull").fingerprint];
+    assert_eq!((state.count, state.last_seen), (3, at(MIN)));
+    assert_eq!(p.incident.duplicate_alerts, 2);
+    p.alerts(vec![firing("DiskFull")], at(6 * MIN));
+    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded]);
+    assert!(matches!(p.events[1].change, Change::AlertAdded { refire: true, .. }));
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn new_fingerprint_joins_and_narrows_common_labels() {
+    let mut p = Probe::open(firing("DiskFull"));
+    p.alerts(vec![firing("DiskSlow")], at(MIN));
+    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded]);
+    assert_eq!(p.incident.alerts.len(), 2);
+    let common: Vec<&str> = p.incident.labels.keys().map(String::as_str).collect();
+    assert_eq!(common, vec!["cluster"]);
+}
+
+#[test]
+fn alert_states_are_capped_and_drops_counted() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![firing("b"), firing("c"), firing("d"), firing("e")], at(MIN));
+    assert_eq!(p.incident.alerts.len(), 3);
+    assert_eq!(p.incident.dropped_alerts, 2);
+    assert_eq!(p.incident.total_alerts, 5);
+}
+
+#[test]
+fn timeline_is_capped_but_counts_everything() {
+    let mut p = Probe::open(firing("a"));
+    for i in 0..10 {
+        p.command(Command::AddNote { text: format!("note {i}") }, at(MIN)).unwrap();
+    }
+    assert_eq!(p.incident.timeline.len(), 5);
+    assert_eq!(p.incident.timeline_total, 11);
+    assert_eq!(p.incident.timeline.front().unwrap().seq, 7);
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn higher_severity_alert_raises_incident_severity() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![alert("b", AlertStatus::Firing, Severity::Critical)], at(MIN));
+    assert_eq!(p.incident.severity, Severity::Critical);
+    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded, EventKind::SeverityChanged]);
+}
+
+#[test]
+fn lifecycle_ack_unack_resolve_reopen() {
+    let mut p = Probe::open(firing("a"));
+    p.command(Command::Acknowledge, at(MIN)).unwrap();
+    assert_eq!(p.incident.status, IncidentStatus::Acknowledged);
+    assert_eq!(p.incident.acknowledged_by.as_deref(), Some("bob"));
+    p.command(Command::Unacknowledge, at(2 * MIN)).unwrap();
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    p.command(Command::Resolve, at(3 * MIN)).unwrap();
+    assert_eq!(p.incident.status, IncidentStatus::Resolved);
+    assert_eq!(p.incident.resolved_at, Some(at(3 * MIN)));
+    p.command(Command::Reopen, at(4 * MIN)).unwrap();
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    assert_eq!(p.incident.reopen_count, 1);
+    assert_eq!(
+        p.kinds(),
+        vec![
+            EventKind::Created,
+            EventKind::Acknowledged,
+            EventKind::Unacknowledged,
+            EventKind::Resolved,
+            EventKind::Reopened
+        ]
+    );
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn illegal_commands_change_nothing_and_emit_nothing() {
+    let mut p = Probe::open(firing("a"));
+    p.command(Command::Resolve, at(MIN)).unwrap();
+    let before = p.incident.clone();
+    let events = p.events.len();
+    let refused = [
+        Command::Resolve,
+        Command::Acknowledge,
+        Command::Unacknowledge,
+        Command::EscalateNow,
+        Command::Snooze { until: at(60 * MIN) },
+        Command::ChangeSeverity { severity: Severity::Warning },
+    ];
+    for command in refused {
+        let name = command.name();
+        let err = p.command(command, at(2 * MIN)).unwrap_err();
+        assert!(matches!(err, CommandError::NotApplicable { .. }), "{name}: {err}");
+    }
+    assert!(matches!(
+        p.command(Command::AddNote { text: "  ".into() }, at(2 * MIN)),
+        Err(CommandError::Invalid { field: "text", .. })
+    ));
+    assert_eq!(p.incident, before);
+    assert_eq!(p.events.len(), events);
+    let message = p.command(Command::Resolve, at(2 * MIN)).unwrap_err().to_string();
+    assert!(message.contains("resolve") && message.contains("already resolved"), "{message}");
+}
+
+#[test]
+fn resolved_alerts_auto_resolve_after_grace() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![resolved("a")], at(MIN));
+    assert_eq!(p.incident.auto_resolve_at, Some(at(3 * MIN)));
+    p.tick(at(2 * MIN));
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    p.tick(at(3 * MIN));
+    assert_eq!(p.incident.status, IncidentStatus::Resolved);
+    assert_eq!(p.incident.resolved_by.as_deref(), Some("system:auto-resolve"));
+    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertResolved, EventKind::Resolved]);
+}
+
+#[test]
+fn refire_inside_grace_cancels_auto_resolve() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![resolved("a")], at(MIN));
+    p.alerts(vec![firing("a")], at(2 * MIN));
+    assert_eq!(p.incident.auto_resolve_at, None);
+    p.tick(at(10 * MIN));
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertResolved, EventKind::AlertAdded]);
+}
+
+#[test]
+fn auto_resolve_waits_for_every_alert() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![firing("b"), resolved("a")], at(MIN));
+    assert_eq!(p.incident.auto_resolve_at, None);
+    p.alerts(vec![resolved("b")], at(2 * MIN));
+    assert_eq!(p.incident.auto_resolve_at, Some(at(4 * MIN)));
+}
+
+#[test]
+fn firing_inside_reopen_window_reopens_and_after_it_bounces() {
+    let mut p = Probe::open(firing("a"));
+    p.command(Command::Resolve, at(MIN)).unwrap();
+    assert!(p.alerts(vec![firing("a")], at(10 * MIN)).is_empty());
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    assert_eq!(p.incident.reopen_count, 1);
+    p.command(Command::Resolve, at(11 * MIN)).unwrap();
+    let batch = vec![resolved("a"), firing("b"), resolved("b")];
+    let bounced = p.alerts(batch, at(30 * MIN));
+    assert_eq!(bounced.len(), 2, "the late firing alert and everything after it");
+    assert_eq!(bounced[0].fingerprint, firing("b").fingerprint);
+    assert_eq!(p.incident.status, IncidentStatus::Resolved);
+    assert_eq!(p.incident.reopen_count, 1);
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn snooze_expiry_retriggers_and_restarts_escalation() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    p.tick(T0);
+    assert_eq!(p.escalations().len(), 1);
+    p.command(Command::Snooze { until: at(30 * MIN) }, at(MIN)).unwrap();
+    assert_eq!(p.incident.status, IncidentStatus::Snoozed);
+    p.tick(at(29 * MIN));
+    assert_eq!(p.escalations().len(), 1, "snoozed incidents do not escalate");
+    p.tick(at(30 * MIN));
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    assert_eq!(p.escalations().last().map(|e| (e.0, e.1)), Some((0, 0)), "escalation restarts at step 1");
+    assert_eq!(p.escalations().len(), 2);
+    assert!(p.kinds().contains(&EventKind::SnoozeExpired));
+    assert!(matches!(
+        p.command(Command::Snooze { until: at(MIN) }, at(31 * MIN)),
+        Err(CommandError::Invalid { field: "until", .. })
+    ));
+}
+
+#[test]
+fn ack_timeout_retriggers_and_resumes_escalation() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    p.tick(T0);
+    p.command(Command::Acknowledge, at(MIN)).unwrap();
+    assert_eq!(p.incident.ack_timeout_at, Some(at(31 * MIN)));
+    p.tick(at(30 * MIN));
+    assert_eq!(p.incident.status, IncidentStatus::Acknowledged);
+    p.tick(at(31 * MIN));
+    assert_eq!(p.incident.status, IncidentStatus::Triggered);
+    assert_eq!(
+        p.escalations().iter().map(|e| (e.0, e.1, e.2)).collect::<Vec<_>>(),
+        vec![(0, 0, T0), (1, 0, at(31 * MIN))],
+        "the pending step fires as soon as the acknowledgement times out"
+    );
+    assert_eq!(p.incident.escalation.next_at, Some(at(41 * MIN)));
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn escalation_two_steps_repeat_two_stopped_by_ack_resumed_by_unack() {
+    let mut no_ack_timeout = route().as_ref().clone();
+    no_ack_timeout.ack_timeout = Duration::ZERO;
+    let first = alert("a", AlertStatus::Firing, Severity::Critical);
+    let mut p = Probe::open_with(first, rules(), Arc::new(no_ack_timeout));
+    p.tick(T0);
+    p.tick(at(10 * MIN));
+    assert_eq!(p.escalations().len(), 2);
+    p.command(Command::Acknowledge, at(12 * MIN)).unwrap();
+    p.tick(at(200 * MIN));
+    assert_eq!(p.escalations().len(), 2, "acknowledged: nothing fires");
+    p.command(Command::Unacknowledge, at(200 * MIN)).unwrap();
+    // The pending step (loop 2, step 1) fires at once, then one every 10 minutes.
+    p.tick(at(200 * MIN));
+    for minutes in [210, 220, 230, 240, 250] {
+        p.tick(at(minutes * MIN));
+    }
+    let fired: Vec<(u32, u32)> = p.escalations().iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(fired, vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
+    assert_eq!(p.incident.escalation.next_at, None, "1 + repeat passes, then it stops");
+    let keys: std::collections::HashSet<String> = p
+        .events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::Escalated { idempotency_key, .. } => Some(idempotency_key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.len(), 6, "every step and loop has its own idempotency key");
+    assert!(matches!(
+        p.command(Command::EscalateNow, at(300 * MIN)),
+        Err(CommandError::NotApplicable { .. })
+    ));
+    p.assert_seq_gap_free();
+}
+
+#[test]
+fn overdue_steps_fire_once_each_in_order() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    p.tick(at(25 * MIN));
+    let fired: Vec<(u32, u32, Timestamp)> = p.escalations();
+    assert_eq!(fired.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(), vec![(0, 0), (1, 0), (0, 1)]);
+    p.tick(at(25 * MIN));
+    assert_eq!(p.escalations().len(), 3, "a second tick at the same time fires nothing");
+    assert_eq!(p.incident.escalation.next_at, Some(at(30 * MIN)), "schedule keeps its own cadence");
+}
+
+#[test]
+fn escalate_now_fires_the_pending_step_at_once() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    p.tick(T0);
+    p.command(Command::EscalateNow, at(MIN)).unwrap();
+    assert_eq!(p.escalations().iter().map(|e| (e.0, e.2)).collect::<Vec<_>>(), vec![(0, T0), (1, at(MIN))]);
+    assert_eq!(p.incident.escalation.next_at, Some(at(11 * MIN)));
+}
+
+#[test]
+fn reopen_gives_fresh_idempotency_keys() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    p.tick(T0);
+    p.command(Command::Resolve, at(MIN)).unwrap();
+    p.command(Command::Reopen, at(2 * MIN)).unwrap();
+    p.tick(at(2 * MIN));
+    let keys: Vec<String> = p
+        .events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::Escalated { idempotency_key, .. } => Some(idempotency_key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[test]
+fn resolved_incident_is_archived_after_quiet_retention() {
+    let mut p = Probe::open(firing("a"));
+    p.command(Command::Resolve, at(MIN)).unwrap();
+    p.command(Command::AddNote { text: "postmortem later".into() }, at(30 * MIN)).unwrap();
+    p.tick(at(61 * MIN));
+    assert!(!p.incident.archived, "the note restarted the quiet period");
+    p.tick(at(90 * MIN));
+    assert!(p.incident.archived);
+    assert_eq!(p.kinds().last(), Some(&EventKind::Archived));
+    assert_eq!(p.alerts(vec![firing("a")], at(91 * MIN)).len(), 1, "archived incidents take nothing");
+}
+
+#[test]
+fn timer_generation_moves_with_the_deadline() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    let g0 = p.incident.timer_generation;
+    p.alerts(vec![alert("a", AlertStatus::Firing, Severity::Critical)], at(MIN));
+    assert_eq!(p.incident.timer_generation, g0, "a duplicate moves no deadline");
+    p.command(Command::Acknowledge, at(MIN)).unwrap();
+    assert_ne!(p.incident.timer_generation, g0);
+}
+
+#[test]
+fn snapshot_round_trips_and_rejects_unknown_versions() {
+    let mut p = Probe::open(firing("a"));
+    p.command(Command::AddNote { text: "hi".into() }, at(MIN)).unwrap();
+    let bytes = encode_incident(&p.incident);
+    assert_eq!(decode_incident("k", &bytes).unwrap(), p.incident);
+    let mut future = bytes.clone();
+    future[0] = 99;
+    let err = decode_incident("shard-1/abc", &future).unwrap_err();
+    assert!(matches!(err, CodecError::UnknownVersion { found: 99, .. }));
+    assert!(err.to_string().contains("shard-1/abc"));
+    assert!(matches!(decode_incident("k", &bytes[..bytes.len() / 2]), Err(CodecError::Corrupt { .. })));
+    assert!(matches!(decode_incident("k", &[]), Err(CodecError::Empty { .. })));
+}

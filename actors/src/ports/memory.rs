@@ -1,0 +1,98 @@
+//! In-memory implementations of the ports, for tests and benches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{EventSink, ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
+use crate::model::{IncidentEvent, IncidentId};
+
+#[derive(Default)]
+struct ShardData {
+    live: BTreeMap<IncidentId, Arc<Vec<u8>>>,
+    archive: BTreeMap<IncidentId, Arc<Vec<u8>>>,
+    offsets: BTreeMap<String, i64>,
+}
+
+/// A snapshot store that lives as long as the value does.
+#[derive(Default)]
+pub struct MemoryStore {
+    shards: Mutex<HashMap<usize, ShardData>>,
+    failing: Mutex<bool>,
+}
+
+impl MemoryStore {
+    /// Makes every save fail until called again with `false`, to test outages.
+    pub fn set_failing(&self, failing: bool) {
+        *self.failing.lock().unwrap() = failing;
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.shards.lock().unwrap().values().map(|s| s.live.len()).sum()
+    }
+
+    pub fn archived_count(&self) -> usize {
+        self.shards.lock().unwrap().values().map(|s| s.archive.len()).sum()
+    }
+
+    /// Puts raw bytes under an id, as a corrupt store would hold them.
+    pub fn put_raw(&self, shard: usize, id: IncidentId, bytes: Vec<u8>) {
+        let mut shards = self.shards.lock().unwrap();
+        shards.entry(shard).or_default().live.insert(id, Arc::new(bytes));
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MemoryStore {
+    async fn load_shard(&self, shard: usize) -> Result<ShardSnapshot, StoreError> {
+        let shards = self.shards.lock().unwrap();
+        Ok(shards
+            .get(&shard)
+            .map(|data| ShardSnapshot {
+                incidents: data.live.iter().map(|(id, b)| (id.to_string(), b.to_vec())).collect(),
+                offsets: data.offsets.clone(),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
+        if *self.failing.lock().unwrap() {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        let mut shards = self.shards.lock().unwrap();
+        let data = shards.entry(shard).or_default();
+        for (id, bytes) in &batch.upserts {
+            data.live.insert(*id, bytes.clone());
+        }
+        for (id, bytes) in &batch.archived {
+            data.live.remove(id);
+            data.archive.insert(*id, bytes.clone());
+        }
+        data.offsets.extend(batch.offsets.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(())
+    }
+}
+
+/// An event sink that keeps every event, in publish order.
+#[derive(Default)]
+pub struct CollectingSink {
+    events: Mutex<Vec<IncidentEvent>>,
+}
+
+impl CollectingSink {
+    pub fn events(&self) -> Vec<IncidentEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn events_of(&self, id: IncidentId) -> Vec<IncidentEvent> {
+        self.events().into_iter().filter(|e| e.incident_id == id).collect()
+    }
+}
+
+#[async_trait]
+impl EventSink for CollectingSink {
+    fn publish(&self, events: &[IncidentEvent]) {
+        self.events.lock().unwrap().extend_from_slice(events);
+    }
+}

@@ -1,0 +1,12 @@
+//! The engine's only doors to the world: where snapshots are kept, where
+//! events go, and what time it is. The service plugs real stores and sinks
+//! in; tests plug the in-memory ones from [`memory`].
+
+mod clock;
+pub mod memory;
+mod sink;
+mod store;
+
+pub use clock::{Clock, TokioClock};
+pub use sink::{EventSink, SinkError};
+pub use store::{ShardSnapshot, SnapshotBatch, SnapshotStore, SourcePosition, StoreError};

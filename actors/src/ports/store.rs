@@ -1,0 +1,54 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::model::IncidentId;
+
+/// How far a source (e.g. a Kafka partition) has been applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub source: String,
+    pub offset: i64,
+}
+
+/// Everything a shard stored, as loaded at restore.
+#[derive(Clone, Debug, Default)]
+pub struct ShardSnapshot {
+    /// Encoded incidents by store key; decoding happens in the engine so a
+    /// bad entry is reported by key and skipped.
+    pub incidents: Vec<(String, Vec<u8>)>,
+    /// Highest applied offset per source.
+    pub offsets: BTreeMap<String, i64>,
+}
+
+/// One flush of one shard, stored atomically.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotBatch {
+    pub upserts: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    /// Incidents leaving the live set, with their final state for the archive.
+    pub archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    pub offsets: BTreeMap<String, i64>,
+}
+
+impl SnapshotBatch {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.archived.is_empty()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("snapshot store unavailable: {0}")]
+    Unavailable(String),
+    #[error("shard {shard} is owned by a newer epoch; this replica no longer owns it")]
+    Fenced { shard: usize },
+}
+
+/// Where shards keep their snapshots.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
+    async fn load_shard(&self, shard: usize) -> Result<ShardSnapshot, StoreError>;
+    async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError>;
+}

@@ -1,0 +1,80 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Engine settings: the `[engine]` table of the service config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Number of shards; 0 means one per CPU core. With Kafka this must equal
+    /// the partition count of the keyed alerts topic.
+    pub shards: usize,
+    /// Alerts a shard may hold that are not yet durable; beyond it `submit`
+    /// answers "busy" (HTTP 503) and stream sources pause.
+    pub shard_capacity: usize,
+    /// Group commit: how long a shard gathers changes before storing them.
+    /// A caller waits at most about this long for its alerts to be durable.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Most distinct alerts kept per incident; more are counted, not kept.
+    pub max_alerts_per_incident: usize,
+    /// Most timeline entries kept per incident; older ones are dropped.
+    pub max_timeline_entries: usize,
+    /// A resolved incident with no change for this long is archived.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    pub passivation: PassivationSettings,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            shards: 0,
+            shard_capacity: 50_000,
+            flush_interval: Duration::from_millis(10),
+            max_alerts_per_incident: 1_000,
+            max_timeline_entries: 200,
+            retention: Duration::from_secs(24 * 3600),
+            passivation: PassivationSettings::default(),
+        }
+    }
+}
+
+/// Quiet incidents stop their actor and wait, encoded, in the shard until
+/// their next alert, command or timer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassivationSettings {
+    pub enabled: bool,
+    /// An incident with no input for this long is passivated...
+    #[serde(with = "humantime_serde")]
+    pub idle_after: Duration,
+    /// ...unless one of its deadlines falls within this horizon.
+    #[serde(with = "humantime_serde")]
+    pub timer_horizon: Duration,
+    /// How often a shard looks for incidents to passivate.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for PassivationSettings {
+    fn default() -> Self {
+        PassivationSettings {
+            enabled: true,
+            idle_after: Duration::from_secs(60),
+            timer_horizon: Duration::from_secs(30),
+            check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl EngineSettings {
+    /// The shard count to use on this machine.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+}

@@ -1,0 +1,31 @@
+use std::sync::Arc;
+
+use ractor::ActorRef;
+
+use crate::incident::IncidentMsg;
+use crate::model::Timestamp;
+
+/// The group an incident belongs to: (tenant, group key).
+pub(crate) type GroupRef = (String, String);
+
+/// A live incident as its shard holds it.
+pub(crate) enum Entry {
+    /// Resident: an actor owns the state. `restart_from` is the last stored
+    /// (or initial) encoding, used if the actor fails.
+    Active {
+        actor: ActorRef<IncidentMsg>,
+        group: GroupRef,
+        last_input: Timestamp,
+        restart_from: Arc<Vec<u8>>,
+    },
+    /// Passivated: only the encoded state is kept, until the next input.
+    Passive { bytes: Arc<Vec<u8>>, group: GroupRef },
+}
+
+impl Entry {
+    pub fn group(&self) -> &GroupRef {
+        match self {
+            Entry::Active { group, .. } | Entry::Passive { group, .. } => group,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+
+use crate::engine::EngineError;
+use crate::incident::{IncidentMsg, SnapshotReply};
+use crate::model::IncidentId;
+use crate::ports::SnapshotBatch;
+use crate::telemetry;
+
+use super::entry::Entry;
+use super::supervisor::{ShardMsg, ShardState, Waiter};
+use super::ShardContext;
+
+/// How long a flush waits for one incident's snapshot before treating the
+/// incident as failed.
+const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause between flush retries while the store is failing.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Callers and alerts waiting for the next flush.
+#[derive(Default)]
+pub(crate) struct Round {
+    pub waiters: Vec<Waiter>,
+    /// Alerts taken since the last flush (counted against shard capacity).
+    pub alerts: usize,
+    /// An incident restarted during the round: some of its input is gone.
+    pub lost: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct FlushControl {
+    pub in_flight: bool,
+    pub scheduled: bool,
+    pub failures: u32,
+}
+
+/// One flush, taken out of the shard so it runs while the shard goes on.
+pub(crate) struct FlushJob {
+    ready: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    asks: Vec<(IncidentId, oneshot::Receiver<SnapshotReply>)>,
+    archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    offsets: BTreeMap<String, i64>,
+    round: Round,
+}
+
+pub(crate) struct FlushOutcome {
+    result: Result<(), String>,
+    saved: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    unanswered: Vec<IncidentId>,
+    bounced: bool,
+    round: Round,
+    duration: Duration,
+}
+
+/// Gathers the snapshots, publishes pending events, then stores the batch.
+pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutcome {
+    let started = Instant::now();
+    let mut upserts = job.ready;
+    let mut unanswered = Vec::new();
+    let mut bounced = false;
+    for (id, reply) in job.asks {
+        match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
+            Ok(Ok(snapshot)) => {
+                bounced |= snapshot.bounced;
+                upserts.push((id, snapshot.bytes));
+            }
+            _ => unanswered.push(id),
+        }
+    }
+    let batch = SnapshotBatch {
+        upserts,
+        archived: job.archived,
+        offsets: job.offsets,
+    };
+    // Events first: a crash after this point repeats events, never skips one.
+    let result = match context.sink.flush().await {
+        Err(e) => Err(e.to_string()),
+        Ok(()) if batch.is_empty() => Ok(()),
+        Ok(()) => context.store.save_batch(context.shard, &batch).await.map_err(|e| e.to_string()),
+    };
+    FlushOutcome {
+        result,
+        saved: batch.upserts,
+        archived: batch.archived,
+        unanswered,
+        bounced,
+        round: job.round,
+        duration: started.elapsed(),
+    }
+}
+
+impl ShardState {
+    /// Arms the next group commit unless one is already armed.
+    pub(super) fn schedule_flush(&mut self, myself: &ActorRef<ShardMsg>) {
+        self.schedule_flush_after(myself, self.context.settings.flush_interval);
+    }
+
+    fn schedule_flush_after(&mut self, myself: &ActorRef<ShardMsg>, delay: Duration) {
+        if !self.flush.scheduled {
+            self.flush.scheduled = true;
+            let _ = myself.send_after(delay, || ShardMsg::Flush);
+        }
+    }
+
+    pub(super) fn start_flush(&mut self, myself: &ActorRef<ShardMsg>) {
+        if let Some(job) = self.begin_flush() {
+            let context = self.context.clone();
+            let shard = myself.clone();
+            tokio::spawn(async move {
+                let outcome = run(job, context).await;
+                let _ = shard.cast(ShardMsg::FlushDone(outcome));
+            });
+        }
+    }
+
+    /// Takes everything dirty into a job. Snapshot requests go through the
+    /// incidents' mailboxes, behind every input already sent to them, so
+    /// each snapshot holds the effect of everything this round took.
+    pub(super) fn begin_flush(&mut self) -> Option<FlushJob> {
+        self.flush.scheduled = false;
+        let idle = self.dirty.is_empty()
+            && self.archived.is_empty()
+            && self.round.waiters.is_empty()
+            && self.round.alerts == 0;
+        if self.flush.in_flight || idle {
+            return None;
+        }
+        let mut ready = Vec::new();
+        let mut asks = Vec::new();
+        for id in self.dirty.drain() {
+            match self.incidents.get(&id) {
+                Some(Entry::Active { actor, .. }) => {
+                    let (tx, rx) = oneshot::channel();
+                    // A failed cast drops `tx`; the job sees it unanswered.
+                    let _ = actor.cast(IncidentMsg::Snapshot(tx));
+                    asks.push((id, rx));
+                }
+                Some(Entry::Passive { bytes, .. }) => ready.push((id, bytes.clone())),
+                None => {}
+            }
+        }
+        self.flush.in_flight = true;
+        Some(FlushJob {
+            ready,
+            asks,
+            archived: std::mem::take(&mut self.archived),
+            offsets: self.offsets.clone(),
+            round: std::mem::take(&mut self.round),
+        })
+    }
+
+    pub(super) fn finish_flush(&mut self, myself: &ActorRef<ShardMsg>, outcome: FlushOutcome) {
+        self.flush.in_flight = false;
+        let FlushOutcome {
+            result,
+            saved,
+            archived,
+            unanswered,
+            bounced,
+            round,
+            duration,
+        } = outcome;
+        telemetry::flush_done(duration, saved.len() + archived.len(), result.is_ok());
+        let lost = round.lost || !unanswered.is_empty();
+        self.dirty.extend(unanswered);
+        match result {
+            Ok(()) => {
+                self.flush.failures = 0;
+                for (id, bytes) in saved {
+                    if let Some(Entry::Active { restart_from, .. }) = self.incidents.get_mut(&id) {
+                        *restart_from = bytes;
+                    }
+                }
+                if lost {
+                    for waiter in round.waiters {
+                        let _ = waiter.send(Err(EngineError::Retry(
+                            "an incident restarted before its changes were stored".into(),
+                        )));
+                    }
+                    self.context.load.release(round.alerts);
+                } else if bounced {
+                    // The alerts an incident handed back opened a new
+                    // incident after this flush began: wait one more round.
+                    self.round.waiters.extend(round.waiters);
+                    self.round.alerts += round.alerts;
+                } else {
+                    for waiter in round.waiters {
+                        let _ = waiter.send(Ok(()));
+                    }
+                    self.context.load.release(round.alerts);
+                }
+            }
+            Err(message) => {
+                self.flush.failures += 1;
+                tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
+                self.dirty.extend(saved.into_iter().map(|(id, _)| id));
+                self.archived.extend(archived);
+                for waiter in round.waiters {
+                    let _ = waiter.send(Err(EngineError::NotDurable(message.clone())));
+                }
+                // Still only in memory: keep counting them against capacity.
+                self.round.alerts += round.alerts;
+            }
+        }
+        telemetry::shard_state(
+            self.context.shard,
+            self.context.load.pending(),
+            self.live_count(),
+            self.resident_count(),
+        );
+        let pending = !self.dirty.is_empty()
+            || !self.archived.is_empty()
+            || !self.round.waiters.is_empty()
+            || self.round.alerts > 0;
+        if pending {
+            let backoff = self.context.settings.flush_interval * 2u32.saturating_pow(self.flush.failures.min(10));
+            self.schedule_flush_after(myself, backoff.min(MAX_RETRY_DELAY));
+        }
+    }
+}

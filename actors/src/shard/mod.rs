@@ -1,0 +1,14 @@
+//! Shards: each owns the incidents of its group keys, their timers and their
+//! snapshots, and supervises the incident actors.
+
+mod context;
+mod entry;
+mod flush;
+mod load;
+mod passivation;
+mod supervisor;
+mod timers;
+
+pub(crate) use context::ShardContext;
+pub use load::ShardLoad;
+pub(crate) use supervisor::{shard_of, RoutedAlert, ShardArgs, ShardMsg, ShardSupervisor};

@@ -1,0 +1,609 @@
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::{oneshot, watch};
+
+use crate::engine::EngineError;
+use crate::incident::{decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg};
+use crate::model::{
+    Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident, Timestamp,
+};
+use crate::ports::SourcePosition;
+use crate::routing::RouteSettings;
+use crate::telemetry;
+
+use super::context::IncidentUpdate;
+use super::entry::{Entry, GroupRef};
+use super::flush::{FlushControl, FlushOutcome, Round};
+use super::timers::{spawn_timer_task, TimerIndex};
+use super::ShardContext;
+
+/// Told once the changes it waited for are stored (or why they were not).
+pub(crate) type Waiter = oneshot::Sender<Result<(), EngineError>>;
+pub(crate) type SummaryReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
+
+/// An alert with its routing decision.
+pub(crate) struct RoutedAlert {
+    pub alert: Alert,
+    pub tenant: String,
+    pub group_key: String,
+    pub route: Arc<RouteSettings>,
+}
+
+/// The shard of a group: a stable hash (FNV-1a), the same on every replica
+/// and every run, so one group key always lands on one shard.
+pub(crate) fn shard_of(tenant: &str, group_key: &str, shards: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tenant.bytes().chain([0u8]).chain(group_key.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % shards.max(1) as u64) as usize
+}
+
+pub(crate) enum ShardMsg {
+    Alerts {
+        alerts: Vec<RoutedAlert>,
+        position: Option<SourcePosition>,
+        durable: Option<Waiter>,
+    },
+    Command {
+        id: IncidentId,
+        command: Command,
+        actor: String,
+        reply: SummaryReply,
+    },
+    Create {
+        id: IncidentId,
+        request: NewIncident,
+        actor: String,
+        reply: SummaryReply,
+    },
+    Get {
+        id: IncidentId,
+        reply: oneshot::Sender<Option<Incident>>,
+    },
+    /// Answers once everything the shard took before it is stored.
+    Sync(Waiter),
+    Updated(IncidentUpdate),
+    /// Alerts an incident could not take (resolved past its reopen window,
+    /// or archived): they open a new incident for their group.
+    Bounced {
+        from: IncidentId,
+        tenant: String,
+        group_key: String,
+        route: Arc<RouteSettings>,
+        alerts: Vec<Alert>,
+    },
+    TimersDue,
+    Flush,
+    FlushDone(FlushOutcome),
+    Sweep,
+    Stop(oneshot::Sender<()>),
+    #[cfg(test)]
+    CrashIncident(IncidentId),
+}
+
+pub(crate) struct ShardSupervisor;
+
+pub(crate) struct ShardArgs {
+    pub context: Arc<ShardContext>,
+    /// Decoded incidents with their stored bytes, from the restore.
+    pub restored: Vec<(Incident, Arc<Vec<u8>>)>,
+    pub offsets: BTreeMap<String, i64>,
+}
+
+pub(crate) struct ShardState {
+    pub(super) context: Arc<ShardContext>,
+    pub(super) incidents: HashMap<IncidentId, Entry>,
+    /// The current incident of each group: where its next alert goes.
+    groups: HashMap<GroupRef, IncidentId>,
+    pub(super) actors: HashMap<ActorId, IncidentId>,
+    pub(super) timers: TimerIndex,
+    earliest: watch::Sender<Option<Timestamp>>,
+    published_earliest: Option<Timestamp>,
+    timer_task: tokio::task::JoinHandle<()>,
+    pub(super) dirty: HashSet<IncidentId>,
+    pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    pub(super) round: Round,
+    pub(super) offsets: BTreeMap<String, i64>,
+    pub(super) flush: FlushControl,
+    pub(super) sweep_scheduled: bool,
+    stopping: bool,
+}
+
+impl Actor for ShardSupervisor {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = ShardArgs;
+
+    async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
+        let context = args.context;
+        let (earliest, earliest_rx) = watch::channel(None);
+        let timer_task = spawn_timer_task(earliest_rx, context.clock.clone(), myself.clone());
+        let mut state = ShardState {
+            context,
+            incidents: HashMap::new(),
+            groups: HashMap::new(),
+            actors: HashMap::new(),
+            timers: TimerIndex::default(),
+            earliest,
+            published_earliest: None,
+            timer_task,
+            dirty: HashSet::new(),
+            archived: Vec::new(),
+            round: Round::default(),
+            offsets: args.offsets,
+            flush: FlushControl::default(),
+            sweep_scheduled: false,
+            stopping: false,
+        };
+        // Ids are ULIDs, so in id order the newest incident of a group comes
+        // last and becomes the group's current one.
+        let mut restored = args.restored;
+        restored.sort_by_key(|(incident, _)| incident.id);
+        for (incident, bytes) in restored {
+            let group = (incident.tenant.clone(), incident.group_key.clone());
+            state.groups.insert(group.clone(), incident.id);
+            state.timers.set(incident.id, incident.next_deadline(), incident.timer_generation);
+            state.context.read_model.insert(Arc::new(incident.summary()));
+            state.incidents.insert(incident.id, Entry::Passive { bytes, group });
+        }
+        state.publish_earliest(true);
+        Ok(state)
+    }
+
+    async fn post_start(&self, myself: ActorRef<ShardMsg>, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+        if !state.context.settings.passivation.enabled {
+            let ids: Vec<IncidentId> = state.incidents.keys().copied().collect();
+            for id in ids {
+                state.resident(&myself, id).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<ShardMsg>, message: ShardMsg, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+        match message {
+            ShardMsg::Alerts {
+                alerts,
+                position,
+                durable,
+            } => state.on_alerts(&myself, alerts, position, durable).await,
+            ShardMsg::Command {
+                id,
+                command,
+                actor,
+                reply,
+            } => state.on_command(&myself, id, command, actor, reply).await,
+            ShardMsg::Create {
+                id,
+                request,
+                actor,
+                reply,
+            } => state.on_create(&myself, id, request, actor, reply).await,
+            ShardMsg::Get { id, reply } => state.on_get(id, reply),
+            ShardMsg::Sync(waiter) => {
+                state.round.waiters.push(waiter);
+                state.schedule_flush(&myself);
+            }
+            ShardMsg::Updated(update) => state.on_updated(&myself, update),
+            ShardMsg::Bounced {
+                from,
+                tenant,
+                group_key,
+                route,
+                alerts,
+            } => {
+                let now = state.context.clock.now();
+                let group = (tenant, group_key);
+                match state.groups.get(&group).copied() {
+                    Some(current) if current != from => state.send_alerts(&myself, current, alerts, now).await,
+                    _ => {
+                        state.groups.remove(&group);
+                        state.open_incident(&myself, group, &route, alerts, now).await;
+                    }
+                }
+                state.schedule_flush(&myself);
+            }
+            ShardMsg::TimersDue => state.on_timers_due(&myself).await,
+            ShardMsg::Flush => state.start_flush(&myself),
+            ShardMsg::FlushDone(outcome) => state.finish_flush(&myself, outcome),
+            ShardMsg::Sweep => state.sweep(&myself).await,
+            ShardMsg::Stop(done) => state.on_stop(&myself, done).await,
+            #[cfg(test)]
+            ShardMsg::CrashIncident(id) => {
+                if let Some(Entry::Active { actor, .. }) = state.incidents.get(&id) {
+                    let _ = actor.cast(IncidentMsg::Crash);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        event: SupervisionEvent,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                state.restart(&myself, cell.get_id(), &error.to_string()).await;
+            }
+            // A stop the shard did not ask for (it forgets an actor before
+            // retiring or passivating it) is a failure too.
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if state.actors.contains_key(&cell.get_id()) {
+                    let reason = reason.unwrap_or_else(|| "stopped".into());
+                    state.restart(&myself, cell.get_id(), &reason).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<ShardMsg>, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+        state.timer_task.abort();
+        Ok(())
+    }
+}
+
+impl ShardState {
+    async fn on_alerts(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        alerts: Vec<RoutedAlert>,
+        position: Option<SourcePosition>,
+        durable: Option<Waiter>,
+    ) {
+        let count = alerts.len();
+        if self.stopping {
+            self.context.load.release(count);
+            if let Some(waiter) = durable {
+                let _ = waiter.send(Err(EngineError::ShuttingDown));
+            }
+            return;
+        }
+        let replayed = position
+            .as_ref()
+            .is_some_and(|p| self.offsets.get(&p.source).is_some_and(|applied| p.offset <= *applied));
+        if replayed {
+            telemetry::alerts_replayed(count);
+        } else {
+            let now = self.context.clock.now();
+            for (group, route, alerts) in by_group(alerts) {
+                match self.groups.get(&group).copied() {
+                    Some(id) => self.send_alerts(myself, id, alerts, now).await,
+                    None => self.open_incident(myself, group, &route, alerts, now).await,
+                }
+            }
+            if let Some(position) = position {
+                self.offsets.insert(position.source, position.offset);
+            }
+        }
+        self.round.alerts += count;
+        self.round.waiters.extend(durable);
+        self.schedule_flush(myself);
+    }
+
+    async fn on_command(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        id: IncidentId,
+        command: Command,
+        actor: String,
+        reply: SummaryReply,
+    ) {
+        match self.resident(myself, id).await {
+            Some(incident) => {
+                let _ = incident.cast(IncidentMsg::Command { command, actor, reply });
+                self.touch(id, self.context.clock.now());
+                self.dirty.insert(id);
+                self.schedule_flush(myself);
+            }
+            None => {
+                let _ = reply.send(Err(CommandError::NotFound(id)));
+            }
+        }
+    }
+
+    async fn on_create(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        id: IncidentId,
+        request: NewIncident,
+        actor: String,
+        reply: SummaryReply,
+    ) {
+        let now = self.context.clock.now();
+        let mut events = Vec::new();
+        let incident = Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
+        let summary = events.last().map(|e| e.incident.clone());
+        self.context.publish(&incident, events);
+        let group = (incident.tenant.clone(), incident.group_key.clone());
+        self.groups.insert(group.clone(), id);
+        self.install(myself, incident, group, now).await;
+        let _ = reply.send(summary.ok_or_else(|| CommandError::Unavailable("incident created without event".into())));
+    }
+
+    fn on_get(&mut self, id: IncidentId, reply: oneshot::Sender<Option<Incident>>) {
+        match self.incidents.get(&id) {
+            Some(Entry::Active { actor, .. }) => {
+                if let Err(e) = actor.cast(IncidentMsg::Get(reply)) {
+                    tracing::warn!(incident = %id, error = %e, "incident actor unreachable for a read");
+                }
+            }
+            Some(Entry::Passive { bytes, .. }) => {
+                let _ = reply.send(decode_incident(&id.to_string(), bytes).ok());
+            }
+            None => {
+                let _ = reply.send(None);
+            }
+        }
+    }
+
+    fn on_updated(&mut self, myself: &ActorRef<ShardMsg>, update: IncidentUpdate) {
+        let Some(final_state) = update.archived else {
+            if self.incidents.contains_key(&update.id) {
+                self.timers.set(update.id, update.deadline, update.generation);
+                self.publish_earliest(false);
+            }
+            return;
+        };
+        self.timers.remove(update.id);
+        if let Some(entry) = self.incidents.remove(&update.id) {
+            if let Entry::Active { actor, .. } = &entry {
+                self.actors.remove(&actor.get_id());
+                // Through the mailbox, so input queued before it is still
+                // handled (and bounced to a new incident).
+                let _ = actor.cast(IncidentMsg::Retire);
+            }
+            if self.groups.get(entry.group()) == Some(&update.id) {
+                self.groups.remove(entry.group());
+            }
+        }
+        self.dirty.remove(&update.id);
+        self.archived.push((update.id, final_state));
+        self.publish_earliest(false);
+        self.schedule_flush(myself);
+    }
+
+    async fn on_timers_due(&mut self, myself: &ActorRef<ShardMsg>) {
+        let now = self.context.clock.now();
+        for (id, generation) in self.timers.pop_due(now) {
+            if let Some(incident) = self.resident(myself, id).await {
+                let _ = incident.cast(IncidentMsg::Timer { generation });
+                self.dirty.insert(id);
+            }
+        }
+        // Always publish, even an unchanged deadline: the timer task waits
+        // for it before sleeping again.
+        self.publish_earliest(true);
+        self.schedule_flush(myself);
+    }
+
+    async fn on_stop(&mut self, myself: &ActorRef<ShardMsg>, done: oneshot::Sender<()>) {
+        self.stopping = true;
+        if self.flush.in_flight {
+            // Let the running flush report back first.
+            let _ = myself.send_after(std::time::Duration::from_millis(5), move || ShardMsg::Stop(done));
+            return;
+        }
+        for _ in 0..5 {
+            let Some(job) = self.begin_flush() else { break };
+            let outcome = super::flush::run(job, self.context.clone()).await;
+            self.finish_flush(myself, outcome);
+        }
+        for entry in self.incidents.values() {
+            if let Entry::Active { actor, .. } = entry {
+                self.actors.remove(&actor.get_id());
+                let _ = actor.cast(IncidentMsg::Retire);
+            }
+        }
+        self.timer_task.abort();
+        let _ = done.send(());
+        myself.stop(Some("shard stopped".into()));
+    }
+
+    pub(super) async fn send_alerts(&mut self, myself: &ActorRef<ShardMsg>, id: IncidentId, alerts: Vec<Alert>, now: Timestamp) {
+        match self.resident(myself, id).await {
+            Some(incident) => {
+                let _ = incident.cast(IncidentMsg::Alerts(alerts));
+                self.touch(id, now);
+                self.dirty.insert(id);
+            }
+            None => {
+                tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
+                self.round.lost = true;
+            }
+        }
+    }
+
+    /// Opens a new incident for `group` from its first firing alert. Resolved
+    /// alerts before it have no incident to resolve and are only counted.
+    pub(super) async fn open_incident(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        group: GroupRef,
+        route: &Arc<RouteSettings>,
+        alerts: Vec<Alert>,
+        now: Timestamp,
+    ) {
+        let Some(first_firing) = alerts.iter().position(|a| a.status == AlertStatus::Firing) else {
+            telemetry::alerts_without_incident(alerts.len());
+            return;
+        };
+        telemetry::alerts_without_incident(first_firing);
+        let mut alerts = alerts.into_iter().skip(first_firing);
+        let Some(first) = alerts.next() else { return };
+        let rules = &self.context.rules;
+        let mut events = Vec::new();
+        let id = IncidentId::new(now);
+        let mut incident = Incident::open(id, &group.0, &group.1, route, &first, now, rules, &mut events);
+        let bounced = incident.apply_alerts(alerts.collect(), now, rules, &mut events);
+        debug_assert!(bounced.is_empty(), "a new incident is not resolved, so it takes every alert");
+        self.context.publish(&incident, events);
+        self.groups.insert(group.clone(), id);
+        self.install(myself, incident, group, now).await;
+    }
+
+    /// Adds a new incident to the shard: passivated right away when
+    /// passivation is on (its actor starts with its next input), resident
+    /// otherwise.
+    async fn install(&mut self, myself: &ActorRef<ShardMsg>, incident: Incident, group: GroupRef, now: Timestamp) {
+        let id = incident.id;
+        let bytes = Arc::new(encode_incident(&incident));
+        self.timers.set(id, incident.next_deadline(), incident.timer_generation);
+        self.publish_earliest(false);
+        self.dirty.insert(id);
+        if self.context.settings.passivation.enabled {
+            self.incidents.insert(id, Entry::Passive { bytes, group });
+        } else if let Some(actor) = self.spawn(myself, incident).await {
+            self.incidents.insert(
+                id,
+                Entry::Active {
+                    actor,
+                    group,
+                    last_input: now,
+                    restart_from: bytes,
+                },
+            );
+        } else {
+            self.incidents.insert(id, Entry::Passive { bytes, group });
+        }
+    }
+
+    /// The actor of a live incident, starting it from its passivated state
+    /// when needed.
+    pub(super) async fn resident(&mut self, myself: &ActorRef<ShardMsg>, id: IncidentId) -> Option<ActorRef<IncidentMsg>> {
+        let (bytes, group) = match self.incidents.get(&id)? {
+            Entry::Active { actor, .. } => return Some(actor.clone()),
+            Entry::Passive { bytes, group } => (bytes.clone(), group.clone()),
+        };
+        let incident = match decode_incident(&id.to_string(), &bytes) {
+            Ok(incident) => incident,
+            Err(e) => {
+                tracing::error!(shard = self.context.shard, error = %e, "passivated incident cannot be decoded");
+                telemetry::snapshot_rejected();
+                return None;
+            }
+        };
+        let actor = self.spawn(myself, incident).await?;
+        telemetry::activated();
+        self.incidents.insert(
+            id,
+            Entry::Active {
+                actor: actor.clone(),
+                group,
+                last_input: self.context.clock.now(),
+                restart_from: bytes,
+            },
+        );
+        Some(actor)
+    }
+
+    async fn spawn(&mut self, myself: &ActorRef<ShardMsg>, incident: Incident) -> Option<ActorRef<IncidentMsg>> {
+        let id = incident.id;
+        let args = IncidentArgs {
+            incident,
+            context: self.context.clone(),
+            shard: myself.clone(),
+        };
+        match Actor::spawn_linked(None, IncidentActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.actors.insert(actor.get_id(), id);
+                self.schedule_sweep(myself);
+                Some(actor)
+            }
+            Err(e) => {
+                tracing::error!(shard = self.context.shard, incident = %id, error = %e, "cannot start incident actor");
+                None
+            }
+        }
+    }
+
+    /// Restarts a failed incident from its last stored state. What it took
+    /// since then is gone, so the current round's callers are told to send
+    /// again rather than told it was stored.
+    async fn restart(&mut self, myself: &ActorRef<ShardMsg>, actor: ActorId, reason: &str) {
+        let Some(id) = self.actors.remove(&actor) else { return };
+        let Some(Entry::Active { restart_from, group, .. }) = self.incidents.remove(&id) else {
+            return;
+        };
+        tracing::error!(shard = self.context.shard, incident = %id, reason, "incident actor failed; restarting it from its last stored state");
+        telemetry::incident_restarted();
+        self.round.lost = true;
+        self.incidents.insert(
+            id,
+            Entry::Passive {
+                bytes: restart_from.clone(),
+                group,
+            },
+        );
+        if let Ok(incident) = decode_incident(&id.to_string(), &restart_from) {
+            self.timers.set(id, incident.next_deadline(), incident.timer_generation);
+            self.context.read_model.insert(Arc::new(incident.summary()));
+            self.publish_earliest(false);
+        }
+        if !self.context.settings.passivation.enabled {
+            self.resident(myself, id).await;
+        }
+    }
+
+    fn touch(&mut self, id: IncidentId, now: Timestamp) {
+        if let Some(Entry::Active { last_input, .. }) = self.incidents.get_mut(&id) {
+            *last_input = now;
+        }
+    }
+
+    /// Tells the timer task the earliest deadline when it changed (or always,
+    /// with `force`).
+    fn publish_earliest(&mut self, force: bool) {
+        let earliest = self.timers.earliest();
+        if force || earliest != self.published_earliest {
+            self.published_earliest = earliest;
+            self.earliest.send_replace(earliest);
+        }
+    }
+
+    pub(super) fn live_count(&self) -> usize {
+        self.incidents.len()
+    }
+
+    pub(super) fn resident_count(&self) -> usize {
+        self.actors.len()
+    }
+}
+
+/// Splits a batch by group, keeping arrival order inside each group.
+fn by_group(alerts: Vec<RoutedAlert>) -> Vec<(GroupRef, Arc<RouteSettings>, Vec<Alert>)> {
+    let mut index: HashMap<GroupRef, usize> = HashMap::new();
+    let mut groups: Vec<(GroupRef, Arc<RouteSettings>, Vec<Alert>)> = Vec::new();
+    for routed in alerts {
+        let group = (routed.tenant, routed.group_key);
+        match index.get(&group) {
+            Some(&i) => groups[i].2.push(routed.alert),
+            None => {
+                index.insert(group.clone(), groups.len());
+                groups.push((group, routed.route, vec![routed.alert]));
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_of_is_stable_and_spreads() {
+        assert_eq!(shard_of("t", "g1", 8), shard_of("t", "g1", 8));
+        let used: HashSet<usize> = (0..200).map(|i| shard_of("t", &format!("g{i}"), 8)).collect();
+        assert_eq!(used.len(), 8);
+        assert_ne!(shard_of("a", "bc", 1 << 20), shard_of("ab", "c", 1 << 20));
+    }
+}

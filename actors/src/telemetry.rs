@@ -1,0 +1,67 @@
+//! Every metric the engine records, named `incidentd_<thing>_<unit>[_total]`.
+//! The service installs the Prometheus exporter; without one these are no-ops.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::model::{Change, IncidentEvent};
+
+pub fn events_emitted(events: &[IncidentEvent]) {
+    for event in events {
+        let severity = event.incident.severity.as_str();
+        match &event.change {
+            Change::Created { .. } => counter!("incidentd_incidents_created_total", "severity" => severity).increment(1),
+            Change::Acknowledged => counter!("incidentd_incidents_acknowledged_total", "severity" => severity).increment(1),
+            Change::Resolved { .. } => counter!("incidentd_incidents_resolved_total", "severity" => severity).increment(1),
+            Change::Reopened { .. } => counter!("incidentd_incidents_reopened_total", "severity" => severity).increment(1),
+            Change::Escalated { .. } => counter!("incidentd_escalation_steps_fired_total").increment(1),
+            _ => {}
+        }
+        counter!("incidentd_incident_events_total", "kind" => event.kind.as_str()).increment(1);
+    }
+}
+
+pub fn alerts_without_incident(count: usize) {
+    counter!("incidentd_alerts_ignored_total", "reason" => "resolved_without_incident").increment(count as u64);
+}
+
+pub fn alerts_replayed(count: usize) {
+    counter!("incidentd_alerts_ignored_total", "reason" => "already_applied").increment(count as u64);
+}
+
+pub fn shard_state(shard: usize, pending: usize, live: usize, resident: usize) {
+    let shard = shard.to_string();
+    gauge!("incidentd_shard_pending_alerts", "shard" => shard.clone()).set(pending as f64);
+    gauge!("incidentd_live_incidents", "shard" => shard.clone()).set(live as f64);
+    gauge!("incidentd_resident_incidents", "shard" => shard).set(resident as f64);
+}
+
+pub fn flush_done(duration: Duration, incidents: usize, ok: bool) {
+    histogram!("incidentd_snapshot_flush_duration_seconds").record(duration.as_secs_f64());
+    histogram!("incidentd_snapshot_flush_batch_size").record(incidents as f64);
+    if !ok {
+        counter!("incidentd_snapshot_flush_failures_total").increment(1);
+    }
+}
+
+pub fn incident_restarted() {
+    counter!("incidentd_incident_restarts_total").increment(1);
+}
+
+pub fn snapshot_rejected() {
+    counter!("incidentd_snapshots_rejected_total").increment(1);
+}
+
+pub fn restore_done(shard: usize, duration: Duration, incidents: usize) {
+    histogram!("incidentd_shard_restore_duration_seconds").record(duration.as_secs_f64());
+    gauge!("incidentd_shard_restored_incidents", "shard" => shard.to_string()).set(incidents as f64);
+}
+
+pub fn passivated(count: usize) {
+    counter!("incidentd_incidents_passivated_total").increment(count as u64);
+}
+
+pub fn activated() {
+    counter!("incidentd_incidents_activated_total").increment(1);
+}
