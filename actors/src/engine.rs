@@ -7,12 +7,16 @@ use tokio::sync::oneshot;
 
 use crate::escalation::{EscalationPolicies, EscalationPolicy};
 use crate::incident::{decode_incident, IncidentRules};
-use crate::model::{Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident};
+use crate::model::{
+    Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
+};
 use crate::ports::{Clock, EventSink, SnapshotStore, SourcePosition, StoreError};
 use crate::read_model::ReadModel;
 use crate::routing::{RouteConfig, RoutingTree};
 use crate::settings::EngineSettings;
-use crate::shard::{shard_of, RoutedAlert, ShardArgs, ShardContext, ShardLoad, ShardMsg, ShardSupervisor};
+use crate::shard::{
+    shard_of, RoutedAlert, ShardArgs, ShardContext, ShardLoad, ShardMsg, ShardSupervisor,
+};
 use crate::telemetry;
 
 #[derive(Debug, Error)]
@@ -64,9 +68,14 @@ pub struct Submitted {
 
 /// Checks a routing tree and escalation policies together, reporting every
 /// problem at once.
-pub fn compile_rules(routing: &RouteConfig, policies: Vec<EscalationPolicy>) -> Result<(RoutingTree, EscalationPolicies), Vec<String>> {
-    let policies = EscalationPolicies::new(policies).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let tree = RoutingTree::new(routing, &policies).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+pub fn compile_rules(
+    routing: &RouteConfig,
+    policies: Vec<EscalationPolicy>,
+) -> Result<(RoutingTree, EscalationPolicies), Vec<String>> {
+    let policies = EscalationPolicies::new(policies)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let tree = RoutingTree::new(routing, &policies)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     Ok((tree, policies))
 }
 
@@ -76,7 +85,7 @@ pub struct Engine {
     shards: Vec<ActorRef<ShardMsg>>,
     loads: Vec<Arc<ShardLoad>>,
     read_model: Arc<ReadModel>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -162,19 +171,29 @@ impl Engine {
 
     /// Like `submit`, recording how far `position`'s source has been applied,
     /// so a replay of the same offsets changes nothing.
-    pub async fn submit_from(&self, alerts: Vec<Alert>, position: Option<SourcePosition>) -> Result<Submitted, EngineError> {
+    pub async fn submit_from(
+        &self,
+        alerts: Vec<Alert>,
+        position: Option<SourcePosition>,
+    ) -> Result<Submitted, EngineError> {
         let count = alerts.len();
-        let mut per_shard: Vec<Vec<RoutedAlert>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        let mut per_shard: Vec<Vec<RoutedAlert>> =
+            (0..self.shards.len()).map(|_| Vec::new()).collect();
         let mut routed = 0;
         for alert in alerts {
             let routes = self.routing.route(&alert);
             let last = routes.len().saturating_sub(1);
+            let mut alert = Some(alert);
             for (i, route) in routes.into_iter().enumerate() {
+                // Extra routes (through `continue`) get copies; the last the original.
+                let alert = if i == last {
+                    alert.take()
+                } else {
+                    alert.clone()
+                };
                 let shard = shard_of(&route.tenant, &route.group_key, self.shards.len());
-                // The last route takes the alert itself; earlier ones a copy.
-                let alert = if i == last { alert.clone() } else { alert.clone() };
                 per_shard[shard].push(RoutedAlert {
-                    alert,
+                    alert: alert.expect("only the last route takes the alert"),
                     tenant: route.tenant,
                     group_key: route.group_key,
                     route: route.settings,
@@ -202,7 +221,10 @@ impl Engine {
         for wait in waits {
             wait.await.map_err(|_| EngineError::ShuttingDown)??;
         }
-        Ok(Submitted { alerts: count, routed })
+        Ok(Submitted {
+            alerts: count,
+            routed,
+        })
     }
 
     /// Reserves room on every shard a batch touches, or none at all.
@@ -225,7 +247,12 @@ impl Engine {
     }
 
     /// Applies a command; returns the incident after it, once stored.
-    pub async fn command(&self, id: IncidentId, command: Command, actor: &str) -> Result<Arc<IncidentSummary>, CommandError> {
+    pub async fn command(
+        &self,
+        id: IncidentId,
+        command: Command,
+        actor: &str,
+    ) -> Result<Arc<IncidentSummary>, CommandError> {
         let shard = self.shard_of_incident(id)?;
         let (tx, rx) = oneshot::channel();
         let message = ShardMsg::Command {
@@ -235,12 +262,18 @@ impl Engine {
             reply: tx,
         };
         let summary = self.ask(shard, message, rx).await??;
-        self.sync_shard(shard).await.map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        self.sync_shard(shard)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
         Ok(summary)
     }
 
     /// Opens an incident by hand; returns it once stored.
-    pub async fn create_incident(&self, request: NewIncident, actor: &str) -> Result<Arc<IncidentSummary>, CommandError> {
+    pub async fn create_incident(
+        &self,
+        request: NewIncident,
+        actor: &str,
+    ) -> Result<Arc<IncidentSummary>, CommandError> {
         if request.title.trim().is_empty() {
             return Err(CommandError::Invalid {
                 field: "title",
@@ -257,7 +290,9 @@ impl Engine {
             reply: tx,
         };
         let summary = self.ask(shard, message, rx).await??;
-        self.sync_shard(shard).await.map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        self.sync_shard(shard)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
         Ok(summary)
     }
 
@@ -280,19 +315,32 @@ impl Engine {
 
     async fn sync_shard(&self, shard: usize) -> Result<(), EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.shards[shard].cast(ShardMsg::Sync(tx)).map_err(|_| EngineError::ShuttingDown)?;
+        self.shards[shard]
+            .cast(ShardMsg::Sync(tx))
+            .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
-    async fn ask<T>(&self, shard: usize, message: ShardMsg, reply: oneshot::Receiver<T>) -> Result<T, CommandError> {
+    async fn ask<T>(
+        &self,
+        shard: usize,
+        message: ShardMsg,
+        reply: oneshot::Receiver<T>,
+    ) -> Result<T, CommandError> {
         let unavailable = || CommandError::Unavailable("the engine is shutting down".into());
-        self.shards[shard].cast(message).map_err(|_| unavailable())?;
+        self.shards[shard]
+            .cast(message)
+            .map_err(|_| unavailable())?;
         reply.await.map_err(|_| unavailable())
     }
 
     fn shard_of_incident(&self, id: IncidentId) -> Result<usize, CommandError> {
         let summary = self.read_model.get(&id).ok_or(CommandError::NotFound(id))?;
-        Ok(shard_of(&summary.tenant, &summary.group_key, self.shards.len()))
+        Ok(shard_of(
+            &summary.tenant,
+            &summary.group_key,
+            self.shards.len(),
+        ))
     }
 
     /// Latest summaries of all live incidents.

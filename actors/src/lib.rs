@@ -19,7 +19,11 @@ mod shard;
 mod telemetry;
 
 pub use engine::{compile_rules, Engine, EngineError, Ports, RestoreReport, Submitted};
-pub use incident::{decode_incident, encode_incident, CodecError, IncidentRules, SNAPSHOT_FORMAT_VERSION};
+pub use incident::{
+    decode_incident, encode_incident, CodecError, IncidentRules, SNAPSHOT_FORMAT_VERSION,
+};
 pub use read_model::ReadModel;
 pub use settings::{EngineSettings, PassivationSettings};
 pub use shard::ShardLoad;
+#[cfg(test)]
+mod engine_tests;

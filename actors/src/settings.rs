@@ -74,7 +74,9 @@ impl EngineSettings {
         if self.shards > 0 {
             self.shards
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         }
     }
 }

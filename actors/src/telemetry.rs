@@ -11,11 +11,22 @@ pub fn events_emitted(events: &[IncidentEvent]) {
     for event in events {
         let severity = event.incident.severity.as_str();
         match &event.change {
-            Change::Created { .. } => counter!("incidentd_incidents_created_total", "severity" => severity).increment(1),
-            Change::Acknowledged => counter!("incidentd_incidents_acknowledged_total", "severity" => severity).increment(1),
-            Change::Resolved { .. } => counter!("incidentd_incidents_resolved_total", "severity" => severity).increment(1),
-            Change::Reopened { .. } => counter!("incidentd_incidents_reopened_total", "severity" => severity).increment(1),
-            Change::Escalated { .. } => counter!("incidentd_escalation_steps_fired_total").increment(1),
+            Change::Created { .. } => {
+                counter!("incidentd_incidents_created_total", "severity" => severity).increment(1)
+            }
+            Change::Acknowledged => {
+                counter!("incidentd_incidents_acknowledged_total", "severity" => severity)
+                    .increment(1)
+            }
+            Change::Resolved { .. } => {
+                counter!("incidentd_incidents_resolved_total", "severity" => severity).increment(1)
+            }
+            Change::Reopened { .. } => {
+                counter!("incidentd_incidents_reopened_total", "severity" => severity).increment(1)
+            }
+            Change::Escalated { .. } => {
+                counter!("incidentd_escalation_steps_fired_total").increment(1)
+            }
             _ => {}
         }
         counter!("incidentd_incident_events_total", "kind" => event.kind.as_str()).increment(1);
@@ -23,15 +34,18 @@ pub fn events_emitted(events: &[IncidentEvent]) {
 }
 
 pub fn alerts_without_incident(count: usize) {
-    counter!("incidentd_alerts_ignored_total", "reason" => "resolved_without_incident").increment(count as u64);
+    counter!("incidentd_alerts_ignored_total", "reason" => "resolved_without_incident")
+        .increment(count as u64);
 }
 
 pub fn alerts_replayed(count: usize) {
-    counter!("incidentd_alerts_ignored_total", "reason" => "already_applied").increment(count as u64);
+    counter!("incidentd_alerts_ignored_total", "reason" => "already_applied")
+        .increment(count as u64);
 }
 
-pub fn shard_state(shard: usize, pending: usize, live: usize, resident: usize) {
+pub fn shard_state(shard: usize, pending: usize, live: usize, resident: usize, timers: usize) {
     let shard = shard.to_string();
+    gauge!("incidentd_armed_timers", "shard" => shard.clone()).set(timers as f64);
     gauge!("incidentd_shard_pending_alerts", "shard" => shard.clone()).set(pending as f64);
     gauge!("incidentd_live_incidents", "shard" => shard.clone()).set(live as f64);
     gauge!("incidentd_resident_incidents", "shard" => shard).set(resident as f64);
@@ -55,7 +69,8 @@ pub fn snapshot_rejected() {
 
 pub fn restore_done(shard: usize, duration: Duration, incidents: usize) {
     histogram!("incidentd_shard_restore_duration_seconds").record(duration.as_secs_f64());
-    gauge!("incidentd_shard_restored_incidents", "shard" => shard.to_string()).set(incidents as f64);
+    gauge!("incidentd_shard_restored_incidents", "shard" => shard.to_string())
+        .set(incidents as f64);
 }
 
 pub fn passivated(count: usize) {

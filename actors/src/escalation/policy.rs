@@ -150,7 +150,8 @@ mod tests {
     fn rejects_duplicates_and_empty_policies() {
         let mut empty = policy("b", 0, 0);
         empty.steps.clear();
-        let errors = EscalationPolicies::new(vec![policy("a", 1, 0), policy("a", 1, 0), empty]).unwrap_err();
+        let errors =
+            EscalationPolicies::new(vec![policy("a", 1, 0), policy("a", 1, 0), empty]).unwrap_err();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             text,

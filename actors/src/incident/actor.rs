@@ -45,7 +45,9 @@ pub(crate) enum IncidentMsg {
     },
     /// A deadline the shard's timer index saw come due; `generation` is the
     /// incident's timer generation when it was armed.
-    Timer { generation: u64 },
+    Timer {
+        generation: u64,
+    },
     Snapshot(oneshot::Sender<SnapshotReply>),
     /// Encode, reply, stop: the shard keeps the bytes instead of the actor.
     Passivate(oneshot::Sender<Vec<u8>>),
@@ -62,7 +64,11 @@ impl Actor for IncidentActor {
     type State = IncidentState;
     type Arguments = IncidentArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: IncidentArgs) -> Result<IncidentState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: IncidentArgs,
+    ) -> Result<IncidentState, ActorProcessingErr> {
         Ok(IncidentState {
             incident: args.incident,
             context: args.context,
@@ -97,7 +103,11 @@ impl Actor for IncidentActor {
                     });
                 }
             }
-            IncidentMsg::Command { command, actor, reply } => {
+            IncidentMsg::Command {
+                command,
+                actor,
+                reply,
+            } => {
                 let result = incident
                     .apply_command(command, &actor, now, &context.rules, &mut events)
                     .map(|()| Arc::new(incident.summary()));

@@ -1,4 +1,6 @@
-use crate::model::{Alert, AlertState, AlertStatus, Change, Incident, IncidentEvent, IncidentStatus, Timestamp};
+use crate::model::{
+    Alert, AlertState, AlertStatus, Change, Incident, IncidentEvent, IncidentStatus, Timestamp,
+};
 
 use super::record::SYSTEM;
 use super::IncidentRules;
@@ -40,7 +42,13 @@ impl Incident {
         }
     }
 
-    fn apply_alert(&mut self, alert: &Alert, now: Timestamp, rules: &IncidentRules, out: &mut Vec<IncidentEvent>) {
+    fn apply_alert(
+        &mut self,
+        alert: &Alert,
+        now: Timestamp,
+        rules: &IncidentRules,
+        out: &mut Vec<IncidentEvent>,
+    ) {
         self.total_alerts += 1;
         if alert.status == AlertStatus::Firing && self.status == IncidentStatus::Resolved {
             self.reopen(ALERT_ACTOR, now, rules, out);
@@ -53,7 +61,11 @@ impl Incident {
         state.count += 1;
         state.last_seen = now;
         let change = match (alert.status, state.status) {
-            (AlertStatus::Firing, AlertStatus::Firing) if now.since(state.last_event_at) < dedup_window => None,
+            (AlertStatus::Firing, AlertStatus::Firing)
+                if now.since(state.last_event_at) < dedup_window =>
+            {
+                None
+            }
             (AlertStatus::Resolved, AlertStatus::Resolved) => None,
             (AlertStatus::Firing, _) => {
                 state.status = AlertStatus::Firing;
@@ -84,7 +96,13 @@ impl Incident {
         }
     }
 
-    fn add_alert(&mut self, alert: &Alert, now: Timestamp, rules: &IncidentRules, out: &mut Vec<IncidentEvent>) {
+    fn add_alert(
+        &mut self,
+        alert: &Alert,
+        now: Timestamp,
+        rules: &IncidentRules,
+        out: &mut Vec<IncidentEvent>,
+    ) {
         if alert.status == AlertStatus::Resolved {
             // Nothing to resolve: this incident never saw the alert fire.
             self.duplicate_alerts += 1;
@@ -107,7 +125,8 @@ impl Incident {
             },
         );
         // Keep only the labels every alert of the incident shares.
-        self.labels.retain(|name, value| alert.labels.get(name) == Some(value));
+        self.labels
+            .retain(|name, value| alert.labels.get(name) == Some(value));
         let change = Change::AlertAdded {
             fingerprint: alert.fingerprint.clone(),
             severity: alert.severity,
@@ -141,7 +160,10 @@ impl Incident {
         } else if self.route.auto_resolve
             && self.status != IncidentStatus::Resolved
             && self.auto_resolve_at.is_none()
-            && self.alerts.values().all(|a| a.status == AlertStatus::Resolved)
+            && self
+                .alerts
+                .values()
+                .all(|a| a.status == AlertStatus::Resolved)
         {
             self.auto_resolve_at = Some(now.plus(self.route.auto_resolve_grace));
         }

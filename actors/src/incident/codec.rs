@@ -31,15 +31,17 @@ pub fn encode_incident(incident: &Incident) -> Vec<u8> {
 
 /// Decodes a snapshot; `key` names the entry in errors.
 pub fn decode_incident(key: &str, bytes: &[u8]) -> Result<Incident, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or_else(|| CodecError::Empty { key: key.to_string() })?;
+    let (&version, body) = bytes.split_first().ok_or_else(|| CodecError::Empty {
+        key: key.to_string(),
+    })?;
     if version != SNAPSHOT_FORMAT_VERSION {
         return Err(CodecError::UnknownVersion {
             key: key.to_string(),
             found: version,
         });
     }
-    let (incident, read): (Incident, usize) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Corrupt {
+    let (incident, read): (Incident, usize) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Corrupt {
             key: key.to_string(),
             reason: e.to_string(),
         })?;

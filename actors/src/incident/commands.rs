@@ -1,4 +1,6 @@
-use crate::model::{Change, Command, CommandError, Incident, IncidentEvent, IncidentStatus, Timestamp};
+use crate::model::{
+    Change, Command, CommandError, Incident, IncidentEvent, IncidentStatus, Timestamp,
+};
 
 use super::IncidentRules;
 
@@ -27,7 +29,8 @@ impl Incident {
                 self.acknowledged_by = Some(actor.to_string());
                 self.snoozed_until = None;
                 self.stop_escalation();
-                self.ack_timeout_at = (!self.route.ack_timeout.is_zero()).then(|| now.plus(self.route.ack_timeout));
+                self.ack_timeout_at =
+                    (!self.route.ack_timeout.is_zero()).then(|| now.plus(self.route.ack_timeout));
                 self.record(Change::Acknowledged, actor, now, rules, out);
             }
             Command::Unacknowledge => {
@@ -40,7 +43,9 @@ impl Incident {
                 self.assignee = assignee.clone();
                 self.record(Change::Assigned { assignee }, actor, now, rules, out);
             }
-            Command::AddNote { text } => self.record(Change::NoteAdded { text }, actor, now, rules, out),
+            Command::AddNote { text } => {
+                self.record(Change::NoteAdded { text }, actor, now, rules, out)
+            }
             Command::EscalateNow => {
                 let keep_going = self.status == IncidentStatus::Triggered;
                 self.fire_escalation(now, now, keep_going, actor, rules, out);
@@ -73,7 +78,12 @@ impl Incident {
     }
 
     /// Says why a command cannot apply, before anything changes.
-    fn check_command(&self, command: &Command, now: Timestamp, rules: &IncidentRules) -> Result<(), CommandError> {
+    fn check_command(
+        &self,
+        command: &Command,
+        now: Timestamp,
+        rules: &IncidentRules,
+    ) -> Result<(), CommandError> {
         use IncidentStatus::*;
         let refuse = |hint: &'static str| CommandError::NotApplicable {
             id: self.id,
@@ -81,23 +91,28 @@ impl Incident {
             status: self.status,
             hint,
         };
-        let invalid = |field: &'static str, message: String| CommandError::Invalid { field, message };
+        let invalid =
+            |field: &'static str, message: String| CommandError::Invalid { field, message };
         if self.archived {
             return Err(refuse("it was archived"));
         }
         match (command, self.status) {
             (Command::Acknowledge, Acknowledged) => Err(refuse("it is already acknowledged")),
             (Command::Acknowledge, Resolved) => Err(refuse("reopen it first")),
-            (Command::Unacknowledge, Triggered | Snoozed | Resolved) => {
-                Err(refuse("only an acknowledged incident can be unacknowledged"))
-            }
+            (Command::Unacknowledge, Triggered | Snoozed | Resolved) => Err(refuse(
+                "only an acknowledged incident can be unacknowledged",
+            )),
             (Command::Resolve, Resolved) => Err(refuse("it is already resolved")),
-            (Command::Reopen, Triggered | Acknowledged | Snoozed) => Err(refuse("only a resolved incident can be reopened")),
+            (Command::Reopen, Triggered | Acknowledged | Snoozed) => {
+                Err(refuse("only a resolved incident can be reopened"))
+            }
             (Command::EscalateNow, Resolved) => Err(refuse("reopen it first")),
             (Command::EscalateNow, _) if !self.has_pending_step(rules) => {
                 Err(refuse("its escalation policy has no step left to fire"))
             }
-            (Command::Snooze { .. }, Resolved | Snoozed) => Err(refuse("only a triggered or acknowledged incident can be snoozed")),
+            (Command::Snooze { .. }, Resolved | Snoozed) => Err(refuse(
+                "only a triggered or acknowledged incident can be snoozed",
+            )),
             (Command::Snooze { until }, _) if *until <= now => {
                 Err(invalid("until", format!("{until} is not in the future")))
             }
@@ -107,17 +122,28 @@ impl Incident {
             (Command::Assign { assignee: Some(a) }, _) if a.trim().is_empty() => {
                 Err(invalid("assignee", "must not be blank".into()))
             }
-            (Command::AddNote { text }, _) if text.trim().is_empty() || text.len() > MAX_NOTE_LEN => Err(invalid(
-                "text",
-                format!("a note needs 1 to {MAX_NOTE_LEN} characters"),
-            )),
+            (Command::AddNote { text }, _)
+                if text.trim().is_empty() || text.len() > MAX_NOTE_LEN =>
+            {
+                Err(invalid(
+                    "text",
+                    format!("a note needs 1 to {MAX_NOTE_LEN} characters"),
+                ))
+            }
             (Command::ChangeSeverity { severity }, _) if *severity == self.severity => {
                 Err(refuse("it already has that severity"))
             }
-            (Command::ChangeTitle { title }, _) if title.trim().is_empty() || title.len() > MAX_TITLE_LEN => Err(
-                invalid("title", format!("a title needs 1 to {MAX_TITLE_LEN} characters")),
-            ),
-            (Command::ChangeTitle { title }, _) if *title == self.title => Err(refuse("it already has that title")),
+            (Command::ChangeTitle { title }, _)
+                if title.trim().is_empty() || title.len() > MAX_TITLE_LEN =>
+            {
+                Err(invalid(
+                    "title",
+                    format!("a title needs 1 to {MAX_TITLE_LEN} characters"),
+                ))
+            }
+            (Command::ChangeTitle { title }, _) if *title == self.title => {
+                Err(refuse("it already has that title"))
+            }
             _ => Ok(()),
         }
     }
@@ -157,7 +183,13 @@ impl Incident {
         self.record(Change::Resolved { automatic }, actor, now, rules, out);
     }
 
-    pub(crate) fn reopen(&mut self, actor: &str, now: Timestamp, rules: &IncidentRules, out: &mut Vec<IncidentEvent>) {
+    pub(crate) fn reopen(
+        &mut self,
+        actor: &str,
+        now: Timestamp,
+        rules: &IncidentRules,
+        out: &mut Vec<IncidentEvent>,
+    ) {
         self.status = IncidentStatus::Triggered;
         self.reopen_count += 1;
         self.resolved_at = None;

@@ -5,7 +5,11 @@ use super::IncidentRules;
 impl Incident {
     /// Starts the policy for the current severity: its first step fires now.
     pub(crate) fn start_escalation(&mut self, now: Timestamp, rules: &IncidentRules) {
-        let policy = self.route.policies.for_severity(self.severity).map(str::to_string);
+        let policy = self
+            .route
+            .policies
+            .for_severity(self.severity)
+            .map(str::to_string);
         let has_steps = policy
             .as_deref()
             .and_then(|id| rules.policies.get(id))

@@ -14,8 +14,7 @@ impl Incident {
     /// first alert is part of the `created` event, not an `alert_added` one.
     pub fn open(
         id: IncidentId,
-        tenant: &str,
-        group_key: &str,
+        (tenant, group_key): (&str, &str),
         route: &Arc<RouteSettings>,
         first: &Alert,
         now: Timestamp,
@@ -73,7 +72,13 @@ impl Incident {
         incident.team = request.team.clone();
         incident.assignee = request.assignee.clone();
         incident.labels = request.labels.clone();
-        incident.record(Change::Created { fingerprint: None }, actor, now, rules, out);
+        incident.record(
+            Change::Created { fingerprint: None },
+            actor,
+            now,
+            rules,
+            out,
+        );
         incident
     }
 

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::model::{Change, Incident, IncidentEvent, IncidentStatus, Timestamp, TimelineEntry};
+use crate::model::{Change, Incident, IncidentEvent, IncidentStatus, TimelineEntry, Timestamp};
 
 use super::IncidentRules;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::escalation::{EscalationPolicies, EscalationPolicy, EscalationStep};
 use crate::model::{
-    Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent, IncidentId,
-    IncidentStatus, Severity, Timestamp,
+    Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent,
+    IncidentId, IncidentStatus, Severity, Timestamp,
 };
 use crate::routing::{RouteSettings, SeverityPolicies};
 
@@ -95,16 +95,30 @@ impl Probe {
 
     fn open_with(first: Alert, rules: IncidentRules, route: Arc<RouteSettings>) -> Probe {
         let mut events = Vec::new();
-        let incident = Incident::open(IncidentId::new(T0), "acme", "db:{}", &route, &first, T0, &rules, &mut events);
-        Probe { incident, events, rules }
+        let incident = Incident::open(
+            IncidentId::new(T0),
+            ("acme", "db:{}"),
+            &route,
+            &first,
+            T0,
+            &rules,
+            &mut events,
+        );
+        Probe {
+            incident,
+            events,
+            rules,
+        }
     }
 
     fn alerts(&mut self, alerts: Vec<Alert>, now: Timestamp) -> Vec<Alert> {
-        self.incident.apply_alerts(alerts, now, &self.rules, &mut self.events)
+        self.incident
+            .apply_alerts(alerts, now, &self.rules, &mut self.events)
     }
 
     fn command(&mut self, command: Command, now: Timestamp) -> Result<(), CommandError> {
-        self.incident.apply_command(command, "bob", now, &self.rules, &mut self.events)
+        self.incident
+            .apply_command(command, "bob", now, &self.rules, &mut self.events)
     }
 
     fn tick(&mut self, now: Timestamp) {
@@ -119,7 +133,9 @@ impl Probe {
         self.events
             .iter()
             .filter_map(|e| match &e.change {
-                Change::Escalated { step, loop_index, .. } => Some((*step, *loop_index, e.time)),
+                Change::Escalated {
+                    step, loop_index, ..
+                } => Some((*step, *loop_index, e.time)),
                 _ => None,
             })
             .collect()
@@ -127,7 +143,13 @@ impl Probe {
 
     fn assert_seq_gap_free(&self) {
         for (i, event) in self.events.iter().enumerate() {
-            assert_eq!(event.seq, i as u64 + 1, "event {i} ({:?}) has seq {}", event.kind, event.seq);
+            assert_eq!(
+                event.seq,
+                i as u64 + 1,
+                "event {i} ({:?}) has seq {}",
+                event.kind,
+                event.seq
+            );
             assert_eq!(event.id, format!("{}-{}", self.incident.id, event.seq));
             assert_eq!(event.incident.seq, event.seq);
         }
@@ -160,7 +182,10 @@ fn duplicate_inside_window_only_counts_and_outside_window_refires() {
     assert_eq!(p.incident.duplicate_alerts, 2);
     p.alerts(vec![firing("DiskFull")], at(6 * MIN));
     assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded]);
-    assert!(matches!(p.events[1].change, Change::AlertAdded { refire: true, .. }));
+    assert!(matches!(
+        p.events[1].change,
+        Change::AlertAdded { refire: true, .. }
+    ));
     p.assert_seq_gap_free();
 }
 
@@ -177,7 +202,10 @@ fn new_fingerprint_joins_and_narrows_common_labels() {
 #[test]
 fn alert_states_are_capped_and_drops_counted() {
     let mut p = Probe::open(firing("a"));
-    p.alerts(vec![firing("b"), firing("c"), firing("d"), firing("e")], at(MIN));
+    p.alerts(
+        vec![firing("b"), firing("c"), firing("d"), firing("e")],
+        at(MIN),
+    );
     assert_eq!(p.incident.alerts.len(), 3);
     assert_eq!(p.incident.dropped_alerts, 2);
     assert_eq!(p.incident.total_alerts, 5);
@@ -187,7 +215,13 @@ fn alert_states_are_capped_and_drops_counted() {
 fn timeline_is_capped_but_counts_everything() {
     let mut p = Probe::open(firing("a"));
     for i in 0..10 {
-        p.command(Command::AddNote { text: format!("note {i}") }, at(MIN)).unwrap();
+        p.command(
+            Command::AddNote {
+                text: format!("note {i}"),
+            },
+            at(MIN),
+        )
+        .unwrap();
     }
     assert_eq!(p.incident.timeline.len(), 5);
     assert_eq!(p.incident.timeline_total, 11);
@@ -198,9 +232,19 @@ fn timeline_is_capped_but_counts_everything() {
 #[test]
 fn higher_severity_alert_raises_incident_severity() {
     let mut p = Probe::open(firing("a"));
-    p.alerts(vec![alert("b", AlertStatus::Firing, Severity::Critical)], at(MIN));
+    p.alerts(
+        vec![alert("b", AlertStatus::Firing, Severity::Critical)],
+        at(MIN),
+    );
     assert_eq!(p.incident.severity, Severity::Critical);
-    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded, EventKind::SeverityChanged]);
+    assert_eq!(
+        p.kinds(),
+        vec![
+            EventKind::Created,
+            EventKind::AlertAdded,
+            EventKind::SeverityChanged
+        ]
+    );
 }
 
 #[test]
@@ -241,13 +285,20 @@ fn illegal_commands_change_nothing_and_emit_nothing() {
         Command::Acknowledge,
         Command::Unacknowledge,
         Command::EscalateNow,
-        Command::Snooze { until: at(60 * MIN) },
-        Command::ChangeSeverity { severity: Severity::Warning },
+        Command::Snooze {
+            until: at(60 * MIN),
+        },
+        Command::ChangeSeverity {
+            severity: Severity::Warning,
+        },
     ];
     for command in refused {
         let name = command.name();
         let err = p.command(command, at(2 * MIN)).unwrap_err();
-        assert!(matches!(err, CommandError::NotApplicable { .. }), "{name}: {err}");
+        assert!(
+            matches!(err, CommandError::NotApplicable { .. }),
+            "{name}: {err}"
+        );
     }
     assert!(matches!(
         p.command(Command::AddNote { text: "  ".into() }, at(2 * MIN)),
@@ -255,8 +306,14 @@ fn illegal_commands_change_nothing_and_emit_nothing() {
     ));
     assert_eq!(p.incident, before);
     assert_eq!(p.events.len(), events);
-    let message = p.command(Command::Resolve, at(2 * MIN)).unwrap_err().to_string();
-    assert!(message.contains("resolve") && message.contains("already resolved"), "{message}");
+    let message = p
+        .command(Command::Resolve, at(2 * MIN))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("resolve") && message.contains("already resolved"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -268,8 +325,18 @@ fn resolved_alerts_auto_resolve_after_grace() {
     assert_eq!(p.incident.status, IncidentStatus::Triggered);
     p.tick(at(3 * MIN));
     assert_eq!(p.incident.status, IncidentStatus::Resolved);
-    assert_eq!(p.incident.resolved_by.as_deref(), Some("system:auto-resolve"));
-    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertResolved, EventKind::Resolved]);
+    assert_eq!(
+        p.incident.resolved_by.as_deref(),
+        Some("system:auto-resolve")
+    );
+    assert_eq!(
+        p.kinds(),
+        vec![
+            EventKind::Created,
+            EventKind::AlertResolved,
+            EventKind::Resolved
+        ]
+    );
 }
 
 #[test]
@@ -280,7 +347,14 @@ fn refire_inside_grace_cancels_auto_resolve() {
     assert_eq!(p.incident.auto_resolve_at, None);
     p.tick(at(10 * MIN));
     assert_eq!(p.incident.status, IncidentStatus::Triggered);
-    assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertResolved, EventKind::AlertAdded]);
+    assert_eq!(
+        p.kinds(),
+        vec![
+            EventKind::Created,
+            EventKind::AlertResolved,
+            EventKind::AlertAdded
+        ]
+    );
 }
 
 #[test]
@@ -302,7 +376,11 @@ fn firing_inside_reopen_window_reopens_and_after_it_bounces() {
     p.command(Command::Resolve, at(11 * MIN)).unwrap();
     let batch = vec![resolved("a"), firing("b"), resolved("b")];
     let bounced = p.alerts(batch, at(30 * MIN));
-    assert_eq!(bounced.len(), 2, "the late firing alert and everything after it");
+    assert_eq!(
+        bounced.len(),
+        2,
+        "the late firing alert and everything after it"
+    );
     assert_eq!(bounced[0].fingerprint, firing("b").fingerprint);
     assert_eq!(p.incident.status, IncidentStatus::Resolved);
     assert_eq!(p.incident.reopen_count, 1);
@@ -314,13 +392,27 @@ fn snooze_expiry_retriggers_and_restarts_escalation() {
     let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
     p.tick(T0);
     assert_eq!(p.escalations().len(), 1);
-    p.command(Command::Snooze { until: at(30 * MIN) }, at(MIN)).unwrap();
+    p.command(
+        Command::Snooze {
+            until: at(30 * MIN),
+        },
+        at(MIN),
+    )
+    .unwrap();
     assert_eq!(p.incident.status, IncidentStatus::Snoozed);
     p.tick(at(29 * MIN));
-    assert_eq!(p.escalations().len(), 1, "snoozed incidents do not escalate");
+    assert_eq!(
+        p.escalations().len(),
+        1,
+        "snoozed incidents do not escalate"
+    );
     p.tick(at(30 * MIN));
     assert_eq!(p.incident.status, IncidentStatus::Triggered);
-    assert_eq!(p.escalations().last().map(|e| (e.0, e.1)), Some((0, 0)), "escalation restarts at step 1");
+    assert_eq!(
+        p.escalations().last().map(|e| (e.0, e.1)),
+        Some((0, 0)),
+        "escalation restarts at step 1"
+    );
     assert_eq!(p.escalations().len(), 2);
     assert!(p.kinds().contains(&EventKind::SnoozeExpired));
     assert!(matches!(
@@ -340,7 +432,10 @@ fn ack_timeout_retriggers_and_resumes_escalation() {
     p.tick(at(31 * MIN));
     assert_eq!(p.incident.status, IncidentStatus::Triggered);
     assert_eq!(
-        p.escalations().iter().map(|e| (e.0, e.1, e.2)).collect::<Vec<_>>(),
+        p.escalations()
+            .iter()
+            .map(|e| (e.0, e.1, e.2))
+            .collect::<Vec<_>>(),
         vec![(0, 0, T0), (1, 0, at(31 * MIN))],
         "the pending step fires as soon as the acknowledgement times out"
     );
@@ -368,16 +463,25 @@ fn escalation_two_steps_repeat_two_stopped_by_ack_resumed_by_unack() {
     }
     let fired: Vec<(u32, u32)> = p.escalations().iter().map(|e| (e.0, e.1)).collect();
     assert_eq!(fired, vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
-    assert_eq!(p.incident.escalation.next_at, None, "1 + repeat passes, then it stops");
+    assert_eq!(
+        p.incident.escalation.next_at, None,
+        "1 + repeat passes, then it stops"
+    );
     let keys: std::collections::HashSet<String> = p
         .events
         .iter()
         .filter_map(|e| match &e.change {
-            Change::Escalated { idempotency_key, .. } => Some(idempotency_key.clone()),
+            Change::Escalated {
+                idempotency_key, ..
+            } => Some(idempotency_key.clone()),
             _ => None,
         })
         .collect();
-    assert_eq!(keys.len(), 6, "every step and loop has its own idempotency key");
+    assert_eq!(
+        keys.len(),
+        6,
+        "every step and loop has its own idempotency key"
+    );
     assert!(matches!(
         p.command(Command::EscalateNow, at(300 * MIN)),
         Err(CommandError::NotApplicable { .. })
@@ -390,10 +494,21 @@ fn overdue_steps_fire_once_each_in_order() {
     let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
     p.tick(at(25 * MIN));
     let fired: Vec<(u32, u32, Timestamp)> = p.escalations();
-    assert_eq!(fired.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(), vec![(0, 0), (1, 0), (0, 1)]);
+    assert_eq!(
+        fired.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(),
+        vec![(0, 0), (1, 0), (0, 1)]
+    );
     p.tick(at(25 * MIN));
-    assert_eq!(p.escalations().len(), 3, "a second tick at the same time fires nothing");
-    assert_eq!(p.incident.escalation.next_at, Some(at(30 * MIN)), "schedule keeps its own cadence");
+    assert_eq!(
+        p.escalations().len(),
+        3,
+        "a second tick at the same time fires nothing"
+    );
+    assert_eq!(
+        p.incident.escalation.next_at,
+        Some(at(30 * MIN)),
+        "schedule keeps its own cadence"
+    );
 }
 
 #[test]
@@ -401,7 +516,13 @@ fn escalate_now_fires_the_pending_step_at_once() {
     let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
     p.tick(T0);
     p.command(Command::EscalateNow, at(MIN)).unwrap();
-    assert_eq!(p.escalations().iter().map(|e| (e.0, e.2)).collect::<Vec<_>>(), vec![(0, T0), (1, at(MIN))]);
+    assert_eq!(
+        p.escalations()
+            .iter()
+            .map(|e| (e.0, e.2))
+            .collect::<Vec<_>>(),
+        vec![(0, T0), (1, at(MIN))]
+    );
     assert_eq!(p.incident.escalation.next_at, Some(at(11 * MIN)));
 }
 
@@ -416,7 +537,9 @@ fn reopen_gives_fresh_idempotency_keys() {
         .events
         .iter()
         .filter_map(|e| match &e.change {
-            Change::Escalated { idempotency_key, .. } => Some(idempotency_key.clone()),
+            Change::Escalated {
+                idempotency_key, ..
+            } => Some(idempotency_key.clone()),
             _ => None,
         })
         .collect();
@@ -428,21 +551,37 @@ fn reopen_gives_fresh_idempotency_keys() {
 fn resolved_incident_is_archived_after_quiet_retention() {
     let mut p = Probe::open(firing("a"));
     p.command(Command::Resolve, at(MIN)).unwrap();
-    p.command(Command::AddNote { text: "postmortem later".into() }, at(30 * MIN)).unwrap();
+    p.command(
+        Command::AddNote {
+            text: "postmortem later".into(),
+        },
+        at(30 * MIN),
+    )
+    .unwrap();
     p.tick(at(61 * MIN));
     assert!(!p.incident.archived, "the note restarted the quiet period");
     p.tick(at(90 * MIN));
     assert!(p.incident.archived);
     assert_eq!(p.kinds().last(), Some(&EventKind::Archived));
-    assert_eq!(p.alerts(vec![firing("a")], at(91 * MIN)).len(), 1, "archived incidents take nothing");
+    assert_eq!(
+        p.alerts(vec![firing("a")], at(91 * MIN)).len(),
+        1,
+        "archived incidents take nothing"
+    );
 }
 
 #[test]
 fn timer_generation_moves_with_the_deadline() {
     let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
     let g0 = p.incident.timer_generation;
-    p.alerts(vec![alert("a", AlertStatus::Firing, Severity::Critical)], at(MIN));
-    assert_eq!(p.incident.timer_generation, g0, "a duplicate moves no deadline");
+    p.alerts(
+        vec![alert("a", AlertStatus::Firing, Severity::Critical)],
+        at(MIN),
+    );
+    assert_eq!(
+        p.incident.timer_generation, g0,
+        "a duplicate moves no deadline"
+    );
     p.command(Command::Acknowledge, at(MIN)).unwrap();
     assert_ne!(p.incident.timer_generation, g0);
 }
@@ -450,7 +589,8 @@ fn timer_generation_moves_with_the_deadline() {
 #[test]
 fn snapshot_round_trips_and_rejects_unknown_versions() {
     let mut p = Probe::open(firing("a"));
-    p.command(Command::AddNote { text: "hi".into() }, at(MIN)).unwrap();
+    p.command(Command::AddNote { text: "hi".into() }, at(MIN))
+        .unwrap();
     let bytes = encode_incident(&p.incident);
     assert_eq!(decode_incident("k", &bytes).unwrap(), p.incident);
     let mut future = bytes.clone();
@@ -458,6 +598,12 @@ fn snapshot_round_trips_and_rejects_unknown_versions() {
     let err = decode_incident("shard-1/abc", &future).unwrap_err();
     assert!(matches!(err, CodecError::UnknownVersion { found: 99, .. }));
     assert!(err.to_string().contains("shard-1/abc"));
-    assert!(matches!(decode_incident("k", &bytes[..bytes.len() / 2]), Err(CodecError::Corrupt { .. })));
-    assert!(matches!(decode_incident("k", &[]), Err(CodecError::Empty { .. })));
+    assert!(matches!(
+        decode_incident("k", &bytes[..bytes.len() / 2]),
+        Err(CodecError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        decode_incident("k", &[]),
+        Err(CodecError::Empty { .. })
+    ));
 }

@@ -10,7 +10,12 @@ impl Incident {
     /// expiry, acknowledgement timeout, auto-resolve, escalation steps and
     /// archiving. Overdue escalation steps (after a restore) fire one after
     /// the other, each exactly once, since the position advances as it fires.
-    pub fn fire_due(&mut self, now: Timestamp, rules: &IncidentRules, out: &mut Vec<IncidentEvent>) {
+    pub fn fire_due(
+        &mut self,
+        now: Timestamp,
+        rules: &IncidentRules,
+        out: &mut Vec<IncidentEvent>,
+    ) {
         let before = self.next_deadline();
         for _ in 0..MAX_FIRINGS_PER_CALL {
             let Some(due) = self.next_deadline().filter(|d| *d <= now) else {

@@ -178,19 +178,28 @@ impl Alert {
         if self.fingerprint.len() > MAX_FINGERPRINT_LEN {
             errors.push(FieldError::new(
                 "fingerprint",
-                format!("is {} characters long; at most {MAX_FINGERPRINT_LEN} allowed", self.fingerprint.len()),
+                format!(
+                    "is {} characters long; at most {MAX_FINGERPRINT_LEN} allowed",
+                    self.fingerprint.len()
+                ),
             ));
         }
         if self.summary.len() > MAX_SUMMARY_LEN {
             errors.push(FieldError::new(
                 "summary",
-                format!("is {} characters long; at most {MAX_SUMMARY_LEN} allowed", self.summary.len()),
+                format!(
+                    "is {} characters long; at most {MAX_SUMMARY_LEN} allowed",
+                    self.summary.len()
+                ),
             ));
         }
         if self.labels.len() > MAX_LABELS {
             errors.push(FieldError::new(
                 "labels",
-                format!("has {} labels; at most {MAX_LABELS} allowed", self.labels.len()),
+                format!(
+                    "has {} labels; at most {MAX_LABELS} allowed",
+                    self.labels.len()
+                ),
             ));
         }
         for name in self.labels.keys() {
@@ -244,7 +253,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

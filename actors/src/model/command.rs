@@ -63,7 +63,10 @@ pub enum CommandError {
         hint: &'static str,
     },
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("shard {shard} is full; retry later")]
     Busy { shard: usize },
     #[error("engine unavailable: {0}")]

@@ -32,11 +32,15 @@ impl Timestamp {
 
     /// Parses an RFC 3339 time such as `2026-11-27T10:00:00Z`.
     pub fn parse_rfc3339(text: &str) -> Result<Self, chrono::ParseError> {
-        DateTime::parse_from_rfc3339(text).map(|dt| Timestamp(dt.with_timezone(&Utc).timestamp_millis()))
+        DateTime::parse_from_rfc3339(text)
+            .map(|dt| Timestamp(dt.with_timezone(&Utc).timestamp_millis()))
     }
 
     pub fn plus(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
@@ -47,7 +51,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true))
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        )
     }
 }
 
@@ -71,8 +79,9 @@ impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if deserializer.is_human_readable() {
             let text = String::deserialize(deserializer)?;
-            Timestamp::parse_rfc3339(&text)
-                .map_err(|e| serde::de::Error::custom(format!("invalid RFC 3339 time {text:?}: {e}")))
+            Timestamp::parse_rfc3339(&text).map_err(|e| {
+                serde::de::Error::custom(format!("invalid RFC 3339 time {text:?}: {e}"))
+            })
         } else {
             i64::deserialize(deserializer).map(Timestamp)
         }
@@ -86,7 +95,10 @@ mod tests {
     #[test]
     fn json_is_rfc3339_and_bincode_is_integer() {
         let t = Timestamp::parse_rfc3339("2026-11-27T10:00:00.250Z").unwrap();
-        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2026-11-27T10:00:00.250Z\"");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2026-11-27T10:00:00.250Z\""
+        );
         let bytes = bincode::serde::encode_to_vec(t, bincode::config::standard()).unwrap();
         let (back, _): (Timestamp, _) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();

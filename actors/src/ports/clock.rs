@@ -20,7 +20,9 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new() -> Self {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         TokioClock::starting_at(Timestamp(wall.as_millis() as i64))
     }
 

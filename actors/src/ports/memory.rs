@@ -29,17 +29,31 @@ impl MemoryStore {
     }
 
     pub fn live_count(&self) -> usize {
-        self.shards.lock().unwrap().values().map(|s| s.live.len()).sum()
+        self.shards
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.live.len())
+            .sum()
     }
 
     pub fn archived_count(&self) -> usize {
-        self.shards.lock().unwrap().values().map(|s| s.archive.len()).sum()
+        self.shards
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.archive.len())
+            .sum()
     }
 
     /// Puts raw bytes under an id, as a corrupt store would hold them.
     pub fn put_raw(&self, shard: usize, id: IncidentId, bytes: Vec<u8>) {
         let mut shards = self.shards.lock().unwrap();
-        shards.entry(shard).or_default().live.insert(id, Arc::new(bytes));
+        shards
+            .entry(shard)
+            .or_default()
+            .live
+            .insert(id, Arc::new(bytes));
     }
 }
 
@@ -50,7 +64,11 @@ impl SnapshotStore for MemoryStore {
         Ok(shards
             .get(&shard)
             .map(|data| ShardSnapshot {
-                incidents: data.live.iter().map(|(id, b)| (id.to_string(), b.to_vec())).collect(),
+                incidents: data
+                    .live
+                    .iter()
+                    .map(|(id, b)| (id.to_string(), b.to_vec()))
+                    .collect(),
                 offsets: data.offsets.clone(),
             })
             .unwrap_or_default())
@@ -69,7 +87,8 @@ impl SnapshotStore for MemoryStore {
             data.live.remove(id);
             data.archive.insert(*id, bytes.clone());
         }
-        data.offsets.extend(batch.offsets.iter().map(|(k, v)| (k.clone(), *v)));
+        data.offsets
+            .extend(batch.offsets.iter().map(|(k, v)| (k.clone(), *v)));
         Ok(())
     }
 }
@@ -86,7 +105,10 @@ impl CollectingSink {
     }
 
     pub fn events_of(&self, id: IncidentId) -> Vec<IncidentEvent> {
-        self.events().into_iter().filter(|e| e.incident_id == id).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e.incident_id == id)
+            .collect()
     }
 }
 

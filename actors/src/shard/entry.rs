@@ -19,7 +19,10 @@ pub(crate) enum Entry {
         restart_from: Arc<Vec<u8>>,
     },
     /// Passivated: only the encoded state is kept, until the next input.
-    Passive { bytes: Arc<Vec<u8>>, group: GroupRef },
+    Passive {
+        bytes: Arc<Vec<u8>>,
+        group: GroupRef,
+    },
 }
 
 impl Entry {

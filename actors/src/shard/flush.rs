@@ -81,7 +81,11 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     let result = match context.sink.flush().await {
         Err(e) => Err(e.to_string()),
         Ok(()) if batch.is_empty() => Ok(()),
-        Ok(()) => context.store.save_batch(context.shard, &batch).await.map_err(|e| e.to_string()),
+        Ok(()) => context
+            .store
+            .save_batch(context.shard, &batch)
+            .await
+            .map_err(|e| e.to_string()),
     };
     FlushOutcome {
         result,
@@ -103,7 +107,7 @@ impl ShardState {
     fn schedule_flush_after(&mut self, myself: &ActorRef<ShardMsg>, delay: Duration) {
         if !self.flush.scheduled {
             self.flush.scheduled = true;
-            let _ = myself.send_after(delay, || ShardMsg::Flush);
+            drop(myself.send_after(delay, || ShardMsg::Flush));
         }
     }
 
@@ -212,13 +216,15 @@ impl ShardState {
             self.context.load.pending(),
             self.live_count(),
             self.resident_count(),
+            self.timers.len(),
         );
         let pending = !self.dirty.is_empty()
             || !self.archived.is_empty()
             || !self.round.waiters.is_empty()
             || self.round.alerts > 0;
         if pending {
-            let backoff = self.context.settings.flush_interval * 2u32.saturating_pow(self.flush.failures.min(10));
+            let backoff = self.context.settings.flush_interval
+                * 2u32.saturating_pow(self.flush.failures.min(10));
             self.schedule_flush_after(myself, backoff.min(MAX_RETRY_DELAY));
         }
     }

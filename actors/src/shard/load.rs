@@ -39,7 +39,9 @@ impl ShardLoad {
     pub(crate) fn release(&self, n: usize) {
         let _ = self
             .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| Some(p.saturating_sub(n)));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
     }
 }
 
@@ -50,7 +52,10 @@ mod tests {
     #[test]
     fn refuses_past_capacity_but_always_takes_one_batch_when_empty() {
         let load = ShardLoad::new(0, 10);
-        assert!(load.try_reserve(25), "an empty shard takes an oversized batch rather than starve it");
+        assert!(
+            load.try_reserve(25),
+            "an empty shard takes an oversized batch rather than starve it"
+        );
         assert!(!load.try_reserve(1));
         load.release(20);
         assert!(load.try_reserve(5));

@@ -15,7 +15,7 @@ impl ShardState {
         let settings = &self.context.settings.passivation;
         if settings.enabled && !self.sweep_scheduled {
             self.sweep_scheduled = true;
-            let _ = myself.send_after(settings.check_interval, || ShardMsg::Sweep);
+            drop(myself.send_after(settings.check_interval, || ShardMsg::Sweep));
         }
     }
 
@@ -32,7 +32,10 @@ impl ShardState {
         let horizon = now.plus(settings.timer_horizon);
         let mut asks = Vec::new();
         for (id, entry) in &self.incidents {
-            let Entry::Active { actor, last_input, .. } = entry else {
+            let Entry::Active {
+                actor, last_input, ..
+            } = entry
+            else {
                 continue;
             };
             let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);

@@ -7,7 +7,8 @@ use tokio::sync::{oneshot, watch};
 use crate::engine::EngineError;
 use crate::incident::{decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg};
 use crate::model::{
-    Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident, Timestamp,
+    Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
+    Timestamp,
 };
 use crate::ports::SourcePosition;
 use crate::routing::RouteSettings;
@@ -118,7 +119,11 @@ impl Actor for ShardSupervisor {
     type State = ShardState;
     type Arguments = ShardArgs;
 
-    async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        args: ShardArgs,
+    ) -> Result<ShardState, ActorProcessingErr> {
         let context = args.context;
         let (earliest, earliest_rx) = watch::channel(None);
         let timer_task = spawn_timer_task(earliest_rx, context.clock.clone(), myself.clone());
@@ -146,15 +151,28 @@ impl Actor for ShardSupervisor {
         for (incident, bytes) in restored {
             let group = (incident.tenant.clone(), incident.group_key.clone());
             state.groups.insert(group.clone(), incident.id);
-            state.timers.set(incident.id, incident.next_deadline(), incident.timer_generation);
-            state.context.read_model.insert(Arc::new(incident.summary()));
-            state.incidents.insert(incident.id, Entry::Passive { bytes, group });
+            state.timers.set(
+                incident.id,
+                incident.next_deadline(),
+                incident.timer_generation,
+            );
+            state
+                .context
+                .read_model
+                .insert(Arc::new(incident.summary()));
+            state
+                .incidents
+                .insert(incident.id, Entry::Passive { bytes, group });
         }
         state.publish_earliest(true);
         Ok(state)
     }
 
-    async fn post_start(&self, myself: ActorRef<ShardMsg>, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
         if !state.context.settings.passivation.enabled {
             let ids: Vec<IncidentId> = state.incidents.keys().copied().collect();
             for id in ids {
@@ -164,7 +182,12 @@ impl Actor for ShardSupervisor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<ShardMsg>, message: ShardMsg, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        message: ShardMsg,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             ShardMsg::Alerts {
                 alerts,
@@ -199,10 +222,14 @@ impl Actor for ShardSupervisor {
                 let now = state.context.clock.now();
                 let group = (tenant, group_key);
                 match state.groups.get(&group).copied() {
-                    Some(current) if current != from => state.send_alerts(&myself, current, alerts, now).await,
+                    Some(current) if current != from => {
+                        state.send_alerts(&myself, current, alerts, now).await
+                    }
                     _ => {
                         state.groups.remove(&group);
-                        state.open_incident(&myself, group, &route, alerts, now).await;
+                        state
+                            .open_incident(&myself, group, &route, alerts, now)
+                            .await;
                     }
                 }
                 state.schedule_flush(&myself);
@@ -230,22 +257,28 @@ impl Actor for ShardSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                state.restart(&myself, cell.get_id(), &error.to_string()).await;
+                state
+                    .restart(&myself, cell.get_id(), &error.to_string())
+                    .await;
             }
             // A stop the shard did not ask for (it forgets an actor before
             // retiring or passivating it) is a failure too.
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if state.actors.contains_key(&cell.get_id()) {
-                    let reason = reason.unwrap_or_else(|| "stopped".into());
-                    state.restart(&myself, cell.get_id(), &reason).await;
-                }
+            SupervisionEvent::ActorTerminated(cell, _, reason)
+                if state.actors.contains_key(&cell.get_id()) =>
+            {
+                let reason = reason.unwrap_or_else(|| "stopped".into());
+                state.restart(&myself, cell.get_id(), &reason).await;
             }
             _ => {}
         }
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<ShardMsg>, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ShardMsg>,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
         state.timer_task.abort();
         Ok(())
     }
@@ -267,9 +300,11 @@ impl ShardState {
             }
             return;
         }
-        let replayed = position
-            .as_ref()
-            .is_some_and(|p| self.offsets.get(&p.source).is_some_and(|applied| p.offset <= *applied));
+        let replayed = position.as_ref().is_some_and(|p| {
+            self.offsets
+                .get(&p.source)
+                .is_some_and(|applied| p.offset <= *applied)
+        });
         if replayed {
             telemetry::alerts_replayed(count);
         } else {
@@ -299,7 +334,11 @@ impl ShardState {
     ) {
         match self.resident(myself, id).await {
             Some(incident) => {
-                let _ = incident.cast(IncidentMsg::Command { command, actor, reply });
+                let _ = incident.cast(IncidentMsg::Command {
+                    command,
+                    actor,
+                    reply,
+                });
                 self.touch(id, self.context.clock.now());
                 self.dirty.insert(id);
                 self.schedule_flush(myself);
@@ -320,13 +359,17 @@ impl ShardState {
     ) {
         let now = self.context.clock.now();
         let mut events = Vec::new();
-        let incident = Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
+        let incident =
+            Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
         let summary = events.last().map(|e| e.incident.clone());
         self.context.publish(&incident, events);
         let group = (incident.tenant.clone(), incident.group_key.clone());
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
-        let _ = reply.send(summary.ok_or_else(|| CommandError::Unavailable("incident created without event".into())));
+        let _ = reply.send(
+            summary
+                .ok_or_else(|| CommandError::Unavailable("incident created without event".into())),
+        );
     }
 
     fn on_get(&mut self, id: IncidentId, reply: oneshot::Sender<Option<Incident>>) {
@@ -348,7 +391,8 @@ impl ShardState {
     fn on_updated(&mut self, myself: &ActorRef<ShardMsg>, update: IncidentUpdate) {
         let Some(final_state) = update.archived else {
             if self.incidents.contains_key(&update.id) {
-                self.timers.set(update.id, update.deadline, update.generation);
+                self.timers
+                    .set(update.id, update.deadline, update.generation);
                 self.publish_earliest(false);
             }
             return;
@@ -389,7 +433,11 @@ impl ShardState {
         self.stopping = true;
         if self.flush.in_flight {
             // Let the running flush report back first.
-            let _ = myself.send_after(std::time::Duration::from_millis(5), move || ShardMsg::Stop(done));
+            drop(
+                myself.send_after(std::time::Duration::from_millis(5), move || {
+                    ShardMsg::Stop(done)
+                }),
+            );
             return;
         }
         for _ in 0..5 {
@@ -408,7 +456,13 @@ impl ShardState {
         myself.stop(Some("shard stopped".into()));
     }
 
-    pub(super) async fn send_alerts(&mut self, myself: &ActorRef<ShardMsg>, id: IncidentId, alerts: Vec<Alert>, now: Timestamp) {
+    pub(super) async fn send_alerts(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        id: IncidentId,
+        alerts: Vec<Alert>,
+        now: Timestamp,
+    ) {
         match self.resident(myself, id).await {
             Some(incident) => {
                 let _ = incident.cast(IncidentMsg::Alerts(alerts));
@@ -442,9 +496,20 @@ impl ShardState {
         let rules = &self.context.rules;
         let mut events = Vec::new();
         let id = IncidentId::new(now);
-        let mut incident = Incident::open(id, &group.0, &group.1, route, &first, now, rules, &mut events);
+        let mut incident = Incident::open(
+            id,
+            (&group.0, &group.1),
+            route,
+            &first,
+            now,
+            rules,
+            &mut events,
+        );
         let bounced = incident.apply_alerts(alerts.collect(), now, rules, &mut events);
-        debug_assert!(bounced.is_empty(), "a new incident is not resolved, so it takes every alert");
+        debug_assert!(
+            bounced.is_empty(),
+            "a new incident is not resolved, so it takes every alert"
+        );
         self.context.publish(&incident, events);
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
@@ -453,10 +518,17 @@ impl ShardState {
     /// Adds a new incident to the shard: passivated right away when
     /// passivation is on (its actor starts with its next input), resident
     /// otherwise.
-    async fn install(&mut self, myself: &ActorRef<ShardMsg>, incident: Incident, group: GroupRef, now: Timestamp) {
+    async fn install(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        incident: Incident,
+        group: GroupRef,
+        now: Timestamp,
+    ) {
         let id = incident.id;
         let bytes = Arc::new(encode_incident(&incident));
-        self.timers.set(id, incident.next_deadline(), incident.timer_generation);
+        self.timers
+            .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
         self.dirty.insert(id);
         if self.context.settings.passivation.enabled {
@@ -478,7 +550,11 @@ impl ShardState {
 
     /// The actor of a live incident, starting it from its passivated state
     /// when needed.
-    pub(super) async fn resident(&mut self, myself: &ActorRef<ShardMsg>, id: IncidentId) -> Option<ActorRef<IncidentMsg>> {
+    pub(super) async fn resident(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        id: IncidentId,
+    ) -> Option<ActorRef<IncidentMsg>> {
         let (bytes, group) = match self.incidents.get(&id)? {
             Entry::Active { actor, .. } => return Some(actor.clone()),
             Entry::Passive { bytes, group } => (bytes.clone(), group.clone()),
@@ -505,7 +581,11 @@ impl ShardState {
         Some(actor)
     }
 
-    async fn spawn(&mut self, myself: &ActorRef<ShardMsg>, incident: Incident) -> Option<ActorRef<IncidentMsg>> {
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        incident: Incident,
+    ) -> Option<ActorRef<IncidentMsg>> {
         let id = incident.id;
         let args = IncidentArgs {
             incident,
@@ -529,8 +609,15 @@ impl ShardState {
     /// since then is gone, so the current round's callers are told to send
     /// again rather than told it was stored.
     async fn restart(&mut self, myself: &ActorRef<ShardMsg>, actor: ActorId, reason: &str) {
-        let Some(id) = self.actors.remove(&actor) else { return };
-        let Some(Entry::Active { restart_from, group, .. }) = self.incidents.remove(&id) else {
+        let Some(id) = self.actors.remove(&actor) else {
+            return;
+        };
+        let Some(Entry::Active {
+            restart_from,
+            group,
+            ..
+        }) = self.incidents.remove(&id)
+        else {
             return;
         };
         tracing::error!(shard = self.context.shard, incident = %id, reason, "incident actor failed; restarting it from its last stored state");
@@ -544,7 +631,8 @@ impl ShardState {
             },
         );
         if let Ok(incident) = decode_incident(&id.to_string(), &restart_from) {
-            self.timers.set(id, incident.next_deadline(), incident.timer_generation);
+            self.timers
+                .set(id, incident.next_deadline(), incident.timer_generation);
             self.context.read_model.insert(Arc::new(incident.summary()));
             self.publish_earliest(false);
         }
@@ -602,7 +690,9 @@ mod tests {
     #[test]
     fn shard_of_is_stable_and_spreads() {
         assert_eq!(shard_of("t", "g1", 8), shard_of("t", "g1", 8));
-        let used: HashSet<usize> = (0..200).map(|i| shard_of("t", &format!("g{i}"), 8)).collect();
+        let used: HashSet<usize> = (0..200)
+            .map(|i| shard_of("t", &format!("g{i}"), 8))
+            .collect();
         assert_eq!(used.len(), 8);
         assert_ne!(shard_of("a", "bc", 1 << 20), shard_of("ab", "c", 1 << 20));
     }

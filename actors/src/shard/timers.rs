@@ -81,7 +81,9 @@ pub(crate) fn spawn_timer_task(
                 }
                 continue;
             };
-            let wait = Duration::from_millis(at.millis().saturating_sub(clock.now().millis()).max(0) as u64);
+            let wait = Duration::from_millis(
+                at.millis().saturating_sub(clock.now().millis()).max(0) as u64,
+            );
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {
                     if shard.cast(ShardMsg::TimersDue).is_err() {

@@ -1,0 +1,608 @@
+//! The whole engine in process: shards, actors, timers, flushes and
+//! restores, on tokio's paused clock. Every scenario that can runs with
+//! passivation on and off and must behave the same.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::escalation::EscalationPolicy;
+use crate::model::{
+    Alert, AlertStatus, Change, Command, CommandError, EventKind, IncidentEvent, IncidentId,
+    IncidentStatus, NewIncident, Severity, Timestamp,
+};
+use crate::ports::memory::{CollectingSink, MemoryStore};
+use crate::ports::{SourcePosition, TokioClock};
+use crate::routing::RouteConfig;
+use crate::{compile_rules, Engine, EngineError, EngineSettings, Ports};
+
+const MIN: Duration = Duration::from_secs(60);
+
+const RULES: &str = r#"
+[routing]
+group_by = ["alertname"]
+dedup_window = "5m"
+ack_timeout = "30m"
+auto_resolve_grace = "2m"
+reopen_window = "15m"
+policies = { critical = "pager" }
+
+[[escalation_policies]]
+id = "pager"
+repeat = 1
+[[escalation_policies.steps]]
+escalate_after = "10m"
+targets = ["user:alice"]
+channels = ["webhook"]
+[[escalation_policies.steps]]
+escalate_after = "10m"
+targets = ["team:db"]
+"#;
+
+#[derive(serde::Deserialize)]
+struct RulesFile {
+    routing: RouteConfig,
+    escalation_policies: Vec<EscalationPolicy>,
+}
+
+struct Harness {
+    engine: Engine,
+    sink: Arc<CollectingSink>,
+    store: Arc<MemoryStore>,
+}
+
+fn settings(passivation: bool) -> EngineSettings {
+    let mut settings = EngineSettings {
+        shards: 2,
+        retention: 120 * MIN,
+        ..EngineSettings::default()
+    };
+    settings.passivation.enabled = passivation;
+    settings.passivation.idle_after = MIN;
+    settings.passivation.check_interval = Duration::from_secs(20);
+    settings
+}
+
+async fn start_with(
+    settings: EngineSettings,
+    store: Arc<MemoryStore>,
+    clock: Arc<TokioClock>,
+) -> Harness {
+    let rules: RulesFile = toml::from_str(RULES).unwrap();
+    let (tree, policies) = compile_rules(&rules.routing, rules.escalation_policies).unwrap();
+    let sink = Arc::new(CollectingSink::default());
+    let ports = Ports {
+        store: store.clone(),
+        sink: sink.clone(),
+        clock,
+    };
+    let (engine, _) = Engine::start(settings, tree, policies, ports)
+        .await
+        .unwrap();
+    Harness {
+        engine,
+        sink,
+        store,
+    }
+}
+
+async fn start(passivation: bool) -> Harness {
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    start_with(
+        settings(passivation),
+        Arc::new(MemoryStore::default()),
+        clock,
+    )
+    .await
+}
+
+fn alert(name: &str, instance: &str, status: AlertStatus, severity: Severity) -> Alert {
+    let labels: BTreeMap<String, String> = [("alertname", name), ("instance", instance)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut alert = Alert::firing(labels);
+    alert.status = status;
+    alert.severity = severity;
+    alert
+}
+
+fn firing(name: &str, instance: &str) -> Alert {
+    alert(name, instance, AlertStatus::Firing, Severity::Warning)
+}
+
+/// Lets timers, actors and the flush run (time is paused, so this is instant).
+async fn settle(h: &Harness) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.engine.sync().await.unwrap();
+}
+
+fn incident_of(h: &Harness, alertname: &str) -> IncidentId {
+    let mut ids: Vec<_> = h
+        .engine
+        .read_model()
+        .all()
+        .into_iter()
+        .filter(|s| s.group_key.contains(&format!("\"{alertname}\"")))
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    *ids.last()
+        .unwrap_or_else(|| panic!("no incident for {alertname}"))
+}
+
+/// Per incident (by group key and open order): kinds and changes in seq order,
+/// after checking seq runs 1..n with no gap.
+fn history(sink: &CollectingSink) -> BTreeMap<(String, usize), Vec<(EventKind, String)>> {
+    let mut by_incident: BTreeMap<IncidentId, Vec<IncidentEvent>> = BTreeMap::new();
+    for event in sink.events() {
+        by_incident
+            .entry(event.incident_id)
+            .or_default()
+            .push(event);
+    }
+    let mut result: BTreeMap<(String, usize), Vec<(EventKind, String)>> = BTreeMap::new();
+    for (id, events) in by_incident {
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(
+                event.seq,
+                i as u64 + 1,
+                "incident {id}: gap or repeat at {:?}",
+                event.kind
+            );
+        }
+        let group = events[0].group_key.clone();
+        let n = result.keys().filter(|(g, _)| *g == group).count();
+        let changes = events
+            .iter()
+            .map(|e| {
+                // Idempotency keys carry the incident id, which differs by run.
+                let change = match &e.change {
+                    Change::Escalated {
+                        step, loop_index, ..
+                    } => format!("escalated {step}/{loop_index}"),
+                    other => format!("{other:?}"),
+                };
+                (e.kind, change)
+            })
+            .collect();
+        result.insert((group, n), changes);
+    }
+    result
+}
+
+/// One scenario touching every path; returns its per-incident history.
+async fn scenario(passivation: bool) -> BTreeMap<(String, usize), Vec<(EventKind, String)>> {
+    let h = start(passivation).await;
+    h.engine
+        .submit(vec![
+            firing("DiskFull", "a"),
+            firing("DiskFull", "a"),
+            firing("CpuHigh", "b"),
+        ])
+        .await
+        .unwrap();
+    h.engine
+        .submit(vec![firing("DiskFull", "c")])
+        .await
+        .unwrap();
+    let disk = incident_of(&h, "DiskFull");
+    let cpu = incident_of(&h, "CpuHigh");
+    h.engine
+        .command(disk, Command::Acknowledge, "alice")
+        .await
+        .unwrap();
+    tokio::time::sleep(2 * MIN).await;
+    h.engine
+        .command(disk, Command::Unacknowledge, "alice")
+        .await
+        .unwrap();
+    h.engine
+        .command(
+            cpu,
+            Command::Snooze {
+                until: h_now(&h).plus(5 * MIN),
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    // Critical alert joins the CPU incident: severity rises.
+    h.engine
+        .submit(vec![alert(
+            "CpuHigh",
+            "d",
+            AlertStatus::Firing,
+            Severity::Critical,
+        )])
+        .await
+        .unwrap();
+    tokio::time::sleep(6 * MIN).await;
+    settle(&h).await;
+    // Snooze expired: escalation (critical) started at step 1.
+    tokio::time::sleep(25 * MIN).await;
+    settle(&h).await;
+    h.engine
+        .submit(vec![
+            alert("DiskFull", "a", AlertStatus::Resolved, Severity::Warning),
+            alert("DiskFull", "c", AlertStatus::Resolved, Severity::Warning),
+        ])
+        .await
+        .unwrap();
+    tokio::time::sleep(3 * MIN).await;
+    settle(&h).await;
+    assert_eq!(
+        h.engine.read_model().get(&disk).unwrap().status,
+        IncidentStatus::Resolved
+    );
+    // Inside the reopen window: same incident.
+    h.engine
+        .submit(vec![firing("DiskFull", "a")])
+        .await
+        .unwrap();
+    h.engine
+        .command(disk, Command::Resolve, "alice")
+        .await
+        .unwrap();
+    // Past the reopen window: a new incident for the same group.
+    tokio::time::sleep(20 * MIN).await;
+    h.engine
+        .submit(vec![firing("DiskFull", "a")])
+        .await
+        .unwrap();
+    settle(&h).await;
+    assert_ne!(incident_of(&h, "DiskFull"), disk);
+    h.engine.shutdown().await;
+    history(&h.sink)
+}
+
+fn h_now(h: &Harness) -> Timestamp {
+    h.engine.clock.now()
+}
+
+#[tokio::test(start_paused = true)]
+async fn behaviour_is_identical_with_and_without_passivation() {
+    let with = scenario(true).await;
+    let without = scenario(false).await;
+    assert_eq!(with, without);
+    let disk: Vec<EventKind> = with[&("root:{alertname=\"DiskFull\"}".to_string(), 0)]
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        disk,
+        vec![
+            EventKind::Created,
+            EventKind::AlertAdded,
+            EventKind::Acknowledged,
+            EventKind::Unacknowledged,
+            EventKind::AlertResolved,
+            EventKind::AlertResolved,
+            EventKind::Resolved,
+            EventKind::Reopened,
+            EventKind::AlertAdded,
+            EventKind::Resolved,
+        ]
+    );
+    let cpu: Vec<String> = with[&("root:{alertname=\"CpuHigh\"}".to_string(), 0)]
+        .iter()
+        .map(|e| e.1.clone())
+        .collect();
+    let escalations: Vec<&String> = cpu.iter().filter(|c| c.starts_with("escalated")).collect();
+    // Started when the snooze expired (critical by then); 1 + repeat passes.
+    assert_eq!(
+        escalations,
+        vec![
+            "escalated 0/0",
+            "escalated 1/0",
+            "escalated 0/1",
+            "escalated 1/1"
+        ]
+    );
+    assert_eq!(
+        with.len(),
+        3,
+        "DiskFull twice (reopen window passed) and CpuHigh once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_returns_once_stored() {
+    let h = start(true).await;
+    let submitted = h
+        .engine
+        .submit(vec![firing("A", "1"), firing("B", "1"), firing("A", "2")])
+        .await
+        .unwrap();
+    assert_eq!(submitted.alerts, 3);
+    assert_eq!(
+        h.store.live_count(),
+        2,
+        "both incidents stored before submit returned"
+    );
+    assert_eq!(h.engine.read_model().len(), 2);
+    let a = h.engine.incident(incident_of(&h, "A")).await.unwrap();
+    assert_eq!(a.alerts.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolved_alert_without_incident_opens_nothing() {
+    let h = start(false).await;
+    h.engine
+        .submit(vec![alert(
+            "Gone",
+            "1",
+            AlertStatus::Resolved,
+            Severity::Warning,
+        )])
+        .await
+        .unwrap();
+    assert!(h.engine.read_model().is_empty());
+    assert!(h.sink.events().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_report_typed_errors() {
+    let h = start(true).await;
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    let id = incident_of(&h, "A");
+    h.engine
+        .command(id, Command::Resolve, "alice")
+        .await
+        .unwrap();
+    let err = h
+        .engine
+        .command(id, Command::Resolve, "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::NotApplicable { .. }), "{err}");
+    let unknown = IncidentId::new(Timestamp(1));
+    assert_eq!(
+        h.engine
+            .command(unknown, Command::Acknowledge, "a")
+            .await
+            .unwrap_err(),
+        CommandError::NotFound(unknown)
+    );
+    let created = h
+        .engine
+        .create_incident(
+            NewIncident {
+                tenant: "acme".into(),
+                title: "Checkout is slow".into(),
+                severity: Severity::Error,
+                service: Some("shop".into()),
+                team: None,
+                assignee: Some("carol".into()),
+                labels: BTreeMap::new(),
+            },
+            "carol",
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.title, "Checkout is slow");
+    let acked = h
+        .engine
+        .command(created.id, Command::Acknowledge, "carol")
+        .await
+        .unwrap();
+    assert_eq!(acked.status, IncidentStatus::Acknowledged);
+    let full = h.engine.incident(created.id).await.unwrap();
+    assert_eq!(full.timeline.back().unwrap().actor, "carol");
+}
+
+#[tokio::test(start_paused = true)]
+async fn panicking_incident_restarts_from_last_state_and_neighbours_are_untouched() {
+    let h = start(false).await;
+    h.engine
+        .submit(vec![firing("A", "1"), firing("B", "1")])
+        .await
+        .unwrap();
+    let a = incident_of(&h, "A");
+    let b = incident_of(&h, "B");
+    h.engine
+        .command(
+            a,
+            Command::AddNote {
+                text: "stored".into(),
+            },
+            "x",
+        )
+        .await
+        .unwrap();
+    h.engine
+        .command(
+            b,
+            Command::AddNote {
+                text: "neighbour".into(),
+            },
+            "x",
+        )
+        .await
+        .unwrap();
+    h.engine.crash_incident(a);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = h.engine.sync().await.unwrap_err();
+    assert!(
+        matches!(err, EngineError::Retry(_)),
+        "callers of the round are told to resend: {err}"
+    );
+    let restarted = h.engine.incident(a).await.unwrap();
+    assert_eq!(restarted.seq, 2, "created + the stored note");
+    assert_eq!(restarted.timeline.back().unwrap().message, "note: stored");
+    let summary = h
+        .engine
+        .command(a, Command::Acknowledge, "x")
+        .await
+        .unwrap();
+    assert_eq!(summary.seq, 3, "seq continues without a gap");
+    let neighbour = h.engine.incident(b).await.unwrap();
+    assert_eq!(neighbour.seq, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_rearms_escalation_and_fires_each_step_once() {
+    for passivation in [true, false] {
+        let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+        let store = Arc::new(MemoryStore::default());
+        let first = start_with(settings(passivation), store.clone(), clock.clone()).await;
+        first
+            .engine
+            .submit(vec![alert(
+                "Down",
+                "1",
+                AlertStatus::Firing,
+                Severity::Critical,
+            )])
+            .await
+            .unwrap();
+        settle(&first).await;
+        let id = incident_of(&first, "Down");
+        first.engine.shutdown().await;
+        let fired_before = escalations(&first.sink, id);
+        assert_eq!(fired_before, vec![(0, 0)]);
+
+        // Restart 25 minutes later: steps due at +10m and +20m are overdue.
+        tokio::time::sleep(25 * MIN).await;
+        let second = start_with(settings(passivation), store, clock).await;
+        settle(&second).await;
+        assert_eq!(
+            escalations(&second.sink, id),
+            vec![(1, 0), (0, 1)],
+            "overdue steps fire at once"
+        );
+        tokio::time::sleep(10 * MIN).await;
+        settle(&second).await;
+        tokio::time::sleep(60 * MIN).await;
+        settle(&second).await;
+        assert_eq!(
+            escalations(&second.sink, id),
+            vec![(1, 0), (0, 1), (1, 1)],
+            "no step fires twice (passivation {passivation})"
+        );
+        let seqs: Vec<u64> = second.sink.events_of(id).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5], "seq continues from the snapshot");
+        second.engine.shutdown().await;
+    }
+}
+
+fn escalations(sink: &CollectingSink, id: IncidentId) -> Vec<(u32, u32)> {
+    sink.events_of(id)
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::Escalated {
+                step, loop_index, ..
+            } => Some((*step, *loop_index)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn store_outage_refuses_acknowledgement_then_fills_up() {
+    let mut settings = settings(true);
+    settings.shards = 1;
+    settings.shard_capacity = 4;
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let h = start_with(settings, Arc::new(MemoryStore::default()), clock).await;
+    h.store.set_failing(true);
+    let err = h
+        .engine
+        .submit(vec![firing("A", "1"), firing("B", "1")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
+    let _ = h
+        .engine
+        .submit(vec![firing("C", "1"), firing("D", "1")])
+        .await;
+    let err = h.engine.submit(vec![firing("E", "1")]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::Busy {
+                shard: 0,
+                pending: 4,
+                capacity: 4
+            }
+        ),
+        "{err}"
+    );
+    h.store.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    h.engine.submit(vec![firing("E", "1")]).await.unwrap();
+    assert_eq!(
+        h.store.live_count(),
+        5,
+        "everything taken in memory during the outage is stored after it"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn replayed_offsets_change_nothing() {
+    let h = start(true).await;
+    let position = SourcePosition {
+        source: "alerts/0".into(),
+        offset: 41,
+    };
+    h.engine
+        .submit_from(vec![firing("A", "1")], Some(position.clone()))
+        .await
+        .unwrap();
+    h.engine
+        .submit_from(vec![firing("A", "1")], Some(position))
+        .await
+        .unwrap();
+    let id = incident_of(&h, "A");
+    assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn quiet_resolved_incidents_are_archived_out_of_the_live_set() {
+    let h = start(true).await;
+    h.engine
+        .submit(vec![firing("A", "1"), firing("B", "1")])
+        .await
+        .unwrap();
+    let a = incident_of(&h, "A");
+    h.engine
+        .command(a, Command::Resolve, "alice")
+        .await
+        .unwrap();
+    tokio::time::sleep(121 * MIN).await;
+    settle(&h).await;
+    assert!(h.engine.read_model().get(&a).is_none());
+    assert_eq!(h.store.live_count(), 1);
+    assert_eq!(h.store.archived_count(), 1);
+    assert_eq!(
+        h.sink.events_of(a).last().unwrap().kind,
+        EventKind::Archived
+    );
+    // The group's next alert opens a fresh incident.
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    assert_ne!(incident_of(&h, "A"), a);
+}
+
+#[tokio::test(start_paused = true)]
+async fn corrupt_snapshot_is_skipped_and_reported() {
+    let store = Arc::new(MemoryStore::default());
+    store.put_raw(0, IncidentId::new(Timestamp(5)), vec![1, 2, 3]);
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let rules: RulesFile = toml::from_str(RULES).unwrap();
+    let (tree, policies) = compile_rules(&rules.routing, rules.escalation_policies).unwrap();
+    let ports = Ports {
+        store,
+        sink: Arc::new(CollectingSink::default()),
+        clock,
+    };
+    let (_engine, report) = Engine::start(settings(true), tree, policies, ports)
+        .await
+        .unwrap();
+    assert_eq!(report.incidents, 0);
+    assert_eq!(report.rejected.len(), 1);
+    assert!(
+        report.rejected[0].contains("corrupt"),
+        "{}",
+        report.rejected[0]
+    );
+}

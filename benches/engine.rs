@@ -1,0 +1,75 @@
+//! Alerts per second through the engine, in process: duplicates of live
+//! incidents and alerts that open new incidents, with 10k and 100k live
+//! incidents. Each submit waits until its alerts are stored (in memory), as
+//! HTTP ingest does. Figures and machine are written in benches/README.md.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const BATCH: usize = 1_000;
+const CONCURRENCY: usize = 16;
+const ALERTS_PER_ITER: usize = 50_000;
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(ALERTS_PER_ITER as u64));
+    for passivation in [false, true] {
+        for live in [10_000usize, 100_000] {
+            let engine = Arc::new(runtime.block_on(support::engine(passivation)));
+            let seed: Vec<_> = (0..live).map(support::alert).collect();
+            runtime.block_on(support::submit_all(&engine, seed, BATCH, CONCURRENCY));
+            let mode = if passivation {
+                "passivation"
+            } else {
+                "resident"
+            };
+
+            let mut cursor = 0usize;
+            group.bench_function(format!("duplicates/{mode}/{live}_live"), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let alerts = (0..ALERTS_PER_ITER)
+                            .map(|i| support::alert((cursor + i * 7919) % live))
+                            .collect();
+                        cursor += 1;
+                        runtime.block_on(support::submit_all(&engine, alerts, BATCH, CONCURRENCY));
+                    }
+                    started.elapsed()
+                })
+            });
+
+            let next_group = AtomicUsize::new(live);
+            group.bench_function(format!("new_incidents/{mode}/{live}_live"), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let first = next_group.fetch_add(ALERTS_PER_ITER, Ordering::Relaxed);
+                        let alerts = (first..first + ALERTS_PER_ITER)
+                            .map(support::alert)
+                            .collect();
+                        runtime.block_on(support::submit_all(&engine, alerts, BATCH, CONCURRENCY));
+                    }
+                    started.elapsed()
+                })
+            });
+            runtime.block_on(engine.shutdown());
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
