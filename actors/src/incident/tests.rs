@@ -607,3 +607,82 @@ fn snapshot_round_trips_and_rejects_unknown_versions() {
         Err(CodecError::Empty { .. })
     ));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Alert {
+            name: u8,
+            firing: bool,
+            critical: bool,
+        },
+        Command(u8),
+        Wait(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, any::<bool>(), any::<bool>()).prop_map(|(name, firing, critical)| Op::Alert { name, firing, critical }),
+            2 => (0u8..9).prop_map(Op::Command),
+            2 => (1u16..2_000).prop_map(Op::Wait),
+        ]
+    }
+
+    fn command(n: u8, now: Timestamp) -> Command {
+        match n {
+            0 => Command::Acknowledge,
+            1 => Command::Unacknowledge,
+            2 => Command::Resolve,
+            3 => Command::Reopen,
+            4 => Command::Assign {
+                assignee: Some("x".into()),
+            },
+            5 => Command::AddNote { text: "n".into() },
+            6 => Command::EscalateNow,
+            7 => Command::Snooze {
+                until: now.plus(10 * MIN),
+            },
+            _ => Command::ChangeSeverity {
+                severity: Severity::Critical,
+            },
+        }
+    }
+
+    proptest! {
+        /// Under any interleaving of alerts, commands and time, seq grows by
+        /// one per event, and every alert is either counted by the incident
+        /// or handed back for a new one: none is lost.
+        #[test]
+        fn seq_is_gap_free_and_no_alert_is_lost(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut p = Probe::open(firing("a0"));
+            let mut now = T0;
+            let mut sent = 1u64;
+            let mut handed_back = 0u64;
+            for op in ops {
+                match op {
+                    Op::Alert { name, firing, critical } => {
+                        let status = if firing { AlertStatus::Firing } else { AlertStatus::Resolved };
+                        let severity = if critical { Severity::Critical } else { Severity::Warning };
+                        sent += 1;
+                        handed_back += p.alerts(vec![alert(&format!("a{name}"), status, severity)], now).len() as u64;
+                    }
+                    Op::Command(n) => {
+                        let _ = p.command(command(n, now), now);
+                    }
+                    Op::Wait(seconds) => {
+                        now = now.plus(Duration::from_secs(u64::from(seconds)));
+                        p.tick(now);
+                    }
+                }
+            }
+            p.assert_seq_gap_free();
+            prop_assert_eq!(p.incident.total_alerts + handed_back, sent);
+            prop_assert!(p.incident.timeline.len() <= p.rules.max_timeline_entries);
+            prop_assert!(p.incident.alerts.len() <= p.rules.max_alerts_per_incident);
+        }
+    }
+}
