@@ -261,11 +261,7 @@ impl Engine {
             actor: actor.to_string(),
             reply: tx,
         };
-        let summary = self.ask(shard, message, rx).await??;
-        self.sync_shard(shard)
-            .await
-            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
-        Ok(summary)
+        self.ask_durable(shard, message, rx).await
     }
 
     /// Opens an incident by hand; returns it once stored.
@@ -289,7 +285,17 @@ impl Engine {
             actor: actor.to_string(),
             reply: tx,
         };
-        let summary = self.ask(shard, message, rx).await??;
+        self.ask_durable(shard, message, rx).await
+    }
+
+    /// Sends a change to a shard and answers once it is stored.
+    async fn ask_durable(
+        &self,
+        shard: usize,
+        message: ShardMsg,
+        reply: oneshot::Receiver<Result<Arc<IncidentSummary>, CommandError>>,
+    ) -> Result<Arc<IncidentSummary>, CommandError> {
+        let summary = self.ask(shard, message, reply).await??;
         self.sync_shard(shard)
             .await
             .map_err(|e| CommandError::Unavailable(e.to_string()))?;

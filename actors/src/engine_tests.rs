@@ -97,14 +97,11 @@ async fn start(passivation: bool) -> Harness {
 }
 
 fn alert(name: &str, instance: &str, status: AlertStatus, severity: Severity) -> Alert {
-    let labels: BTreeMap<String, String> = [("alertname", name), ("instance", instance)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut alert = Alert::firing(labels);
-    alert.status = status;
-    alert.severity = severity;
-    alert
+    crate::test_support::alert_with(
+        &[("alertname", name), ("instance", instance)],
+        status,
+        severity,
+    )
 }
 
 fn firing(name: &str, instance: &str) -> Alert {

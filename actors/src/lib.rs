@@ -27,3 +27,5 @@ pub use settings::{EngineSettings, PassivationSettings};
 pub use shard::ShardLoad;
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod test_support;

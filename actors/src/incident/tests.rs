@@ -1,6 +1,5 @@
 //! The incident state machine, driven directly with explicit times.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,14 +62,7 @@ fn route() -> Arc<RouteSettings> {
 }
 
 fn alert(name: &str, status: AlertStatus, severity: Severity) -> Alert {
-    let labels: BTreeMap<String, String> = [("alertname", name), ("cluster", "eu1")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut alert = Alert::firing(labels);
-    alert.status = status;
-    alert.severity = severity;
-    alert
+    crate::test_support::alert_with(&[("alertname", name), ("cluster", "eu1")], status, severity)
 }
 
 fn firing(name: &str) -> Alert {
@@ -136,6 +128,18 @@ impl Probe {
                 Change::Escalated {
                     step, loop_index, ..
                 } => Some((*step, *loop_index, e.time)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn idempotency_keys(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.change {
+                Change::Escalated {
+                    idempotency_key, ..
+                } => Some(idempotency_key.clone()),
                 _ => None,
             })
             .collect()
@@ -467,16 +471,7 @@ fn escalation_two_steps_repeat_two_stopped_by_ack_resumed_by_unack() {
         p.incident.escalation.next_at, None,
         "1 + repeat passes, then it stops"
     );
-    let keys: std::collections::HashSet<String> = p
-        .events
-        .iter()
-        .filter_map(|e| match &e.change {
-            Change::Escalated {
-                idempotency_key, ..
-            } => Some(idempotency_key.clone()),
-            _ => None,
-        })
-        .collect();
+    let keys: std::collections::HashSet<String> = p.idempotency_keys().into_iter().collect();
     assert_eq!(
         keys.len(),
         6,
@@ -533,16 +528,7 @@ fn reopen_gives_fresh_idempotency_keys() {
     p.command(Command::Resolve, at(MIN)).unwrap();
     p.command(Command::Reopen, at(2 * MIN)).unwrap();
     p.tick(at(2 * MIN));
-    let keys: Vec<String> = p
-        .events
-        .iter()
-        .filter_map(|e| match &e.change {
-            Change::Escalated {
-                idempotency_key, ..
-            } => Some(idempotency_key.clone()),
-            _ => None,
-        })
-        .collect();
+    let keys = p.idempotency_keys();
     assert_eq!(keys.len(), 2);
     assert_ne!(keys[0], keys[1]);
 }

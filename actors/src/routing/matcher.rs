@@ -156,15 +156,7 @@ impl fmt::Display for Matcher {
 mod tests {
     use super::*;
     use crate::model::Severity;
-
-    fn alert(pairs: &[(&str, &str)]) -> Alert {
-        Alert::firing(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::test_support::alert;
 
     #[test]
     fn parses_all_four_operators_with_spaces_and_bare_values() {

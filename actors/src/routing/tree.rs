@@ -273,6 +273,7 @@ mod tests {
     use super::*;
     use crate::escalation::{EscalationPolicy, EscalationStep};
     use crate::model::Severity;
+    use crate::test_support::alert;
 
     const TREE: &str = r#"
         group_by = ["alertname", "cluster"]
@@ -324,15 +325,6 @@ mod tests {
     fn tree() -> RoutingTree {
         let config: RouteConfig = toml::from_str(TREE).unwrap();
         RoutingTree::new(&config, &policies(&["ops", "db-page"])).unwrap()
-    }
-
-    fn alert(pairs: &[(&str, &str)]) -> Alert {
-        Alert::firing(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
     }
 
     fn ids(routed: &[Routed]) -> Vec<&str> {
