@@ -119,15 +119,14 @@ fn parse_value(text: &str) -> Result<String, String> {
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         match c {
+            // Other escapes stay as written, so regexes like `5\d\d` work.
             '\\' => match chars.next() {
                 Some(escaped @ ('"' | '\\')) => value.push(escaped),
-                Some('n') => value.push('\n'),
-                other => {
-                    return Err(format!(
-                        "unknown escape \\{}",
-                        other.map(String::from).unwrap_or_default()
-                    ))
+                Some(other) => {
+                    value.push('\\');
+                    value.push(other);
                 }
+                None => return Err("missing closing double quote".into()),
             },
             '"' => {
                 return if chars.as_str().trim().is_empty() {
@@ -178,6 +177,13 @@ mod tests {
         let m = Matcher::parse("job=~\"a\"").unwrap();
         assert!(m.matches(&alert(&[("job", "a")])));
         assert!(!m.matches(&alert(&[("job", "ab")])));
+    }
+
+    #[test]
+    fn regex_escapes_are_kept() {
+        let m = Matcher::parse(r#"code=~"5\d\d""#).unwrap();
+        assert!(m.matches(&alert(&[("code", "503")])));
+        assert!(!m.matches(&alert(&[("code", "5xx")])));
     }
 
     #[test]

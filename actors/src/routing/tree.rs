@@ -182,8 +182,23 @@ impl Compiler<'_> {
                 message,
             })
         };
+        if is_root && (!config.matchers.is_empty() || config.continue_matching) {
+            error(
+                "the root route matches every alert: it takes no `matchers` and no `continue`"
+                    .into(),
+            );
+        }
         if id.is_empty() {
             error("every route needs a non-empty `id`".into());
+        } else if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            // The id starts every group key; keeping `:` and quotes out of it
+            // keeps keys unambiguous.
+            error(format!(
+                "route id {id:?} may only use letters, digits, '-', '_' and '.'"
+            ));
         } else if !self.seen_ids.insert(id.clone()) {
             error(format!("route id {id:?} is used by more than one route"));
         }
@@ -455,6 +470,20 @@ mod tests {
             errors[4].contains("\"bad-label\" is not a valid label name"),
             "{}",
             errors[4]
+        );
+    }
+
+    #[test]
+    fn root_takes_no_matchers() {
+        let config: RouteConfig = toml::from_str("matchers = ['team=\"db\"']").unwrap();
+        let errors = RoutingTree::new(&config, &policies(&[])).err().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("routing (id \"root\"): the root route"),
+            "{}",
+            errors[0]
         );
     }
 
