@@ -1,0 +1,163 @@
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use incidentd_actors::model::IncidentEvent;
+use incidentd_actors::ports::EventSink;
+use tokio::sync::broadcast;
+
+/// Something that must see every event, synchronously and without blocking
+/// (it queues what it needs to do).
+pub trait EventListener: Send + Sync + 'static {
+    fn on_event(&self, event: &Arc<IncidentEvent>);
+}
+
+/// Where a reconnecting client picks up.
+pub enum Resume {
+    /// Events after the one the client saw last, then live ones.
+    From(Vec<Arc<IncidentEvent>>),
+    /// The client's last event is no longer in the buffer: it may have missed some.
+    Lost,
+}
+
+struct Inner {
+    replay: VecDeque<Arc<IncidentEvent>>,
+    listeners: Vec<Arc<dyn EventListener>>,
+}
+
+pub struct EventBus {
+    inner: Mutex<Inner>,
+    live: broadcast::Sender<Arc<IncidentEvent>>,
+    replay_capacity: usize,
+}
+
+impl EventBus {
+    /// `replay_capacity` events are kept for resuming clients; a subscriber
+    /// that falls that far behind is told it lagged.
+    pub fn new(replay_capacity: usize) -> EventBus {
+        let (live, _) = broadcast::channel(replay_capacity.max(16));
+        EventBus {
+            inner: Mutex::new(Inner {
+                replay: VecDeque::with_capacity(replay_capacity.min(1 << 16)),
+                listeners: Vec::new(),
+            }),
+            live,
+            replay_capacity: replay_capacity.max(1),
+        }
+    }
+
+    pub fn add_listener(&self, listener: Arc<dyn EventListener>) {
+        self.inner
+            .lock()
+            .expect("bus lock")
+            .listeners
+            .push(listener);
+    }
+
+    /// Live events from now on, plus where to resume from `last_event_id`.
+    /// Taken under the same lock as `publish`, so nothing falls between the
+    /// replayed and the live events.
+    pub fn subscribe(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> (broadcast::Receiver<Arc<IncidentEvent>>, Resume) {
+        let inner = self.inner.lock().expect("bus lock");
+        let receiver = self.live.subscribe();
+        let resume = match last_event_id {
+            None => Resume::From(Vec::new()),
+            Some(id) => match inner.replay.iter().position(|e| e.id == id) {
+                Some(at) => Resume::From(inner.replay.iter().skip(at + 1).cloned().collect()),
+                None => Resume::Lost,
+            },
+        };
+        (receiver, resume)
+    }
+}
+
+#[async_trait]
+impl EventSink for EventBus {
+    fn publish(&self, events: &[IncidentEvent]) {
+        let mut inner = self.inner.lock().expect("bus lock");
+        for event in events {
+            let event = Arc::new(event.clone());
+            if inner.replay.len() == self.replay_capacity {
+                inner.replay.pop_front();
+            }
+            inner.replay.push_back(event.clone());
+            for listener in &inner.listeners {
+                listener.on_event(&event);
+            }
+            // No receiver is not an error: nobody is watching right now.
+            let _ = self.live.send(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use incidentd_actors::model::{
+        Change, EventKind, IncidentId, IncidentStatus, IncidentSummary, Severity, Timestamp,
+    };
+
+    use super::*;
+
+    fn event(n: u64) -> IncidentEvent {
+        let id = IncidentId(ulid::Ulid::from_parts(1, 1));
+        let summary = IncidentSummary {
+            id,
+            tenant: "t".into(),
+            group_key: "g".into(),
+            title: "x".into(),
+            severity: Severity::Info,
+            status: IncidentStatus::Triggered,
+            service: None,
+            team: None,
+            assignee: None,
+            labels: BTreeMap::new(),
+            alert_count: 1,
+            firing_alerts: 1,
+            total_alerts: 1,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            acknowledged_at: None,
+            resolved_at: None,
+            reopen_count: 0,
+            seq: n,
+        };
+        IncidentEvent {
+            id: IncidentEvent::event_id(id, n),
+            incident_id: id,
+            tenant: "t".into(),
+            group_key: "g".into(),
+            seq: n,
+            time: Timestamp(0),
+            kind: EventKind::NoteAdded,
+            actor: "a".into(),
+            change: Change::NoteAdded {
+                text: n.to_string(),
+            },
+            incident: Arc::new(summary),
+        }
+    }
+
+    #[tokio::test]
+    async fn resumes_after_last_event_or_says_it_was_lost() {
+        let bus = EventBus::new(3);
+        bus.publish(&[event(1), event(2), event(3), event(4)]);
+        let first_kept = IncidentEvent::event_id(event(2).incident_id, 2);
+        let (_, resume) = bus.subscribe(Some(&first_kept));
+        let Resume::From(replayed) = resume else {
+            panic!("event 2 is still buffered")
+        };
+        assert_eq!(
+            replayed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert!(matches!(bus.subscribe(Some(&event(1).id)).1, Resume::Lost));
+        let (mut live, _) = bus.subscribe(None);
+        bus.publish(&[event(5)]);
+        assert_eq!(live.recv().await.unwrap().seq, 5);
+    }
+}

@@ -1,0 +1,275 @@
+use std::path::{Path, PathBuf};
+
+use incidentd_actors::compile_rules;
+use thiserror::Error;
+
+use super::Config;
+
+/// Settings given on the command line; they win over everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<std::net::SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Rules(Vec<String>),
+}
+
+const ENV_PREFIX: &str = "INCIDENTD__";
+
+/// Builds the configuration from its layers and checks it whole.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    flags: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut tree = match file {
+        Some(path) => read_file(path)?,
+        None => toml::Table::new(),
+    };
+    apply_env(&mut tree, env)?;
+    let source = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("<defaults and environment>"));
+    let mut config: Config =
+        toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: source,
+                message: e.to_string(),
+            })?;
+    if let Some(listen) = flags.listen {
+        config.server.listen = listen;
+    }
+    if let Some(dir) = &flags.data_dir {
+        config.server.data_dir = dir.clone();
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// `INCIDENTD__SERVER__LISTEN=127.0.0.1:9000` sets `server.listen`. A value
+/// is read as a TOML literal when it is one (`5`, `true`, `["a"]`), else as
+/// a string.
+fn apply_env(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(ConfigError::Env {
+                name,
+                message: "expected INCIDENTD__SECTION__KEY".into(),
+            });
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        let (last, parents) = keys.split_last().expect("split yields at least one key");
+        let mut table = &mut *tree;
+        for key in parents {
+            let entry = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+                name: name.clone(),
+                message: format!("{key} is not a table"),
+            })?;
+        }
+        table.insert(last.clone(), value);
+    }
+    Ok(())
+}
+
+/// Checks what serde cannot: the routing tree, policies and channels together.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let mut errors = match compile_rules(&config.routing, config.escalation_policies.clone()) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors,
+    };
+    let mut channels: Vec<&str> = config
+        .notifier
+        .webhooks
+        .iter()
+        .map(|w| w.name.as_str())
+        .collect();
+    if config.notifier.log {
+        channels.push("log");
+    }
+    for policy in &config.escalation_policies {
+        for (i, step) in policy.steps.iter().enumerate() {
+            for channel in &step.channels {
+                if !channels.contains(&channel.as_str()) {
+                    errors.push(format!(
+                        "escalation policy {:?}: steps[{i}] uses channel {channel:?}, which is not configured (known: {})",
+                        policy.id,
+                        channels.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for webhook in &config.notifier.webhooks {
+        if !seen.insert(webhook.name.as_str()) || webhook.name == "log" {
+            errors.push(format!(
+                "notifier.webhooks: channel name {:?} is used twice (or is the built-in \"log\")",
+                webhook.name
+            ));
+        }
+        if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+            errors.push(format!(
+                "notifier.webhooks {:?}: url {:?} must start with http:// or https://",
+                webhook.name, webhook.url
+            ));
+        }
+    }
+    if config.server.body_limit_bytes == 0 || config.server.pagerduty_body_limit_bytes == 0 {
+        errors.push("server: body limits must be above zero".into());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Rules(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_then_file_then_env_then_flags() {
+        let file = write("[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/var/lib/x\"\nbody_limit_bytes = 10\n");
+        let flags = Overrides {
+            listen: None,
+            data_dir: Some("/tmp/flag".into()),
+        };
+        let config = load(
+            Some(file.path()),
+            env(&[
+                ("INCIDENTD__SERVER__BODY_LIMIT_BYTES", "20"),
+                ("INCIDENTD__ENGINE__SHARDS", "3"),
+                ("OTHER", "x"),
+            ]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 9000, "from the file");
+        assert_eq!(config.server.body_limit_bytes, 20, "env beats the file");
+        assert_eq!(config.engine.shards, 3);
+        assert_eq!(
+            config.server.data_dir,
+            PathBuf::from("/tmp/flag"),
+            "flags beat everything"
+        );
+        assert_eq!(
+            config.server.pagerduty_body_limit_bytes,
+            512 * 1024,
+            "untouched default"
+        );
+    }
+
+    #[test]
+    fn typos_are_rejected_with_the_key() {
+        let file = write("[server]\nlisen = \"127.0.0.1:9000\"\n");
+        let err = load(Some(file.path()), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = load(
+            None,
+            env(&[("INCIDENTD__ENGINE__SHARDZ", "2")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("shardz"), "{err}");
+    }
+
+    #[test]
+    fn rules_and_channels_are_checked_together() {
+        let file = write(
+            r#"
+            [routing]
+            policies = { critical = "missing" }
+            [[escalation_policies]]
+            id = "p"
+            [[escalation_policies.steps]]
+            escalate_after = "5m"
+            targets = ["user:a"]
+            channels = ["pager"]
+            "#,
+        );
+        let err = load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown escalation policy \"missing\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("uses channel \"pager\", which is not configured"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shipped_config_files_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let default = root.join("config/default.toml");
+        let parsed = load(Some(&default), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "config/default.toml must spell out the built-in defaults"
+        );
+        for entry in std::fs::read_dir(root.join("config/examples")).unwrap() {
+            let path = entry.unwrap().path();
+            load(Some(&path), env(&[]), &Overrides::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The service configuration: built-in defaults, then a TOML file, then
+//! `INCIDENTD__SECTION__KEY` environment variables, then command-line flags.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! `config/default.toml` documents every key.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use incidentd_actors::escalation::EscalationPolicy;
+use incidentd_actors::routing::RouteConfig;
+use incidentd_actors::EngineSettings;
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, ConfigError, Overrides};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub engine: EngineSettings,
+    pub notifier: NotifierConfig,
+    /// The root of the routing tree.
+    pub routing: RouteConfig,
+    pub escalation_policies: Vec<EscalationPolicy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP API and ingest listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded snapshot store keeps its file.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub body_limit_bytes: usize,
+    /// Largest body on the PagerDuty endpoint `/v2/enqueue`, in bytes.
+    pub pagerduty_body_limit_bytes: usize,
+    /// Bearer tokens; when any is set, every endpoint but /healthz, /readyz
+    /// and /metrics requires one.
+    pub auth_tokens: Vec<String>,
+    /// Events kept for SSE clients that reconnect with `Last-Event-ID`.
+    pub sse_replay_events: usize,
+    /// On SIGTERM/SIGINT: how long to drain and store before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            body_limit_bytes: 1024 * 1024,
+            pagerduty_body_limit_bytes: 512 * 1024,
+            auth_tokens: Vec::new(),
+            sse_replay_events: 10_000,
+            shutdown_timeout: Duration::from_secs(20),
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Alertmanager API v2: an alert without `endsAt` is considered
+    /// resolved this long after it was received, unless sent again.
+    #[serde(with = "humantime_serde")]
+    pub resolve_timeout: Duration,
+    /// Tenant of alerts whose source names none.
+    pub default_tenant: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            resolve_timeout: Duration::from_secs(5 * 60),
+            default_tenant: "default".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifierConfig {
+    /// The built-in `log` channel writes each escalation to the log.
+    pub log: bool,
+    /// Webhook channels, referenced by name from escalation steps.
+    pub webhooks: Vec<WebhookChannelConfig>,
+    /// Escalation notifications waiting for delivery, per channel; beyond
+    /// it the oldest is dropped and counted.
+    pub queue_capacity: usize,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        NotifierConfig {
+            log: true,
+            webhooks: Vec::new(),
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookChannelConfig {
+    /// Channel name used in escalation steps, e.g. "webhook" or "oncall-db".
+    pub name: String,
+    /// Where notifications are POSTed (JSON).
+    pub url: String,
+    /// Signs each body with HMAC-SHA256 in `X-Incidentd-Signature: sha256=<hex>`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Per-attempt timeout.
+    #[serde(with = "humantime_serde", default = "default_webhook_timeout")]
+    pub timeout: Duration,
+    /// Attempts after the first, with exponential backoff.
+    #[serde(default = "default_webhook_retries")]
+    pub max_retries: u32,
+    /// First backoff; doubles per retry.
+    #[serde(with = "humantime_serde", default = "default_webhook_backoff")]
+    pub initial_backoff: Duration,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_webhook_retries() -> u32 {
+    5
+}
+
+fn default_webhook_backoff() -> Duration {
+    Duration::from_millis(500)
+}

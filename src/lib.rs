@@ -1,0 +1,13 @@
+//! The incidentd service: configuration, HTTP ingest and API, the event
+//! bus, the embedded snapshot store and the notifier around the engine in
+//! `incidentd_actors`.
+
+pub mod api;
+pub mod bus;
+pub mod config;
+pub mod ingest;
+pub mod notify;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,196 @@
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use incidentd_actors::ports::TokioClock;
+use incidentd_actors::{compile_rules, Engine, Ports};
+use serde_json::json;
+
+use crate::api::error::ApiError;
+use crate::bus::EventBus;
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::state::AppState;
+use crate::store::LocalStore;
+use crate::telemetry;
+
+/// The whole HTTP surface: operations endpoints open, everything else
+/// behind bearer tokens when any are configured.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .merge(crate::api::router())
+        .merge(crate::ingest::router())
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(protected)
+        .layer(middleware::from_fn(record_http_metrics))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Ready once every shard is restored (the server only listens after that)
+/// and until shutdown begins.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_shutting_down() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": "shutting down" })),
+        )
+            .into_response();
+    }
+    let full: Vec<usize> = state
+        .engine
+        .loads()
+        .iter()
+        .filter(|l| l.fullness() >= 1.0)
+        .map(|l| l.shard)
+        .collect();
+    if !full.is_empty() {
+        let reason =
+            format!("shards {full:?} are full: snapshots are not being stored fast enough");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": reason })),
+        )
+            .into_response();
+    }
+    Json(json!({ "status": "ready", "shards": state.engine.shard_count() })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let tokens = &state.config.server.auth_tokens;
+    if tokens.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if tokens.iter().any(|t| t == token) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a configured token as `Authorization: Bearer <token>`",
+        )
+        .into_response(),
+    }
+}
+
+async fn record_http_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!(telemetry::HTTP_DURATION, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Starts everything, serves until SIGTERM/SIGINT, then drains and stores.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let (tree, policies) = compile_rules(&config.routing, config.escalation_policies.clone())
+        .map_err(|errors| anyhow::anyhow!("invalid configuration:\n  {}", errors.join("\n  ")))?;
+    let store = LocalStore::open(&config.server.data_dir).with_context(|| {
+        format!(
+            "opening the data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let bus = Arc::new(EventBus::new(config.server.sse_replay_events));
+    let notifier = Notifier::start(&config.notifier);
+    bus.add_listener(notifier.clone());
+    let ports = Ports {
+        store: Arc::new(store),
+        sink: bus.clone(),
+        clock: Arc::new(TokioClock::new()),
+    };
+    let (engine, report) = Engine::start(config.engine.clone(), tree, policies, ports).await?;
+    tracing::info!(
+        incidents = report.incidents,
+        rejected = report.rejected.len(),
+        took_ms = report.duration.as_millis() as u64,
+        shards = engine.shard_count(),
+        "restored"
+    );
+    let state = AppState {
+        engine: Arc::new(engine),
+        bus,
+        config: config.clone(),
+        metrics: telemetry::metrics(),
+        shutting_down: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    tracing::info!(listen = %config.server.listen, "serving");
+    let shutting_down = state.shutting_down.clone();
+    let engine = state.engine.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutting_down.store(true, Ordering::Relaxed);
+            tracing::info!("shutdown requested: draining requests");
+        })
+        .await
+        .context("serving HTTP")?;
+    // Requests are drained; store what the shards hold, within a bound.
+    if tokio::time::timeout(config.server.shutdown_timeout, engine.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?config.server.shutdown_timeout, "shards did not finish storing in time; exiting anyway");
+    }
+    notifier.stop(config.server.shutdown_timeout).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

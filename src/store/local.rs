@@ -1,0 +1,199 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+
+/// Live incidents: (shard, incident id) -> encoded incident.
+const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
+/// Archived incidents, kept for post-mortems and analytics.
+const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
+/// Highest applied offset per (shard, source).
+const OFFSETS: TableDefinition<(u32, &str), i64> = TableDefinition::new("source_offsets");
+
+/// The embedded snapshot store: one redb file in the data directory. Each
+/// batch is one transaction, committed durably before the engine answers.
+#[derive(Clone)]
+pub struct LocalStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("local store: {what}: {e}"))
+}
+
+impl LocalStore {
+    /// Opens (or creates) `incidentd.redb` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<LocalStore, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| unavailable(&format!("create {}", data_dir.display()), e))?;
+        let path = data_dir.join("incidentd.redb");
+        let db = Database::create(&path)
+            .map_err(|e| unavailable(&format!("open {}", path.display()), e))?;
+        let txn = db.begin_write().map_err(|e| unavailable("begin", e))?;
+        for table in [LIVE, ARCHIVE] {
+            txn.open_table(table)
+                .map_err(|e| unavailable("create table", e))?;
+        }
+        txn.open_table(OFFSETS)
+            .map_err(|e| unavailable("create table", e))?;
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        Ok(LocalStore { db: Arc::new(db) })
+    }
+
+    fn load_blocking(&self, shard: u32) -> Result<ShardSnapshot, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| unavailable("begin read", e))?;
+        let live = txn
+            .open_table(LIVE)
+            .map_err(|e| unavailable("open table", e))?;
+        let mut snapshot = ShardSnapshot::default();
+        for entry in live
+            .range((shard, "")..(shard + 1, ""))
+            .map_err(|e| unavailable("read", e))?
+        {
+            let (key, value) = entry.map_err(|e| unavailable("read", e))?;
+            let (_, id) = key.value();
+            snapshot
+                .incidents
+                .push((format!("shard-{shard}/{id}"), value.value().to_vec()));
+        }
+        let offsets = txn
+            .open_table(OFFSETS)
+            .map_err(|e| unavailable("open table", e))?;
+        for entry in offsets
+            .range((shard, "")..(shard + 1, ""))
+            .map_err(|e| unavailable("read", e))?
+        {
+            let (key, value) = entry.map_err(|e| unavailable("read", e))?;
+            snapshot
+                .offsets
+                .insert(key.value().1.to_string(), value.value());
+        }
+        Ok(snapshot)
+    }
+
+    fn save_blocking(&self, shard: u32, batch: &SnapshotBatch) -> Result<(), StoreError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| unavailable("begin write", e))?;
+        {
+            let mut live = txn
+                .open_table(LIVE)
+                .map_err(|e| unavailable("open table", e))?;
+            let mut archive = txn
+                .open_table(ARCHIVE)
+                .map_err(|e| unavailable("open table", e))?;
+            let mut offsets = txn
+                .open_table(OFFSETS)
+                .map_err(|e| unavailable("open table", e))?;
+            for (id, bytes) in &batch.upserts {
+                let id = id.to_string();
+                live.insert((shard, id.as_str()), bytes.as_slice())
+                    .map_err(|e| unavailable("write", e))?;
+            }
+            for (id, bytes) in &batch.archived {
+                let id = id.to_string();
+                live.remove((shard, id.as_str()))
+                    .map_err(|e| unavailable("write", e))?;
+                archive
+                    .insert((shard, id.as_str()), bytes.as_slice())
+                    .map_err(|e| unavailable("write", e))?;
+            }
+            for (source, offset) in &batch.offsets {
+                offsets
+                    .insert((shard, source.as_str()), *offset)
+                    .map_err(|e| unavailable("write", e))?;
+            }
+        }
+        txn.commit().map_err(|e| unavailable("commit", e))
+    }
+
+    /// Number of archived incidents (for tests and diagnostics).
+    pub fn archived_count(&self) -> Result<u64, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| unavailable("begin read", e))?;
+        let archive = txn
+            .open_table(ARCHIVE)
+            .map_err(|e| unavailable("open table", e))?;
+        archive.len().map_err(|e| unavailable("read", e))
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for LocalStore {
+    async fn load_shard(&self, shard: usize) -> Result<ShardSnapshot, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.load_blocking(shard as u32))
+            .await
+            .map_err(|e| unavailable("load task", e))?
+    }
+
+    async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
+        let store = self.clone();
+        let batch = batch.clone();
+        tokio::task::spawn_blocking(move || store.save_blocking(shard as u32, &batch))
+            .await
+            .map_err(|e| unavailable("save task", e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use incidentd_actors::model::{IncidentId, Timestamp};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn saves_restores_and_archives_per_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            IncidentId::new(Timestamp(1)),
+            IncidentId::new(Timestamp(2)),
+            IncidentId::new(Timestamp(3)),
+        );
+        {
+            let store = LocalStore::open(dir.path()).unwrap();
+            let batch = SnapshotBatch {
+                upserts: vec![(a, Arc::new(vec![1])), (b, Arc::new(vec![2]))],
+                archived: vec![],
+                offsets: BTreeMap::from([("alerts/0".to_string(), 41)]),
+            };
+            store.save_batch(0, &batch).await.unwrap();
+            store
+                .save_batch(
+                    1,
+                    &SnapshotBatch {
+                        upserts: vec![(c, Arc::new(vec![3]))],
+                        ..SnapshotBatch::default()
+                    },
+                )
+                .await
+                .unwrap();
+            store
+                .save_batch(
+                    0,
+                    &SnapshotBatch {
+                        archived: vec![(a, Arc::new(vec![9]))],
+                        ..SnapshotBatch::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let store = LocalStore::open(dir.path()).unwrap();
+        let zero = store.load_shard(0).await.unwrap();
+        assert_eq!(zero.incidents, vec![(format!("shard-0/{b}"), vec![2])]);
+        assert_eq!(zero.offsets.get("alerts/0"), Some(&41));
+        assert_eq!(store.load_shard(1).await.unwrap().incidents.len(), 1);
+        assert_eq!(store.archived_count().unwrap(), 1);
+    }
+}

@@ -1,0 +1,5 @@
+//! Snapshot stores behind the engine's `SnapshotStore` port.
+
+mod local;
+
+pub use local::LocalStore;

@@ -1,0 +1,54 @@
+//! Logging and the Prometheus exporter. Metric names follow
+//! `incidentd_<thing>_<unit>[_total]`; the engine's own are in
+//! `incidentd_actors::telemetry`, the service's are recorded where they
+//! happen with names listed here.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::LogFormat;
+
+pub const HTTP_REQUESTS: &str = "incidentd_http_requests_total";
+pub const HTTP_DURATION: &str = "incidentd_http_request_duration_seconds";
+pub const ALERTS_RECEIVED: &str = "incidentd_alerts_received_total";
+pub const ALERTS_REJECTED: &str = "incidentd_alerts_rejected_total";
+pub const INGEST_DURABLE: &str = "incidentd_ingest_to_durable_seconds";
+pub const NOTIFICATIONS: &str = "incidentd_notifications_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide metrics recorder once and returns its handle.
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full("incidentd_snapshot_flush_batch_size".into()),
+                    &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0],
+                )
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder (a test harness) may already be installed;
+            // then this handle simply renders nothing new.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
