@@ -26,7 +26,10 @@ use crate::telemetry;
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(crate::api::router())
-        .merge(crate::ingest::router())
+        .merge(crate::ingest::router(
+            state.config.server.body_limit_bytes,
+            state.config.server.pagerduty_body_limit_bytes,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

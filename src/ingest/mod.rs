@@ -1,9 +1,18 @@
-//! Alert ingest: wire-format decoders and their HTTP endpoints.
+//! Alert ingest: one decoder per wire format, turning request bodies into
+//! the engine's `Alert` with per-item errors, and the HTTP endpoints.
 
-use axum::Router;
+mod alertmanager_v2;
+mod alertmanager_webhook;
+mod decoded;
+mod fields;
+pub mod http;
+mod native;
+mod pagerduty;
+mod pagerduty_keys;
 
-use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-}
+pub use alertmanager_v2::decode_alertmanager_v2;
+pub use alertmanager_webhook::decode_alertmanager_webhook;
+pub use decoded::{BodyError, Decoded, Rejected};
+pub use http::{router, FieldErrorBody, RejectedAlert, RejectedBatch};
+pub use native::{decode_native_json, decode_native_ndjson};
+pub use pagerduty::{decode_pagerduty, PagerDutyError, PagerDutyEvent};

@@ -1,0 +1,101 @@
+//! Reading fields out of loosely typed JSON items, collecting every problem
+//! with the field's name instead of stopping at the first.
+
+use std::collections::BTreeMap;
+
+use incidentd_actors::model::{FieldError, Severity, Timestamp};
+use serde_json::{Map, Value};
+
+pub struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    pub errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(object: &'a Map<String, Value>) -> Self {
+        Fields {
+            object,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    pub fn string(&mut self, field: &str) -> Option<String> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.error(field, format!("must be a string, got {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    /// A map of string to string (labels, annotations).
+    pub fn string_map(&mut self, field: &str) -> BTreeMap<String, String> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(map)) => {
+                let mut out = BTreeMap::new();
+                for (key, value) in map {
+                    match value {
+                        Value::String(s) => {
+                            out.insert(key.clone(), s.clone());
+                        }
+                        other => self.error(
+                            &format!("{field}.{key}"),
+                            format!("must be a string, got {}", kind(other)),
+                        ),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.error(
+                    field,
+                    format!("must be an object of strings, got {}", kind(other)),
+                );
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// An RFC 3339 time; times before the Unix epoch (Alertmanager's
+    /// `0001-01-01T00:00:00Z` for "unset") read as absent.
+    pub fn time(&mut self, field: &str) -> Option<Timestamp> {
+        let text = self.string(field)?;
+        match Timestamp::parse_rfc3339(&text) {
+            Ok(t) if t.millis() <= 0 => None,
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(field, format!("{text:?} is not an RFC 3339 time: {e}"));
+                None
+            }
+        }
+    }
+}
+
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Severity from a label, with the spellings Prometheus rules use; unknown
+/// ones read as warning.
+pub fn severity_from_label(label: Option<&String>) -> Severity {
+    match label.map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("critical" | "page" | "p1") => Severity::Critical,
+        Some("error" | "high" | "p2") => Severity::Error,
+        Some("info" | "none" | "informational" | "low") => Severity::Info,
+        _ => Severity::Warning,
+    }
+}
