@@ -38,6 +38,12 @@ pub fn alerts_without_incident(count: usize) {
         .increment(count as u64);
 }
 
+pub fn alerts_deduplicated(count: u64) {
+    if count > 0 {
+        counter!("incidentd_alerts_deduplicated_total").increment(count);
+    }
+}
+
 pub fn alerts_replayed(count: usize) {
     counter!("incidentd_alerts_ignored_total", "reason" => "already_applied")
         .increment(count as u64);

@@ -5,6 +5,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary};
 use crate::shard::{ShardContext, ShardMsg};
+use crate::telemetry;
 
 use super::encode_incident;
 
@@ -91,7 +92,9 @@ impl Actor for IncidentActor {
         let mut must_report = false;
         match message {
             IncidentMsg::Alerts(alerts) => {
+                let duplicates_before = incident.duplicate_alerts;
                 let bounced = incident.apply_alerts(alerts, now, &context.rules, &mut events);
+                telemetry::alerts_deduplicated(incident.duplicate_alerts - duplicates_before);
                 if !bounced.is_empty() {
                     state.bounced_since_snapshot = true;
                     let _ = state.shard.cast(ShardMsg::Bounced {
