@@ -61,7 +61,8 @@ impl Notification {
 
 pub struct Notifier {
     log: bool,
-    queues: HashMap<String, mpsc::Sender<Notification>>,
+    /// Emptied by `stop`, which closes the queues so workers finish.
+    queues: std::sync::Mutex<HashMap<String, mpsc::Sender<Notification>>>,
     workers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -77,16 +78,17 @@ impl Notifier {
         }
         Arc::new(Notifier {
             log: config.log,
-            queues,
+            queues: std::sync::Mutex::new(queues),
             workers: tokio::sync::Mutex::new(workers),
         })
     }
 
     /// Stops taking notifications and lets queued ones go out, within `timeout`.
     pub async fn stop(&self, timeout: Duration) {
+        // Dropping the senders closes the queues: each worker delivers what
+        // is queued, then ends.
+        self.queues.lock().expect("queues lock").clear();
         let workers = std::mem::take(&mut *self.workers.lock().await);
-        // Workers end when their queue is empty and every sender is gone; the
-        // bus still holds the notifier, so bound the wait instead.
         let drain = async {
             for worker in workers {
                 let _ = worker.await;
@@ -115,7 +117,8 @@ impl EventListener for Notifier {
                 metrics::counter!(telemetry::NOTIFICATIONS, "channel" => "log", "outcome" => "delivered").increment(1);
                 continue;
             }
-            let Some(queue) = self.queues.get(&channel) else {
+            let queues = self.queues.lock().expect("queues lock");
+            let Some(queue) = queues.get(&channel) else {
                 tracing::warn!(channel = %channel, "escalation names a channel that is not configured; skipped");
                 metrics::counter!(telemetry::NOTIFICATIONS, "channel" => channel, "outcome" => "unknown_channel").increment(1);
                 continue;
