@@ -7,11 +7,11 @@ use incidentd_actors::model::{Alert, AlertStatus, FieldError, Timestamp};
 use serde_json::Value;
 
 use super::decoded::{BodyError, Decoded};
-use super::fields::{kind, severity_from_label, Fields};
+use super::fields::{kind, severity_from_label, summary_from, Fields};
 
 /// Decodes a JSON array of postable alerts. Each element is read on its own,
 /// so one bad element is a rejection naming its index, not a failed batch.
-/// Missing `startsAt` is `now`; missing `endsAt` is `now + resolve_timeout`;
+/// Missing `startsAt` is `now` (or `endsAt`, if that is earlier); missing `endsAt` is `now + resolve_timeout`;
 /// an alert whose `endsAt` has passed is resolved.
 pub fn decode_alertmanager_v2(
     body: &[u8],
@@ -54,19 +54,22 @@ fn postable_alert(
         ));
     }
     let annotations = fields.string_map("annotations");
-    let starts_at = fields.time("startsAt").unwrap_or(now);
+    let given_start = fields.time("startsAt");
     let ends_at = fields
         .time("endsAt")
         .unwrap_or_else(|| now.plus(resolve_timeout));
+    // As Alertmanager does: an alert sent already ended started no later than its end.
+    let starts_at = given_start.unwrap_or(now.min(ends_at));
+    if ends_at < starts_at {
+        fields
+            .errors
+            .push(FieldError::new("endsAt", "is before startsAt"));
+    }
     let generator_url = fields.string("generatorURL");
     if !fields.errors.is_empty() {
         return Err(fields.errors);
     }
-    let summary = annotations
-        .get("summary")
-        .or_else(|| annotations.get("description"))
-        .cloned()
-        .unwrap_or_default();
+    let summary = summary_from(&annotations);
     let mut alert = Alert::firing(labels);
     alert.status = if ends_at <= now {
         AlertStatus::Resolved
@@ -156,6 +159,11 @@ mod tests {
                 (3, vec![""])
             ]
         );
+        let backwards = decode(
+            r#"[{"labels": {"a": "b"}, "startsAt": "2026-11-27T09:00:00Z", "endsAt": "2026-11-27T08:00:00Z"}]"#,
+        )
+        .unwrap();
+        assert_eq!(backwards.rejected[0].errors[0].field, "endsAt");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use incidentd_actors::model::{Alert, AlertStatus, FieldError};
 use serde_json::Value;
 
 use super::decoded::{BodyError, Decoded};
-use super::fields::{kind, severity_from_label, Fields};
+use super::fields::{kind, severity_from_label, summary_from, Fields};
 
 pub fn decode_alertmanager_webhook(body: &[u8]) -> Result<Decoded, BodyError> {
     let payload: Value = serde_json::from_slice(body)?;
@@ -83,11 +83,7 @@ fn webhook_alert(item: &Value) -> Result<Alert, Vec<FieldError>> {
     let mut alert = Alert::firing(labels);
     alert.status = status;
     alert.severity = severity_from_label(alert.labels.get("severity"));
-    alert.summary = annotations
-        .get("summary")
-        .or_else(|| annotations.get("description"))
-        .cloned()
-        .unwrap_or_default();
+    alert.summary = summary_from(&annotations);
     alert.annotations = annotations;
     alert.starts_at = starts_at;
     alert.ends_at = ends_at;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use incidentd_actors::model::{FieldError, Severity, Timestamp};
+use incidentd_actors::model::{FieldError, Severity, Timestamp, MAX_SUMMARY_LEN};
 use serde_json::{Map, Value};
 
 pub struct Fields<'a> {
@@ -97,5 +97,40 @@ pub fn severity_from_label(label: Option<&String>) -> Severity {
         Some("error" | "high" | "p2") => Severity::Error,
         Some("info" | "none" | "informational" | "low") => Severity::Info,
         _ => Severity::Warning,
+    }
+}
+
+/// The alert's summary from its `summary` (else `description`) annotation,
+/// cut at the engine's limit: a long description must not get a valid alert
+/// rejected. The annotation itself keeps the full text.
+pub fn summary_from(annotations: &BTreeMap<String, String>) -> String {
+    let text = annotations
+        .get("summary")
+        .or_else(|| annotations.get("description"))
+        .map(String::as_str)
+        .unwrap_or("");
+    let mut end = text.len().min(MAX_SUMMARY_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_prefers_summary_and_is_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_SUMMARY_LEN);
+        let annotations = BTreeMap::from([("description".to_string(), long)]);
+        let summary = summary_from(&annotations);
+        assert_eq!(summary.len(), MAX_SUMMARY_LEN);
+        assert!(summary.chars().all(|c| c == 'é'));
+        let both = BTreeMap::from([
+            ("summary".to_string(), "s".to_string()),
+            ("description".to_string(), "d".to_string()),
+        ]);
+        assert_eq!(summary_from(&both), "s");
     }
 }

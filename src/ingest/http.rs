@@ -23,6 +23,7 @@ use super::{
     decode_pagerduty, BodyError, Decoded, PagerDutyError, PagerDutyEvent,
 };
 use crate::api::error::ApiError;
+use crate::api::request::bytes;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -75,22 +76,6 @@ impl From<&FieldError> for FieldErrorBody {
 
 fn now() -> Timestamp {
     Timestamp::from_datetime(chrono::Utc::now())
-}
-
-/// 413 for a body over the limit, 400 for one that could not be read.
-fn body(result: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    result.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "payload_too_large",
-                "request body is over the configured limit (server.body_limit_bytes)",
-            )
-        } else {
-            ApiError::new(status, "bad_request", rejection.body_text())
-        }
-    })
 }
 
 fn require_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiError> {
@@ -192,7 +177,7 @@ pub async fn alertmanager_v2(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw = body(raw)?;
+    let raw = bytes(raw)?;
     require_content_type(&headers, &["application/json"])?;
     let decoded = decode_alertmanager_v2(&raw, now(), state.config.ingest.resolve_timeout)
         .map_err(|e| malformed("alertmanager_v2", e))?;
@@ -214,7 +199,7 @@ pub async fn alertmanager_webhook(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw = body(raw)?;
+    let raw = bytes(raw)?;
     require_content_type(&headers, &["application/json"])?;
     let decoded =
         decode_alertmanager_webhook(&raw).map_err(|e| malformed("alertmanager_webhook", e))?;
@@ -242,7 +227,7 @@ pub async fn native(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw = body(raw)?;
+    let raw = bytes(raw)?;
     require_content_type(&headers, &["application/json", "application/x-ndjson"])?;
     let ndjson = headers
         .get(header::CONTENT_TYPE)
@@ -285,7 +270,7 @@ pub async fn pagerduty_enqueue(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw = body(raw)?;
+    let raw = bytes(raw)?;
     require_content_type(&headers, &["application/json"])?;
     let event = match decode_pagerduty(&raw, now()) {
         Ok(event) => event,
@@ -296,8 +281,9 @@ pub async fn pagerduty_enqueue(
         PagerDutyEvent::Trigger {
             routing_key,
             dedup_key,
-            mut alert,
+            alert,
         } => {
+            let mut alert = *alert;
             alert.tenant = state.config.ingest.default_tenant.clone();
             let trigger = TriggerKey {
                 tenant: alert.tenant.clone(),

@@ -15,7 +15,7 @@ pub enum PagerDutyEvent {
     Trigger {
         routing_key: String,
         dedup_key: String,
-        alert: Alert,
+        alert: Box<Alert>,
     },
     Acknowledge {
         routing_key: String,
@@ -75,7 +75,7 @@ pub fn decode_pagerduty(body: &[u8], now: Timestamp) -> Result<PagerDutyEvent, P
                 PagerDutyEvent::Trigger {
                     routing_key: routing_key.clone().unwrap_or_default(),
                     dedup_key,
-                    alert,
+                    alert: Box::new(alert),
                 }
             })
         }

@@ -14,23 +14,30 @@ pub struct TriggerKey {
 /// acknowledge/resolve events are refused with a clear error).
 pub struct PagerDutyKeys {
     capacity: usize,
-    inner: Mutex<(
-        HashMap<(String, String), TriggerKey>,
-        VecDeque<(String, String)>,
-    )>,
+    inner: Mutex<Keys>,
+}
+
+/// (routing key, dedup key).
+type KeyPair = (String, String);
+
+#[derive(Default)]
+struct Keys {
+    by_key: HashMap<KeyPair, TriggerKey>,
+    /// Insertion order, oldest first, for forgetting past capacity.
+    order: VecDeque<KeyPair>,
 }
 
 impl PagerDutyKeys {
     pub fn new(capacity: usize) -> Self {
         PagerDutyKeys {
             capacity: capacity.max(1),
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+            inner: Mutex::new(Keys::default()),
         }
     }
 
     pub fn remember(&self, routing_key: &str, dedup_key: &str, trigger: TriggerKey) {
         let mut guard = self.inner.lock().expect("keys lock");
-        let (map, order) = &mut *guard;
+        let Keys { by_key: map, order } = &mut *guard;
         let key = (routing_key.to_string(), dedup_key.to_string());
         if map.insert(key.clone(), trigger).is_none() {
             order.push_back(key);
@@ -45,7 +52,7 @@ impl PagerDutyKeys {
     pub fn find(&self, routing_key: &str, dedup_key: &str) -> Option<TriggerKey> {
         let guard = self.inner.lock().expect("keys lock");
         guard
-            .0
+            .by_key
             .get(&(routing_key.to_string(), dedup_key.to_string()))
             .cloned()
     }

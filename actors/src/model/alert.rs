@@ -6,14 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
 
-/// Longest fingerprint accepted (PagerDuty's dedup key limit).
+/// Longest fingerprint accepted, in bytes (PagerDuty's dedup key limit).
 pub const MAX_FINGERPRINT_LEN: usize = 255;
-/// Longest summary accepted (PagerDuty's summary limit).
+/// Longest summary accepted, in bytes (PagerDuty's summary limit).
 pub const MAX_SUMMARY_LEN: usize = 1024;
 /// Most labels one alert may carry.
 pub const MAX_LABELS: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     Firing,
@@ -22,6 +23,7 @@ pub enum AlertStatus {
 
 /// Severity, ordered from least to most urgent so `max` picks the worst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -179,7 +181,7 @@ impl Alert {
             errors.push(FieldError::new(
                 "fingerprint",
                 format!(
-                    "is {} characters long; at most {MAX_FINGERPRINT_LEN} allowed",
+                    "is {} bytes long; at most {MAX_FINGERPRINT_LEN} allowed",
                     self.fingerprint.len()
                 ),
             ));
@@ -188,7 +190,7 @@ impl Alert {
             errors.push(FieldError::new(
                 "summary",
                 format!(
-                    "is {} characters long; at most {MAX_SUMMARY_LEN} allowed",
+                    "is {} bytes long; at most {MAX_SUMMARY_LEN} allowed",
                     self.summary.len()
                 ),
             ));

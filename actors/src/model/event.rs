@@ -7,6 +7,7 @@ use super::{IncidentId, IncidentSummary, Severity, Timestamp};
 
 /// The kind of an incident change; also the suffix of the CloudEvents type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Created,
@@ -75,6 +76,7 @@ impl EventKind {
 
 /// What changed, with the details a consumer needs to act on it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     Created {
@@ -201,6 +203,7 @@ impl Change {
 /// consumer can detect gaps and duplicates; `id` is derived from the
 /// incident and `seq`, so a re-sent event keeps its id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentEvent {
     pub id: String,
     pub incident_id: IncidentId,
@@ -213,6 +216,7 @@ pub struct IncidentEvent {
     pub actor: String,
     pub change: Change,
     /// The incident after the change.
+    #[cfg_attr(feature = "openapi", schema(value_type = IncidentSummary))]
     pub incident: Arc<IncidentSummary>,
 }
 

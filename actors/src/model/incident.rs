@@ -41,7 +41,24 @@ impl FromStr for IncidentId {
     }
 }
 
+/// In JSON an id is its 26-character ULID string.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for IncidentId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("ulid".into())))
+            .description(Some("ULID, e.g. 01JDQ2X3Y4Z5A6B7C8D9E0F1G2"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for IncidentId {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
     Triggered,
@@ -79,6 +96,7 @@ impl FromStr for IncidentStatus {
 
 /// What the incident knows about one alert (by fingerprint).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertState {
     pub status: AlertStatus,
     pub severity: Severity,
@@ -96,6 +114,7 @@ pub struct AlertState {
 /// belongs to, and when (`None` while escalation is stopped). Once the last
 /// step of the last loop fired, `step` points past the end.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EscalationPosition {
     pub policy: Option<String>,
     /// Counts escalation (re)starts (creation, reopen, snooze expiry), so a
@@ -109,6 +128,7 @@ pub struct EscalationPosition {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEntry {
     pub seq: u64,
     pub at: Timestamp,
@@ -119,6 +139,7 @@ pub struct TimelineEntry {
 
 /// One incident: everything the engine keeps about it, and what a snapshot holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Incident {
     pub id: IncidentId,
     pub tenant: String,
@@ -155,6 +176,7 @@ pub struct Incident {
     /// Set once the incident was archived; it takes no more input.
     pub archived: bool,
     /// Most recent entries, capped; `timeline_total` counts all ever written.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<TimelineEntry>))]
     pub timeline: VecDeque<TimelineEntry>,
     pub timeline_total: u64,
     /// Sequence number of the last event; the next one is `seq + 1`.
@@ -212,6 +234,7 @@ impl Incident {
 
 /// The compact view of an incident that lists and filters need.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentSummary {
     pub id: IncidentId,
     pub tenant: String,

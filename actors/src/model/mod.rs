@@ -7,7 +7,10 @@ mod event;
 mod incident;
 mod time;
 
-pub use alert::{fingerprint_of, Alert, AlertStatus, FieldError, Severity};
+pub use alert::{
+    fingerprint_of, Alert, AlertStatus, FieldError, Severity, MAX_FINGERPRINT_LEN, MAX_LABELS,
+    MAX_SUMMARY_LEN,
+};
 pub use command::{Command, CommandError, NewIncident};
 pub use event::{Change, EventKind, IncidentEvent};
 pub use incident::{

@@ -7,6 +7,7 @@ use crate::model::Severity;
 
 /// Escalation policy ids by severity, with a fallback for the rest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SeverityPolicies {
     pub critical: Option<String>,
@@ -58,6 +59,7 @@ impl SeverityPolicies {
 /// from its parents already filled in. Every incident keeps a copy, so a
 /// config change does not alter incidents that are already open.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RouteSettings {
     pub route_id: String,
     /// Overrides the alert's tenant when set.
@@ -66,17 +68,21 @@ pub struct RouteSettings {
     pub team: Option<String>,
     pub policies: SeverityPolicies,
     /// Repeats of a known alert inside this window only update counters.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub dedup_window: Duration,
     /// An acknowledged incident not resolved within this goes back to
     /// triggered; zero turns it off.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub ack_timeout: Duration,
     /// Resolve the incident once all its alerts are resolved.
     pub auto_resolve: bool,
     /// How long all alerts must stay resolved before auto-resolve; a re-fire
     /// inside it cancels (flap damping).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub auto_resolve_grace: Duration,
     /// A firing alert within this time after resolve reopens the incident;
     /// later ones open a new incident.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub reopen_window: Duration,
 }
 
