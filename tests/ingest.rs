@@ -279,4 +279,18 @@ async fn bearer_tokens_guard_everything_but_operations() {
         "{metrics}"
     );
     assert!(metrics.contains("incidentd_http_requests_total"));
+    for histogram in [
+        "incidentd_alert_to_event_seconds_bucket",
+        "incidentd_ingest_to_durable_seconds_bucket",
+        "incidentd_snapshot_flush_duration_seconds_bucket",
+    ] {
+        assert!(
+            metrics.contains(histogram),
+            "{histogram} missing from:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("incidentd_incidents_created_total{severity=\"warning\"} 1"),
+        "{metrics}"
+    );
 }

@@ -176,6 +176,7 @@ impl Engine {
         alerts: Vec<Alert>,
         position: Option<SourcePosition>,
     ) -> Result<Submitted, EngineError> {
+        let received = Instant::now();
         let count = alerts.len();
         let mut per_shard: Vec<Vec<RoutedAlert>> =
             (0..self.shards.len()).map(|_| Vec::new()).collect();
@@ -212,6 +213,7 @@ impl Engine {
                 alerts,
                 position: position.clone(),
                 durable: Some(tx),
+                received,
             };
             if self.shards[shard].cast(message).is_err() {
                 return Err(EngineError::ShuttingDown);

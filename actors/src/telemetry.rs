@@ -44,6 +44,11 @@ pub fn alerts_deduplicated(count: u64) {
     }
 }
 
+/// From the engine taking an alert to the incident event it caused.
+pub fn alert_to_event(latency: Duration) {
+    histogram!("incidentd_alert_to_event_seconds").record(latency.as_secs_f64());
+}
+
 pub fn alerts_replayed(count: usize) {
     counter!("incidentd_alerts_ignored_total", "reason" => "already_applied")
         .increment(count as u64);

@@ -37,8 +37,12 @@ pub(crate) struct SnapshotReply {
 pub(crate) type CommandReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
 
 pub(crate) enum IncidentMsg {
-    /// Alerts of this incident's group, in arrival order.
-    Alerts(Vec<Alert>),
+    /// Alerts of this incident's group, in arrival order, and when the
+    /// engine took them.
+    Alerts {
+        alerts: Vec<Alert>,
+        received: std::time::Instant,
+    },
     Command {
         command: Command,
         actor: String,
@@ -91,10 +95,13 @@ impl Actor for IncidentActor {
         let generation_before = incident.timer_generation;
         let mut must_report = false;
         match message {
-            IncidentMsg::Alerts(alerts) => {
+            IncidentMsg::Alerts { alerts, received } => {
                 let duplicates_before = incident.duplicate_alerts;
                 let bounced = incident.apply_alerts(alerts, now, &context.rules, &mut events);
                 telemetry::alerts_deduplicated(incident.duplicate_alerts - duplicates_before);
+                if !events.is_empty() {
+                    telemetry::alert_to_event(received.elapsed());
+                }
                 if !bounced.is_empty() {
                     state.bounced_since_snapshot = true;
                     let _ = state.shard.cast(ShardMsg::Bounced {

@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{oneshot, watch};
@@ -48,6 +49,8 @@ pub(crate) enum ShardMsg {
         alerts: Vec<RoutedAlert>,
         position: Option<SourcePosition>,
         durable: Option<Waiter>,
+        /// When the engine took the batch, for the alert-to-event latency.
+        received: Instant,
     },
     Command {
         id: IncidentId,
@@ -193,7 +196,12 @@ impl Actor for ShardSupervisor {
                 alerts,
                 position,
                 durable,
-            } => state.on_alerts(&myself, alerts, position, durable).await,
+                received,
+            } => {
+                state
+                    .on_alerts(&myself, alerts, position, durable, received)
+                    .await
+            }
             ShardMsg::Command {
                 id,
                 command,
@@ -222,13 +230,18 @@ impl Actor for ShardSupervisor {
                 let now = state.context.clock.now();
                 let group = (tenant, group_key);
                 match state.groups.get(&group).copied() {
+                    // Handed back alerts count from now: their first arrival is not kept.
                     Some(current) if current != from => {
-                        state.send_alerts(&myself, current, alerts, now).await
+                        let received = Instant::now();
+                        state
+                            .send_alerts(&myself, current, alerts, now, received)
+                            .await
                     }
                     _ => {
                         state.groups.remove(&group);
+                        let received = Instant::now();
                         state
-                            .open_incident(&myself, group, &route, alerts, now)
+                            .open_incident(&myself, group, &route, alerts, now, received)
                             .await;
                     }
                 }
@@ -291,6 +304,7 @@ impl ShardState {
         alerts: Vec<RoutedAlert>,
         position: Option<SourcePosition>,
         durable: Option<Waiter>,
+        received: Instant,
     ) {
         let count = alerts.len();
         if self.stopping {
@@ -311,8 +325,11 @@ impl ShardState {
             let now = self.context.clock.now();
             for (group, route, alerts) in by_group(alerts) {
                 match self.groups.get(&group).copied() {
-                    Some(id) => self.send_alerts(myself, id, alerts, now).await,
-                    None => self.open_incident(myself, group, &route, alerts, now).await,
+                    Some(id) => self.send_alerts(myself, id, alerts, now, received).await,
+                    None => {
+                        self.open_incident(myself, group, &route, alerts, now, received)
+                            .await
+                    }
                 }
             }
             if let Some(position) = position {
@@ -462,10 +479,11 @@ impl ShardState {
         id: IncidentId,
         alerts: Vec<Alert>,
         now: Timestamp,
+        received: Instant,
     ) {
         match self.resident(myself, id).await {
             Some(incident) => {
-                let _ = incident.cast(IncidentMsg::Alerts(alerts));
+                let _ = incident.cast(IncidentMsg::Alerts { alerts, received });
                 self.touch(id, now);
                 self.dirty.insert(id);
             }
@@ -485,6 +503,7 @@ impl ShardState {
         route: &Arc<RouteSettings>,
         alerts: Vec<Alert>,
         now: Timestamp,
+        received: Instant,
     ) {
         let Some(first_firing) = alerts.iter().position(|a| a.status == AlertStatus::Firing) else {
             telemetry::alerts_without_incident(alerts.len());
@@ -511,6 +530,7 @@ impl ShardState {
             "a new incident is not resolved, so it takes every alert"
         );
         self.context.publish(&incident, events);
+        telemetry::alert_to_event(received.elapsed());
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
     }
