@@ -72,6 +72,10 @@ pub fn decode_pagerduty(body: &[u8], now: Timestamp) -> Result<PagerDutyEvent, P
                     "pagerduty_routing_key".into(),
                     routing_key.clone().unwrap_or_default(),
                 );
+                // In PagerDuty one dedup key is one alert: naming the alert by
+                // it keeps unrelated events apart under the default grouping
+                // (by `alertname`); routes can still group by source etc.
+                alert.labels.insert("alertname".into(), dedup_key.clone());
                 PagerDutyEvent::Trigger {
                     routing_key: routing_key.clone().unwrap_or_default(),
                     dedup_key,
@@ -290,6 +294,7 @@ mod tests {
         assert_eq!(alert.severity, Severity::Info);
         assert_eq!(alert.labels["component"], "postgres");
         assert_eq!(alert.labels["pagerduty_routing_key"], "samplekeyhere");
+        assert_eq!(alert.labels["alertname"], "samplekeyhere");
         assert_eq!(alert.annotations["load avg"], "0.75");
         assert_eq!(alert.annotations["ping time"], "1500ms");
         assert_eq!(alert.annotations["link_0"], "https://example.com/");
