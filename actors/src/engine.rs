@@ -6,12 +6,13 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::escalation::{EscalationPolicies, EscalationPolicy};
-use crate::incident::{decode_incident, IncidentRules};
+use crate::incident::IncidentRules;
 use crate::model::{
     Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
 };
 use crate::ports::{Clock, EventSink, SnapshotStore, SourcePosition, StoreError};
 use crate::read_model::ReadModel;
+use crate::restore::{decode_shard, RejectedSnapshot};
 use crate::routing::{RouteConfig, RoutingTree};
 use crate::settings::EngineSettings;
 use crate::shard::{
@@ -53,8 +54,8 @@ pub struct Ports {
 #[derive(Debug, Default)]
 pub struct RestoreReport {
     pub incidents: usize,
-    /// Entries that could not be decoded, by key with the reason; they were skipped.
-    pub rejected: Vec<String>,
+    /// Entries that could not be decoded; they were skipped.
+    pub rejected: Vec<RejectedSnapshot>,
     pub duration: Duration,
 }
 
@@ -115,17 +116,8 @@ impl Engine {
                 .load_shard(shard)
                 .await
                 .map_err(|source| EngineError::Restore { shard, source })?;
-            let mut restored = Vec::with_capacity(snapshot.incidents.len());
-            for (key, bytes) in snapshot.incidents {
-                match decode_incident(&key, &bytes) {
-                    Ok(incident) => restored.push((incident, Arc::new(bytes))),
-                    Err(e) => {
-                        tracing::error!(shard, key = %key, error = %e, "skipping a snapshot that cannot be decoded");
-                        telemetry::snapshot_rejected();
-                        report.rejected.push(e.to_string());
-                    }
-                }
-            }
+            let (restored, rejected) = decode_shard(shard, snapshot.incidents).await;
+            report.rejected.extend(rejected);
             telemetry::restore_done(shard, shard_started.elapsed(), restored.len());
             report.incidents += restored.len();
             let load = Arc::new(ShardLoad::new(shard, settings.shard_capacity));

@@ -597,9 +597,10 @@ async fn corrupt_snapshot_is_skipped_and_reported() {
         .unwrap();
     assert_eq!(report.incidents, 0);
     assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].shard, 0);
     assert!(
-        report.rejected[0].contains("corrupt"),
-        "{}",
+        report.rejected[0].reason.contains("corrupt"),
+        "{:?}",
         report.rejected[0]
     );
 }

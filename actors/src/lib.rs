@@ -13,6 +13,7 @@ mod incident;
 pub mod model;
 pub mod ports;
 mod read_model;
+mod restore;
 pub mod routing;
 mod settings;
 mod shard;
@@ -23,6 +24,7 @@ pub use incident::{
     decode_incident, encode_incident, CodecError, IncidentRules, SNAPSHOT_FORMAT_VERSION,
 };
 pub use read_model::ReadModel;
+pub use restore::RejectedSnapshot;
 pub use settings::{EngineSettings, PassivationSettings};
 pub use shard::ShardLoad;
 #[cfg(test)]
