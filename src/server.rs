@@ -44,33 +44,42 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
 
-/// Ready once every shard is restored (the server only listens after that)
-/// and until shutdown begins.
+/// Ready once every shard is restored (the server only listens after that),
+/// while every shard can store its snapshots and has room, and until
+/// shutdown begins. Otherwise 503 with the reason.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.is_shutting_down() {
-        return (
+    match not_ready_reason(&state) {
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "reason": "shutting down" })),
+            Json(json!({ "status": "not ready", "reason": reason })),
         )
-            .into_response();
+            .into_response(),
+        None => {
+            Json(json!({ "status": "ready", "shards": state.engine.shard_count() })).into_response()
+        }
     }
-    let full: Vec<usize> = state
-        .engine
-        .loads()
+}
+
+fn not_ready_reason(state: &AppState) -> Option<String> {
+    if state.is_shutting_down() {
+        return Some("shutting down".into());
+    }
+    let loads = state.engine.loads();
+    if let Some((shard, error)) = loads
+        .iter()
+        .find_map(|l| l.store_error().map(|e| (l.shard, e)))
+    {
+        return Some(format!(
+            "shard {shard} cannot store snapshots: {error}; alerts are held in memory and not acknowledged until it can"
+        ));
+    }
+    let full: Vec<usize> = loads
         .iter()
         .filter(|l| l.fullness() >= 1.0)
         .map(|l| l.shard)
         .collect();
-    if !full.is_empty() {
-        let reason =
-            format!("shards {full:?} are full: snapshots are not being stored fast enough");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "reason": reason })),
-        )
-            .into_response();
-    }
-    Json(json!({ "status": "ready", "shards": state.engine.shard_count() })).into_response()
+    (!full.is_empty())
+        .then(|| format!("shards {full:?} are full: snapshots are not being stored fast enough"))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -509,6 +509,10 @@ async fn store_outage_refuses_acknowledgement_then_fills_up() {
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
+    let reason = h.engine.loads()[0]
+        .store_error()
+        .expect("the failing flush is reported");
+    assert!(reason.contains("memory store set to fail"), "{reason}");
     let _ = h
         .engine
         .submit(vec![firing("C", "1"), firing("D", "1")])
@@ -528,6 +532,7 @@ async fn store_outage_refuses_acknowledgement_then_fills_up() {
     h.store.set_failing(false);
     tokio::time::sleep(Duration::from_secs(10)).await;
     h.engine.submit(vec![firing("E", "1")]).await.unwrap();
+    assert_eq!(h.engine.loads()[0].store_error(), None);
     assert_eq!(
         h.store.live_count(),
         5,

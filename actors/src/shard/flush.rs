@@ -175,6 +175,7 @@ impl ShardState {
         match result {
             Ok(()) => {
                 self.flush.failures = 0;
+                self.context.load.set_store_error(None);
                 for (id, bytes) in saved {
                     if let Some(Entry::Active { restart_from, .. }) = self.incidents.get_mut(&id) {
                         *restart_from = bytes;
@@ -201,6 +202,7 @@ impl ShardState {
             }
             Err(message) => {
                 self.flush.failures += 1;
+                self.context.load.set_store_error(Some(message.clone()));
                 tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
                 self.dirty.extend(saved.into_iter().map(|(id, _)| id));
                 self.archived.extend(archived);

@@ -1,4 +1,5 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// How full a shard is: alerts taken but not yet durable, against its
 /// capacity. Sources read it to pause before `submit` would refuse.
@@ -7,6 +8,8 @@ pub struct ShardLoad {
     pub shard: usize,
     pub capacity: usize,
     pending: AtomicUsize,
+    /// Why the last flush failed, until one succeeds again.
+    store_error: Mutex<Option<String>>,
 }
 
 impl ShardLoad {
@@ -15,6 +18,7 @@ impl ShardLoad {
             shard,
             capacity,
             pending: AtomicUsize::new(0),
+            store_error: Mutex::new(None),
         }
     }
 
@@ -25,6 +29,16 @@ impl ShardLoad {
     /// Fraction of capacity in use, 0.0 to 1.0 (or above when a batch overshot).
     pub fn fullness(&self) -> f64 {
         self.pending() as f64 / self.capacity.max(1) as f64
+    }
+
+    /// The store error that keeps this shard from making changes durable,
+    /// if its last flush failed.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error.lock().expect("store error lock").clone()
+    }
+
+    pub(crate) fn set_store_error(&self, error: Option<String>) {
+        *self.store_error.lock().expect("store error lock") = error;
     }
 
     /// Reserves room for `n` alerts, or says no without reserving.
