@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, unit and
 # integration tests. Installs and starts the real services the tests need
-# (none yet beyond the Rust toolchain). Usage: scripts/test.sh
+# with scripts/services.sh (Redis for now) and leaves them running for the
+# next run. Tests find Redis through INCIDENTD_TEST_REDIS_URL
+# (redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,10 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== services"
+scripts/services.sh up redis
+export INCIDENTD_TEST_REDIS_URL="redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}"
 
 echo "== cargo test"
 log="$(mktemp)"

@@ -9,16 +9,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use incidentd_actors::ports::TokioClock;
+use incidentd_actors::ports::{SnapshotStore, TokioClock};
 use incidentd_actors::{compile_rules, Engine, Ports};
 use serde_json::json;
 
 use crate::api::error::ApiError;
 use crate::bus::EventBus;
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::notify::Notifier;
 use crate::state::AppState;
-use crate::store::LocalStore;
+use crate::store::{LocalStore, RedisStore};
 use crate::telemetry;
 
 /// The whole HTTP surface: operations endpoints open, everything else
@@ -129,19 +129,30 @@ async fn record_http_metrics(request: Request, next: Next) -> Response {
 /// Starts everything, serves until SIGTERM/SIGINT, then drains and stores.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // Installed first, so the store's and the engine's restore are measured.
+    let metrics = telemetry::metrics();
     let (tree, policies) = compile_rules(&config.routing, config.escalation_policies.clone())
         .map_err(|errors| anyhow::anyhow!("invalid configuration:\n  {}", errors.join("\n  ")))?;
-    let store = LocalStore::open(&config.server.data_dir).with_context(|| {
-        format!(
-            "opening the data directory {}",
-            config.server.data_dir.display()
-        )
-    })?;
+    let store: Arc<dyn SnapshotStore> = match config.store.kind {
+        StoreKind::Local => {
+            Arc::new(LocalStore::open(&config.server.data_dir).with_context(|| {
+                format!(
+                    "opening the data directory {}",
+                    config.server.data_dir.display()
+                )
+            })?)
+        }
+        StoreKind::Redis => Arc::new(
+            RedisStore::connect(&config.store)
+                .await
+                .context("connecting to the snapshot store (store.redis_url)")?,
+        ),
+    };
     let bus = Arc::new(EventBus::new(config.server.sse_replay_events));
     let notifier = Notifier::start(&config.notifier);
     bus.add_listener(notifier.clone());
     let ports = Ports {
-        store: Arc::new(store),
+        store,
         sink: bus.clone(),
         clock: Arc::new(TokioClock::new()),
     };
@@ -157,7 +168,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         engine: Arc::new(engine),
         bus,
         config: config.clone(),
-        metrics: telemetry::metrics(),
+        metrics,
         shutting_down: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -15,6 +15,9 @@ pub const ALERTS_RECEIVED: &str = "incidentd_alerts_received_total";
 pub const ALERTS_REJECTED: &str = "incidentd_alerts_rejected_total";
 pub const INGEST_DURABLE: &str = "incidentd_ingest_to_durable_seconds";
 pub const NOTIFICATIONS: &str = "incidentd_notifications_total";
+pub const STORE_COMMAND_DURATION: &str = "incidentd_store_command_duration_seconds";
+pub const STORE_FENCED_WRITES: &str = "incidentd_store_fenced_writes_total";
+pub const STORE_ERRORS: &str = "incidentd_store_errors_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

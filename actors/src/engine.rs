@@ -117,6 +117,12 @@ impl Engine {
                 .await
                 .map_err(|source| EngineError::Restore { shard, source })?;
             let (restored, rejected) = decode_shard(shard, snapshot.incidents).await;
+            for bad in &rejected {
+                // Best effort: a failure here only means it is skipped again next time.
+                if let Err(e) = ports.store.quarantine(shard, &bad.key, &bad.reason).await {
+                    tracing::warn!(shard, key = %bad.key, error = %e, "could not move an undecodable snapshot aside");
+                }
+            }
             report.rejected.extend(rejected);
             telemetry::restore_done(shard, shard_started.elapsed(), restored.len());
             report.incidents += restored.len();

@@ -593,7 +593,7 @@ async fn corrupt_snapshot_is_skipped_and_reported() {
     let rules: RulesFile = toml::from_str(RULES).unwrap();
     let (tree, policies) = compile_rules(&rules.routing, rules.escalation_policies).unwrap();
     let ports = Ports {
-        store,
+        store: store.clone(),
         sink: Arc::new(CollectingSink::default()),
         clock,
     };
@@ -603,6 +603,8 @@ async fn corrupt_snapshot_is_skipped_and_reported() {
     assert_eq!(report.incidents, 0);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].shard, 0);
+    assert_eq!(store.live_count(), 0, "moved aside");
+    assert_eq!(store.quarantined_count(), 1);
     assert!(
         report.rejected[0].reason.contains("corrupt"),
         "{:?}",

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use incidentd_actors::compile_rules;
 use thiserror::Error;
 
-use super::Config;
+use super::{Config, StoreConfig};
 
 /// Settings given on the command line; they win over everything else.
 #[derive(Clone, Debug, Default)]
@@ -159,11 +159,40 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.server.body_limit_bytes == 0 || config.server.pagerduty_body_limit_bytes == 0 {
         errors.push("server: body limits must be above zero".into());
     }
+    errors.extend(store_errors(&config.store));
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ConfigError::Rules(errors))
     }
+}
+
+/// The Redis settings are checked even with `kind = "local"`, so switching
+/// kinds never reveals an old mistake.
+fn store_errors(store: &StoreConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !store.redis_url.starts_with("redis://") {
+        errors.push(format!(
+            "store.redis_url {:?} must start with redis://",
+            store.redis_url
+        ));
+    }
+    if store.connect_timeout.is_zero() || store.command_timeout.is_zero() {
+        errors.push("store: connect_timeout and command_timeout must be above zero".into());
+    }
+    // Redis expires keys in whole seconds (SET ... EX).
+    if store.archive_ttl.as_secs() == 0 {
+        errors.push("store.archive_ttl must be at least 1s".into());
+    }
+    // Braces would change the Redis Cluster hash tag that keeps a shard's
+    // keys in one slot.
+    if store.key_prefix.is_empty() || store.key_prefix.contains(['{', '}']) {
+        errors.push(format!(
+            "store.key_prefix {:?} must be non-empty and contain no braces",
+            store.key_prefix
+        ));
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -254,6 +283,24 @@ mod tests {
             err.contains("uses channel \"pager\", which is not configured"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn store_settings_are_checked() {
+        let file = write(
+            "[store]\nkind = \"redis\"\nredis_url = \"http://x\"\ncommand_timeout = \"0s\"\narchive_ttl = \"10ms\"\nkey_prefix = \"a{b}\"\n",
+        );
+        let err = load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "must start with redis://",
+            "must be above zero",
+            "archive_ttl must be at least 1s",
+            "contain no braces",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing in: {err}");
+        }
     }
 
     #[test]

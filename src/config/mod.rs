@@ -23,6 +23,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub engine: EngineSettings,
     pub notifier: NotifierConfig,
+    pub store: StoreConfig,
     /// The root of the routing tree.
     pub routing: RouteConfig,
     pub escalation_policies: Vec<EscalationPolicy>,
@@ -146,4 +147,47 @@ fn default_webhook_retries() -> u32 {
 
 fn default_webhook_backoff() -> Duration {
     Duration::from_millis(500)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Where shards keep their snapshots: `local` (a file in
+    /// `server.data_dir`) or `redis` (shared by replicas, fenced per shard).
+    pub kind: StoreKind,
+    /// Redis to use when `kind = "redis"`, e.g. `redis://127.0.0.1:6390`
+    /// or `redis://:password@host:6379/0`.
+    pub redis_url: String,
+    /// Longest wait for a connection to Redis, at start and on reconnect.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for one Redis command (one flush, one page of a restore).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// How long an archived incident is kept in Redis before it expires.
+    #[serde(with = "humantime_serde")]
+    pub archive_ttl: Duration,
+    /// First part of every Redis key, so several deployments can share one
+    /// Redis: `<key_prefix>:{shard-N}:live`.
+    pub key_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Local,
+            redis_url: "redis://127.0.0.1:6390".into(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            archive_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            key_prefix: "incidentd".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Local,
+    Redis,
 }

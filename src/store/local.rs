@@ -9,6 +9,9 @@ use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
 /// Archived incidents, kept for post-mortems and analytics.
 const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
+/// Entries the engine could not decode, moved aside: (shard, store key) -> bytes.
+const QUARANTINE: TableDefinition<(u32, &str), &[u8]> =
+    TableDefinition::new("quarantined_snapshots");
 /// Highest applied offset per (shard, source).
 const OFFSETS: TableDefinition<(u32, &str), i64> = TableDefinition::new("source_offsets");
 
@@ -32,7 +35,7 @@ impl LocalStore {
         let db = Database::create(&path)
             .map_err(|e| unavailable(&format!("open {}", path.display()), e))?;
         let txn = db.begin_write().map_err(|e| unavailable("begin", e))?;
-        for table in [LIVE, ARCHIVE] {
+        for table in [LIVE, ARCHIVE, QUARANTINE] {
             txn.open_table(table)
                 .map_err(|e| unavailable("create table", e))?;
         }
@@ -113,6 +116,32 @@ impl LocalStore {
         txn.commit().map_err(|e| unavailable("commit", e))
     }
 
+    fn quarantine_blocking(&self, shard: u32, key: &str) -> Result<(), StoreError> {
+        let id = key.rsplit('/').next().unwrap_or(key);
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| unavailable("begin write", e))?;
+        {
+            let mut live = txn
+                .open_table(LIVE)
+                .map_err(|e| unavailable("open table", e))?;
+            let bytes = live
+                .remove((shard, id))
+                .map_err(|e| unavailable("write", e))?
+                .map(|v| v.value().to_vec());
+            if let Some(bytes) = bytes {
+                let mut quarantine = txn
+                    .open_table(QUARANTINE)
+                    .map_err(|e| unavailable("open table", e))?;
+                quarantine
+                    .insert((shard, key), bytes.as_slice())
+                    .map_err(|e| unavailable("write", e))?;
+            }
+        }
+        txn.commit().map_err(|e| unavailable("commit", e))
+    }
+
     /// Number of archived incidents (for tests and diagnostics).
     pub fn archived_count(&self) -> Result<u64, StoreError> {
         let txn = self
@@ -141,6 +170,15 @@ impl SnapshotStore for LocalStore {
         tokio::task::spawn_blocking(move || store.save_blocking(shard as u32, &batch))
             .await
             .map_err(|e| unavailable("save task", e))?
+    }
+
+    async fn quarantine(&self, shard: usize, key: &str, reason: &str) -> Result<(), StoreError> {
+        tracing::warn!(shard, key, reason, "moving an undecodable snapshot aside");
+        let store = self.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || store.quarantine_blocking(shard as u32, &key))
+            .await
+            .map_err(|e| unavailable("quarantine task", e))?
     }
 }
 
@@ -195,5 +233,14 @@ mod tests {
         assert_eq!(zero.offsets.get("alerts/0"), Some(&41));
         assert_eq!(store.load_shard(1).await.unwrap().incidents.len(), 1);
         assert_eq!(store.archived_count().unwrap(), 1);
+
+        store
+            .quarantine(0, &format!("shard-0/{b}"), "cannot decode")
+            .await
+            .unwrap();
+        assert!(
+            store.load_shard(0).await.unwrap().incidents.is_empty(),
+            "moved out of the live set"
+        );
     }
 }

@@ -12,6 +12,7 @@ use crate::model::{IncidentEvent, IncidentId};
 struct ShardData {
     live: BTreeMap<IncidentId, Arc<Vec<u8>>>,
     archive: BTreeMap<IncidentId, Arc<Vec<u8>>>,
+    quarantine: BTreeMap<String, Arc<Vec<u8>>>,
     offsets: BTreeMap<String, i64>,
 }
 
@@ -34,6 +35,15 @@ impl MemoryStore {
             .unwrap()
             .values()
             .map(|s| s.live.len())
+            .sum()
+    }
+
+    pub fn quarantined_count(&self) -> usize {
+        self.shards
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.quarantine.len())
             .sum()
     }
 
@@ -67,7 +77,7 @@ impl SnapshotStore for MemoryStore {
                 incidents: data
                     .live
                     .iter()
-                    .map(|(id, b)| (id.to_string(), b.to_vec()))
+                    .map(|(id, b)| (format!("shard-{shard}/{id}"), b.to_vec()))
                     .collect(),
                 offsets: data.offsets.clone(),
             })
@@ -89,6 +99,20 @@ impl SnapshotStore for MemoryStore {
         }
         data.offsets
             .extend(batch.offsets.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(())
+    }
+
+    async fn quarantine(&self, shard: usize, key: &str, _reason: &str) -> Result<(), StoreError> {
+        let id = key
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse::<IncidentId>().ok())
+            .ok_or_else(|| StoreError::Unavailable(format!("not a key of this store: {key:?}")))?;
+        let mut shards = self.shards.lock().unwrap();
+        let data = shards.entry(shard).or_default();
+        if let Some(bytes) = data.live.remove(&id) {
+            data.quarantine.insert(key.to_string(), bytes);
+        }
         Ok(())
     }
 }

@@ -51,4 +51,8 @@ pub enum StoreError {
 pub trait SnapshotStore: Send + Sync + 'static {
     async fn load_shard(&self, shard: usize) -> Result<ShardSnapshot, StoreError>;
     async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError>;
+    /// Moves an entry the engine could not decode (`key` as `load_shard`
+    /// returned it) out of the live set, keeping its bytes for a
+    /// post-mortem, so the next restore does not trip over it again.
+    async fn quarantine(&self, shard: usize, key: &str, reason: &str) -> Result<(), StoreError>;
 }

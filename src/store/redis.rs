@@ -1,0 +1,538 @@
+//! Snapshots in Redis, shared by every replica. Each shard has its own key
+//! space, hash-tagged (`{shard-N}`) so it lives in one Redis Cluster slot
+//! and one script can write it atomically:
+//!
+//! - `<prefix>:{shard-N}:live`        HASH incident id -> encoded incident
+//! - `<prefix>:{shard-N}:offsets`     HASH source -> highest applied offset
+//! - `<prefix>:{shard-N}:epoch`       INT, bumped by every owner that claims the shard
+//! - `<prefix>:{shard-N}:archive:<id>` STRING, expires after `archive_ttl`
+//! - `<prefix>:{shard-N}:quarantine`  HASH incident id -> bytes the engine could not decode
+//!
+//! Fencing (invariant 6): `load_shard` claims the shard by incrementing its
+//! epoch, and every save checks, inside the same script that writes, that
+//! the epoch is still the one this handle claimed. A replica that lost the
+//! shard therefore writes nothing and gets `StoreError::Fenced`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+
+use crate::config::StoreConfig;
+use crate::telemetry;
+
+/// Fields per HSCAN page at restore: big enough to need few round trips,
+/// small enough that one page never blocks Redis for long.
+const SCAN_PAGE: usize = 1000;
+
+/// Longest pause between reconnect attempts. The engine retries a failed
+/// flush by itself, so a long driver backoff would only delay noticing that
+/// Redis is back (the default grows to several seconds).
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// The save script's answer when a newer epoch owns the shard.
+const FENCED: i64 = 0;
+
+/// One flush, all or nothing. Redis runs a script without interleaving
+/// other commands, so the epoch check and the writes cannot be separated.
+///
+/// KEYS: epoch, live, offsets, then one archive key per archived incident.
+/// ARGV: our epoch, archive TTL in seconds, number of upserts, number of
+/// archived, then (id, bytes) per upsert, (id, bytes) per archived
+/// incident, and (source, offset) pairs up to the end.
+const SAVE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ttl = ARGV[2]
+local upserts = tonumber(ARGV[3])
+local archived = tonumber(ARGV[4])
+local i = 5
+for _ = 1, upserts do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for n = 1, archived do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('SET', KEYS[3 + n], ARGV[i + 1], 'EX', ttl)
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return 1
+"#;
+
+/// The Redis snapshot store. One handle per process; the connection is
+/// multiplexed and reconnects by itself with backoff.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    key_prefix: String,
+    command_timeout: Duration,
+    archive_ttl_secs: u64,
+    /// The epoch this handle claimed per shard at load; every save carries it.
+    epochs: Mutex<HashMap<usize, u64>>,
+    save_script: Script,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {what}: {e}"))
+}
+
+impl RedisStore {
+    /// Connects within `connect_timeout`, or fails with `Unavailable`.
+    pub async fn connect(config: &StoreConfig) -> Result<RedisStore, StoreError> {
+        // The URL may hold a password, so errors do not repeat it.
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| unavailable("invalid store.redis_url", e))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let connection = tokio::time::timeout(
+            config.connect_timeout,
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        .map_err(|_| {
+            unavailable(
+                "connect",
+                format!("no connection within {:?}", config.connect_timeout),
+            )
+        })?
+        .map_err(|e| unavailable("connect", e))?;
+        Ok(RedisStore {
+            connection,
+            key_prefix: config.key_prefix.clone(),
+            command_timeout: config.command_timeout,
+            archive_ttl_secs: config.archive_ttl.as_secs(),
+            epochs: Mutex::new(HashMap::new()),
+            save_script: Script::new(SAVE_SCRIPT),
+        })
+    }
+
+    /// `<prefix>:{shard-N}:<name>`: the braces make the shard number the
+    /// Redis Cluster hash tag.
+    fn key(&self, shard: usize, name: &str) -> String {
+        format!("{}:{{shard-{shard}}}:{name}", self.key_prefix)
+    }
+
+    /// Runs one command within the command timeout; every failure becomes
+    /// `Unavailable` naming what was being done, and is counted.
+    async fn run<T>(
+        &self,
+        command: &'static str,
+        what: &str,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.command_timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(unavailable(what, e)),
+            Err(_) => Err(unavailable(
+                what,
+                format!("no answer within {:?}", self.command_timeout),
+            )),
+        };
+        if result.is_err() {
+            metrics::counter!(telemetry::STORE_ERRORS, "command" => command).increment(1);
+        }
+        result
+    }
+
+    async fn load(&self, shard: usize) -> Result<ShardSnapshot, StoreError> {
+        let mut connection = self.connection.clone();
+        // Claim before reading: once the epoch is ours, the previous owner
+        // cannot add anything we would miss.
+        let epoch: u64 = self
+            .run(
+                "load",
+                "claim shard",
+                redis::cmd("INCR")
+                    .arg(self.key(shard, "epoch"))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        self.epochs.lock().unwrap().insert(shard, epoch);
+
+        let live = self.key(shard, "live");
+        // HSCAN may return a field twice; the map keeps one of each.
+        let mut incidents: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, HashMap<String, Vec<u8>>) = self
+                .run(
+                    "load",
+                    "read live incidents",
+                    redis::cmd("HSCAN")
+                        .arg(&live)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(SCAN_PAGE)
+                        .query_async(&mut connection),
+                )
+                .await?;
+            incidents.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let offsets: BTreeMap<String, i64> = self
+            .run(
+                "load",
+                "read offsets",
+                redis::cmd("HGETALL")
+                    .arg(self.key(shard, "offsets"))
+                    .query_async(&mut connection),
+            )
+            .await?;
+
+        let mut incidents: Vec<(String, Vec<u8>)> = incidents
+            .into_iter()
+            .map(|(id, bytes)| (format!("shard-{shard}/{id}"), bytes))
+            .collect();
+        // Ids are ULIDs: restore in creation order, the same on every run.
+        incidents.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(ShardSnapshot { incidents, offsets })
+    }
+
+    async fn save(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
+        let epoch = self.epochs.lock().unwrap().get(&shard).copied();
+        let Some(epoch) = epoch else {
+            return Err(unavailable(
+                &format!("save shard {shard}"),
+                "this replica never loaded the shard (load_shard claims it)",
+            ));
+        };
+        let mut invocation = self.save_script.prepare_invoke();
+        invocation
+            .key(self.key(shard, "epoch"))
+            .key(self.key(shard, "live"))
+            .key(self.key(shard, "offsets"));
+        for (id, _) in &batch.archived {
+            invocation.key(self.key(shard, &format!("archive:{id}")));
+        }
+        invocation
+            .arg(epoch)
+            .arg(self.archive_ttl_secs)
+            .arg(batch.upserts.len())
+            .arg(batch.archived.len());
+        for (id, bytes) in batch.upserts.iter().chain(&batch.archived) {
+            invocation.arg(id.to_string()).arg(bytes.as_slice());
+        }
+        for (source, offset) in &batch.offsets {
+            invocation.arg(source).arg(*offset);
+        }
+        let mut connection = self.connection.clone();
+        let stored: i64 = self
+            .run(
+                "save",
+                "save batch",
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
+        if stored == FENCED {
+            metrics::counter!(telemetry::STORE_FENCED_WRITES).increment(1);
+            return Err(StoreError::Fenced { shard });
+        }
+        Ok(())
+    }
+}
+
+fn record_duration(command: &'static str, started: Instant) {
+    metrics::histogram!(telemetry::STORE_COMMAND_DURATION, "command" => command)
+        .record(started.elapsed().as_secs_f64());
+}
+
+#[async_trait]
+impl SnapshotStore for RedisStore {
+    async fn load_shard(&self, shard: usize) -> Result<ShardSnapshot, StoreError> {
+        let started = Instant::now();
+        let result = self.load(shard).await;
+        record_duration("load", started);
+        result
+    }
+
+    async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.save(shard, batch).await;
+        record_duration("save", started);
+        result
+    }
+
+    /// Moves an entry the engine could not decode from the shard's live set
+    /// to its quarantine, so the next restore does not trip over it again
+    /// while its bytes stay available for a post-mortem. `key` is the key
+    /// `load_shard` returned (`shard-N/<id>`). An entry no longer live is
+    /// left alone.
+    async fn quarantine(&self, shard: usize, key: &str, reason: &str) -> Result<(), StoreError> {
+        let id = key
+            .strip_prefix(&format!("shard-{shard}/"))
+            .ok_or_else(|| {
+                unavailable(
+                    "quarantine",
+                    format!("key {key:?} does not belong to shard {shard}"),
+                )
+            })?;
+        let live = self.key(shard, "live");
+        let mut connection = self.connection.clone();
+        let bytes: Option<Vec<u8>> = self
+            .run(
+                "quarantine",
+                "quarantine: read",
+                redis::cmd("HGET")
+                    .arg(&live)
+                    .arg(id)
+                    .query_async(&mut connection),
+            )
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(());
+        };
+        let mut transaction = redis::pipe();
+        transaction
+            .atomic()
+            .hset(self.key(shard, "quarantine"), id, bytes)
+            .ignore()
+            .hdel(&live, id)
+            .ignore();
+        let () = self
+            .run(
+                "quarantine",
+                "quarantine: move",
+                transaction.query_async(&mut connection),
+            )
+            .await?;
+        tracing::warn!(shard, key, reason, "snapshot entry quarantined");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use incidentd_actors::model::{IncidentId, Timestamp};
+
+    use super::*;
+
+    /// The Redis the tests use; without it they fail rather than skip, so a
+    /// green run always means the store was really exercised.
+    fn test_url() -> String {
+        std::env::var("INCIDENTD_TEST_REDIS_URL").expect(
+            "INCIDENTD_TEST_REDIS_URL is not set: run `scripts/services.sh up redis` and \
+             export INCIDENTD_TEST_REDIS_URL=redis://127.0.0.1:6390, or run scripts/test.sh",
+        )
+    }
+
+    /// A config with a key prefix of its own, so tests never share keys.
+    fn test_config() -> StoreConfig {
+        StoreConfig {
+            redis_url: test_url(),
+            key_prefix: format!("incidentd-test-{}", ulid::Ulid::new()),
+            ..StoreConfig::default()
+        }
+    }
+
+    async fn connect(config: &StoreConfig) -> RedisStore {
+        RedisStore::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; is Redis up (scripts/services.sh up redis)?"))
+    }
+
+    /// Deletes every key under the test's prefix (SCAN, never KEYS).
+    async fn delete_keys(store: &RedisStore) {
+        let mut connection = store.connection.clone();
+        let pattern = format!("{}:*", store.key_prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                let () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+
+    fn id(millis: i64) -> IncidentId {
+        IncidentId::new(Timestamp(millis))
+    }
+
+    fn upserts(entries: &[(IncidentId, u8)]) -> SnapshotBatch {
+        SnapshotBatch {
+            upserts: entries
+                .iter()
+                .map(|(id, byte)| (*id, Arc::new(vec![*byte, 0, 255])))
+                .collect(),
+            ..SnapshotBatch::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn saves_restores_and_archives_per_shard() {
+        let config = test_config();
+        let store = connect(&config).await;
+        let (a, b, c) = (id(1), id(2), id(3));
+        assert!(store.load_shard(0).await.unwrap().incidents.is_empty());
+        assert!(store.load_shard(1).await.unwrap().incidents.is_empty());
+
+        let mut first = upserts(&[(a, 1), (b, 2)]);
+        first.offsets = BTreeMap::from([("alerts/0".to_string(), 41)]);
+        store.save_batch(0, &first).await.unwrap();
+        store.save_batch(1, &upserts(&[(c, 3)])).await.unwrap();
+        let archive = SnapshotBatch {
+            archived: vec![(a, Arc::new(vec![9]))],
+            offsets: BTreeMap::from([("alerts/0".to_string(), 42)]),
+            ..SnapshotBatch::default()
+        };
+        store.save_batch(0, &archive).await.unwrap();
+
+        // A restart (or another replica) sees exactly what was stored.
+        let restored = connect(&config).await;
+        let zero = restored.load_shard(0).await.unwrap();
+        assert_eq!(
+            zero.incidents,
+            vec![(format!("shard-0/{b}"), vec![2, 0, 255])]
+        );
+        assert_eq!(zero.offsets, BTreeMap::from([("alerts/0".to_string(), 42)]));
+        let one = restored.load_shard(1).await.unwrap();
+        assert_eq!(
+            one.incidents,
+            vec![(format!("shard-1/{c}"), vec![3, 0, 255])]
+        );
+        assert!(one.offsets.is_empty(), "offsets are per shard");
+
+        let mut connection = store.connection.clone();
+        let archive_key = store.key(0, &format!("archive:{a}"));
+        let (bytes, ttl): (Vec<u8>, i64) = redis::pipe()
+            .get(&archive_key)
+            .ttl(&archive_key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(bytes, vec![9]);
+        assert!(ttl > 0, "archived incidents expire; TTL was {ttl}");
+        delete_keys(&store).await;
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_lost_the_shard_cannot_overwrite_it() {
+        let config = test_config();
+        let (old_owner, new_owner) = (connect(&config).await, connect(&config).await);
+        let incident = id(1);
+        old_owner.load_shard(0).await.unwrap();
+        new_owner.load_shard(0).await.unwrap();
+
+        let refused = old_owner
+            .save_batch(0, &upserts(&[(incident, 1)]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, StoreError::Fenced { shard: 0 }),
+            "{refused:?}"
+        );
+        new_owner
+            .save_batch(0, &upserts(&[(incident, 2)]))
+            .await
+            .unwrap();
+
+        let live = connect(&config).await.load_shard(0).await.unwrap();
+        assert_eq!(
+            live.incidents,
+            vec![(format!("shard-0/{incident}"), vec![2, 0, 255])]
+        );
+        delete_keys(&old_owner).await;
+    }
+
+    #[tokio::test]
+    async fn restores_a_large_shard_in_pages() {
+        let config = test_config();
+        let store = connect(&config).await;
+        store.load_shard(3).await.unwrap();
+        let entries: Vec<(IncidentId, u8)> = (0..2_500).map(|i| (id(i), i as u8)).collect();
+        store.save_batch(3, &upserts(&entries)).await.unwrap();
+
+        let restored = connect(&config).await.load_shard(3).await.unwrap();
+        let mut expected: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(id, byte)| (format!("shard-3/{id}"), vec![*byte, 0, 255]))
+            .collect();
+        expected.sort();
+        assert_eq!(restored.incidents.len(), 2_500);
+        assert_eq!(restored.incidents, expected);
+        delete_keys(&store).await;
+    }
+
+    #[tokio::test]
+    async fn quarantine_moves_an_entry_out_of_the_live_set() {
+        let config = test_config();
+        let store = connect(&config).await;
+        let (bad, good) = (id(1), id(2));
+        store.load_shard(0).await.unwrap();
+        store
+            .save_batch(0, &upserts(&[(bad, 7), (good, 8)]))
+            .await
+            .unwrap();
+
+        store
+            .quarantine(0, &format!("shard-0/{bad}"), "cannot decode")
+            .await
+            .unwrap();
+
+        let live = store.load_shard(0).await.unwrap();
+        assert_eq!(
+            live.incidents,
+            vec![(format!("shard-0/{good}"), vec![8, 0, 255])]
+        );
+        let mut connection = store.connection.clone();
+        let kept: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(store.key(0, "quarantine"))
+            .arg(bad.to_string())
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(kept, Some(vec![7, 0, 255]), "the bytes are kept");
+        delete_keys(&store).await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_unavailable_not_a_hang() {
+        let config = StoreConfig {
+            redis_url: "redis://127.0.0.1:1".into(),
+            connect_timeout: Duration::from_millis(500),
+            ..StoreConfig::default()
+        };
+        // Generous bound: it only has to show that connecting gives up.
+        let outcome = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(&config))
+            .await
+            .expect("connect must give up within its connect timeout");
+        match outcome {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.starts_with("redis: connect"), "{message}")
+            }
+            Err(other) => panic!("expected Unavailable, got {other:?}"),
+            Ok(_) => panic!("nothing listens on 127.0.0.1:1"),
+        }
+    }
+}

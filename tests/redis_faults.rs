@@ -1,0 +1,319 @@
+//! Crash and outage tests with snapshots in a real Redis: a SIGKILL under
+//! load loses no acknowledged alert, and a Redis outage makes the service
+//! refuse (503) rather than acknowledge what it cannot store.
+//!
+//! Needs `redis-server` (installed by `scripts/services.sh up redis`, which
+//! `scripts/test.sh` runs). Each test starts its own Redis on a free port,
+//! so stopping it does not disturb other tests.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Service, WebhookReceiver};
+use serde_json::{json, Value};
+
+/// A redis-server of the test's own, with its data in `dir`.
+struct Redis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is missing: run scripts/services.sh up redis (or scripts/test.sh), which installs it");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A clean stop (SIGTERM), as an outage looks from the client.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn config(redis: &Redis, hook: &str) -> String {
+    format!(
+        r#"
+[store]
+kind = "redis"
+redis_url = "{}"
+command_timeout = "1s"
+
+[routing]
+group_by = ["alertname"]
+policies = {{ critical = "page" }}
+
+[[escalation_policies]]
+id = "page"
+[[escalation_policies.steps]]
+escalate_after = "6s"
+targets = ["user:alice"]
+channels = ["hook"]
+[[escalation_policies.steps]]
+escalate_after = "1h"
+targets = ["team:db"]
+channels = ["hook"]
+
+[[notifier.webhooks]]
+name = "hook"
+url = "{hook}"
+initial_backoff = "50ms"
+"#,
+        redis.url()
+    )
+}
+
+/// Alerts acknowledged with a 2xx, per alertname.
+type Acknowledged = Arc<Mutex<HashMap<String, u64>>>;
+
+/// Sends batches of 50 alerts (200 groups, fingerprints repeating) every
+/// 20 ms until `stop_at`; counts only what was answered 2xx.
+fn load(
+    base: String,
+    stop_at: Instant,
+    acknowledged: Acknowledged,
+) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (mut ok, mut refused) = (0u64, 0u64);
+        let mut n = 0usize;
+        while Instant::now() < stop_at {
+            let batch: Vec<Value> = (0..50)
+                .map(|i| {
+                    let k = n * 50 + i;
+                    json!({"status": "firing", "labels": {"alertname": format!("load-{}", k % 200), "instance": format!("i{}", k % 7)}})
+                })
+                .collect();
+            n += 1;
+            let sent = client
+                .post(format!("{base}/api/v1/alerts"))
+                .json(&batch)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    ok += 1;
+                    let mut acked = acknowledged.lock().unwrap();
+                    for alert in &batch {
+                        *acked
+                            .entry(alert["labels"]["alertname"].as_str().unwrap().to_string())
+                            .or_default() += 1;
+                    }
+                }
+                _ => refused += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (ok, refused)
+    })
+}
+
+/// Total alerts per group key, checking no group has two open incidents.
+async fn totals(service: &Service) -> BTreeMap<String, u64> {
+    let mut open: HashMap<String, usize> = HashMap::new();
+    let mut totals = BTreeMap::new();
+    for incident in service.all_incidents().await {
+        let key = incident["group_key"].as_str().unwrap().to_string();
+        if incident["status"] != "resolved" {
+            *open.entry(key.clone()).or_default() += 1;
+        }
+        *totals.entry(key).or_default() += incident["total_alerts"].as_u64().unwrap();
+    }
+    for (key, count) in open {
+        assert!(count <= 1, "{key} has {count} open incidents");
+    }
+    totals
+}
+
+fn assert_all_acknowledged(acknowledged: &Acknowledged, totals: &BTreeMap<String, u64>) {
+    for (name, sent) in acknowledged.lock().unwrap().iter() {
+        let key = format!("root:{{alertname=\"{name}\"}}");
+        let stored = totals.get(&key).copied().unwrap_or(0);
+        assert!(
+            stored >= *sent,
+            "{key}: {sent} alerts acknowledged but only {stored} reflected"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let receiver = WebhookReceiver::start(vec![]).await;
+    let mut service = Service::start(&config(&redis, &receiver.url)).await;
+
+    let page = json!({"status": "firing", "severity": "critical", "labels": {"alertname": "DatabaseDown"}});
+    assert_eq!(
+        service.post_json("/api/v1/alerts", &page).await.status(),
+        200
+    );
+    assert_eq!(
+        receiver.wait_for(1, Duration::from_secs(10)).await.len(),
+        1,
+        "step 1 fires at once"
+    );
+
+    let acknowledged: Acknowledged = Arc::default();
+    let generator = load(
+        service.base.clone(),
+        Instant::now() + Duration::from_secs(10),
+        acknowledged.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = totals(&service).await;
+    service.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.restart().await;
+    let (ok, _) = generator.await.unwrap();
+    assert!(ok > 100, "the generator got {ok} batches through");
+
+    let after = totals(&service).await;
+    for (key, total) in &before {
+        assert!(
+            after.get(key).copied().unwrap_or(0) >= *total,
+            "{key} went backwards"
+        );
+    }
+    assert_all_acknowledged(&acknowledged, &after);
+
+    // Step 2 was pending at the crash (due 6 s after step 1): exactly once.
+    let got = receiver.wait_for(2, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let keys: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got.len().max(keys.len()),
+        2,
+        "two deliveries, one per step: {keys:?}"
+    );
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_refuses_instead_of_acknowledging_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(dir.path());
+    let receiver = WebhookReceiver::start(vec![]).await;
+    let mut service = Service::start(&config(&redis, &receiver.url)).await;
+
+    let acknowledged: Acknowledged = Arc::default();
+    let generator = load(
+        service.base.clone(),
+        Instant::now() + Duration::from_secs(22),
+        acknowledged.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.stop();
+
+    // During the outage: still running, not ready, and saying why.
+    let mut reason = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reason.is_empty() && Instant::now() < deadline {
+        let r = service
+            .client
+            .get(format!("{}/readyz", service.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            let body: Value = r.json().await.unwrap();
+            reason = body["reason"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reason.contains("cannot store snapshots"),
+        "readyz reason: {reason:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    redis.spawn();
+
+    let (ok, refused) = generator.await.unwrap();
+    assert!(
+        refused > 0,
+        "alerts sent during the outage were refused, not acknowledged"
+    );
+    assert!(ok > 100, "{ok} batches acknowledged");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service
+        .client
+        .get(format!("{}/readyz", service.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What was acknowledged is in Redis: a restart from it still has it.
+    service.restart().await;
+    let after = totals(&service).await;
+    assert_all_acknowledged(&acknowledged, &after);
+}
