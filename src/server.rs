@@ -17,7 +17,7 @@ use crate::api::error::ApiError;
 use crate::bus::EventBus;
 use crate::config::{Config, StoreKind};
 use crate::notify::Notifier;
-use crate::state::AppState;
+use crate::state::{AppState, Directory};
 use crate::store::{LocalStore, RedisStore};
 use crate::telemetry;
 
@@ -133,20 +133,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::metrics();
     let (tree, policies) = compile_rules(&config.routing, config.escalation_policies.clone())
         .map_err(|errors| anyhow::anyhow!("invalid configuration:\n  {}", errors.join("\n  ")))?;
-    let store: Arc<dyn SnapshotStore> = match config.store.kind {
+    let (store, directory): (Arc<dyn SnapshotStore>, Directory) = match config.store.kind {
         StoreKind::Local => {
-            Arc::new(LocalStore::open(&config.server.data_dir).with_context(|| {
+            let store = LocalStore::open(&config.server.data_dir).with_context(|| {
                 format!(
                     "opening the data directory {}",
                     config.server.data_dir.display()
                 )
-            })?)
+            })?;
+            (Arc::new(store), Directory::Local)
         }
-        StoreKind::Redis => Arc::new(
-            RedisStore::connect(&config.store)
-                .await
-                .context("connecting to the snapshot store (store.redis_url)")?,
-        ),
+        StoreKind::Redis => {
+            let store = Arc::new(
+                RedisStore::connect(&config.store)
+                    .await
+                    .context("connecting to the snapshot store (store.redis_url)")?,
+            );
+            (store.clone(), Directory::Redis(store))
+        }
     };
     let bus = Arc::new(EventBus::new(config.server.sse_replay_events));
     let notifier = Notifier::start(&config.notifier);
@@ -170,6 +174,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         metrics,
         shutting_down: Default::default(),
+        directory,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

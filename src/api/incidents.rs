@@ -49,7 +49,14 @@ pub async fn list_incidents(
 ) -> Result<Json<IncidentPage>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = ListQuery::parse(&pairs)?;
-    Ok(Json(query.page(state.engine.read_model().all())))
+    let summaries = state.incident_summaries().await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(query.page(summaries)))
 }
 
 /// One incident with its alerts, escalation state and recent timeline.

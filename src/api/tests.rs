@@ -80,6 +80,7 @@ async fn app() -> App {
         config: Arc::new(config),
         metrics: crate::telemetry::metrics(),
         shutting_down: Default::default(),
+        directory: crate::state::Directory::Local,
     };
     App {
         router: crate::server::router(state.clone()),

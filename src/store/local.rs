@@ -202,8 +202,8 @@ mod tests {
             let store = LocalStore::open(dir.path()).unwrap();
             let batch = SnapshotBatch {
                 upserts: vec![(a, Arc::new(vec![1])), (b, Arc::new(vec![2]))],
-                archived: vec![],
                 offsets: BTreeMap::from([("alerts/0".to_string(), 41)]),
+                ..SnapshotBatch::default()
             };
             store.save_batch(0, &batch).await.unwrap();
             store

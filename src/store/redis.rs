@@ -15,10 +15,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use incidentd_actors::model::IncidentSummary;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
@@ -52,14 +53,20 @@ end
 local ttl = ARGV[2]
 local upserts = tonumber(ARGV[3])
 local archived = tonumber(ARGV[4])
-local i = 5
+local summaries = tonumber(ARGV[5])
+local i = 6
 for _ = 1, upserts do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 for n = 1, archived do
   redis.call('HDEL', KEYS[2], ARGV[i])
-  redis.call('SET', KEYS[3 + n], ARGV[i + 1], 'EX', ttl)
+  redis.call('HDEL', KEYS[4], ARGV[i])
+  redis.call('SET', KEYS[4 + n], ARGV[i + 1], 'EX', ttl)
+  i = i + 2
+end
+for _ = 1, summaries do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 while i <= #ARGV do
@@ -117,6 +124,60 @@ impl RedisStore {
         })
     }
 
+    /// Reads a whole hash in pages with HSCAN (never one giant reply).
+    async fn scan_hash(
+        &self,
+        key: &str,
+        command: &'static str,
+        what: &str,
+    ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        // HSCAN may return a field twice; the map keeps one of each.
+        let mut fields: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, HashMap<String, Vec<u8>>) = self
+                .run(
+                    command,
+                    what,
+                    redis::cmd("HSCAN")
+                        .arg(key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(SCAN_PAGE)
+                        .query_async(&mut connection),
+                )
+                .await?;
+            fields.extend(page);
+            if next == 0 {
+                return Ok(fields);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Every live incident's summary over all `shards`, as their owners last
+    /// stored them: what `GET /api/v1/incidents` lists on any replica. It
+    /// lags the owners by at most one flush interval (longer while their
+    /// store is failing).
+    pub async fn summaries(&self, shards: usize) -> Result<Vec<Arc<IncidentSummary>>, StoreError> {
+        let started = Instant::now();
+        let mut summaries = Vec::new();
+        for shard in 0..shards {
+            let key = self.key(shard, "summaries");
+            for (id, json) in self.scan_hash(&key, "list", "read summaries").await? {
+                match serde_json::from_slice::<IncidentSummary>(&json) {
+                    Ok(summary) => summaries.push(Arc::new(summary)),
+                    Err(e) => {
+                        tracing::warn!(shard, incident = %id, error = %e, "skipping an unreadable incident summary")
+                    }
+                }
+            }
+        }
+        record_duration("list", started);
+        Ok(summaries)
+    }
+
     /// `<prefix>:{shard-N}:<name>`: the braces make the shard number the
     /// Redis Cluster hash tag.
     fn key(&self, shard: usize, name: &str) -> String {
@@ -160,29 +221,9 @@ impl RedisStore {
             .await?;
         self.epochs.lock().unwrap().insert(shard, epoch);
 
-        let live = self.key(shard, "live");
-        // HSCAN may return a field twice; the map keeps one of each.
-        let mut incidents: HashMap<String, Vec<u8>> = HashMap::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, page): (u64, HashMap<String, Vec<u8>>) = self
-                .run(
-                    "load",
-                    "read live incidents",
-                    redis::cmd("HSCAN")
-                        .arg(&live)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(SCAN_PAGE)
-                        .query_async(&mut connection),
-                )
-                .await?;
-            incidents.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let incidents = self
+            .scan_hash(&self.key(shard, "live"), "load", "read live incidents")
+            .await?;
         let offsets: BTreeMap<String, i64> = self
             .run(
                 "load",
@@ -214,7 +255,8 @@ impl RedisStore {
         invocation
             .key(self.key(shard, "epoch"))
             .key(self.key(shard, "live"))
-            .key(self.key(shard, "offsets"));
+            .key(self.key(shard, "offsets"))
+            .key(self.key(shard, "summaries"));
         for (id, _) in &batch.archived {
             invocation.key(self.key(shard, &format!("archive:{id}")));
         }
@@ -222,9 +264,15 @@ impl RedisStore {
             .arg(epoch)
             .arg(self.archive_ttl_secs)
             .arg(batch.upserts.len())
-            .arg(batch.archived.len());
+            .arg(batch.archived.len())
+            .arg(batch.summaries.len());
         for (id, bytes) in batch.upserts.iter().chain(&batch.archived) {
             invocation.arg(id.to_string()).arg(bytes.as_slice());
+        }
+        for summary in &batch.summaries {
+            let json = serde_json::to_string(summary.as_ref())
+                .map_err(|e| unavailable("encode summary", e))?;
+            invocation.arg(summary.id.to_string()).arg(json);
         }
         for (source, offset) in &batch.offsets {
             invocation.arg(source).arg(*offset);
@@ -514,6 +562,61 @@ mod tests {
             .unwrap();
         assert_eq!(kept, Some(vec![7, 0, 255]), "the bytes are kept");
         delete_keys(&store).await;
+    }
+
+    fn summary(id: IncidentId, title: &str) -> Arc<IncidentSummary> {
+        let rules = incidentd_actors::IncidentRules::new(Default::default());
+        let route = Arc::new(incidentd_actors::routing::RouteSettings::manual());
+        let alert = incidentd_actors::model::Alert::firing(BTreeMap::from([(
+            "alertname".to_string(),
+            title.to_string(),
+        )]));
+        let incident = incidentd_actors::model::Incident::open(
+            id,
+            ("default", title),
+            &route,
+            &alert,
+            Timestamp(1),
+            &rules,
+            &mut Vec::new(),
+        );
+        Arc::new(incident.summary())
+    }
+
+    #[tokio::test]
+    async fn any_handle_lists_the_summaries_every_shard_stored() {
+        let config = test_config();
+        let (owner, other_replica) = (connect(&config).await, connect(&config).await);
+        let (a, b) = (id(1), id(2));
+        for shard in 0..2 {
+            owner.load_shard(shard).await.unwrap();
+        }
+        let mut first = upserts(&[(a, 1)]);
+        first.summaries = vec![summary(a, "DiskFull")];
+        owner.save_batch(0, &first).await.unwrap();
+        let mut second = upserts(&[(b, 2)]);
+        second.summaries = vec![summary(b, "CpuHot")];
+        owner.save_batch(1, &second).await.unwrap();
+
+        let mut titles: Vec<String> = other_replica
+            .summaries(2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.title.clone())
+            .collect();
+        titles.sort();
+        assert_eq!(titles, vec!["CpuHot", "DiskFull"]);
+
+        let archive = SnapshotBatch {
+            archived: vec![(a, Arc::new(vec![1]))],
+            ..SnapshotBatch::default()
+        };
+        owner.save_batch(0, &archive).await.unwrap();
+        let left = other_replica.summaries(2).await.unwrap();
+        assert_eq!(left.len(), 1, "archived incidents leave the list");
+        assert_eq!(left[0].id, b);
+        delete_keys(&owner).await;
     }
 
     #[tokio::test]

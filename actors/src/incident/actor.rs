@@ -31,6 +31,7 @@ pub(crate) struct IncidentState {
 /// What a flush gets from a resident incident.
 pub(crate) struct SnapshotReply {
     pub bytes: Arc<Vec<u8>>,
+    pub summary: Arc<IncidentSummary>,
     pub bounced: bool,
 }
 
@@ -133,9 +134,14 @@ impl Actor for IncidentActor {
             }
             IncidentMsg::Snapshot(reply) => {
                 let bytes = Arc::new(encode_incident(incident));
-                context.read_model.insert(Arc::new(incident.summary()));
+                let summary = Arc::new(incident.summary());
+                context.read_model.insert(summary.clone());
                 let bounced = std::mem::take(&mut state.bounced_since_snapshot);
-                let _ = reply.send(SnapshotReply { bytes, bounced });
+                let _ = reply.send(SnapshotReply {
+                    bytes,
+                    summary,
+                    bounced,
+                });
             }
             IncidentMsg::Passivate(reply) => {
                 context.read_model.insert(Arc::new(incident.summary()));

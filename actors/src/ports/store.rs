@@ -4,7 +4,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::IncidentId;
+use crate::model::{IncidentId, IncidentSummary};
 
 /// How far a source (e.g. a Kafka partition) has been applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub struct ShardSnapshot {
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotBatch {
     pub upserts: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    /// The summaries of the upserted incidents, for stores that keep a read
+    /// model other replicas list from.
+    pub summaries: Vec<Arc<IncidentSummary>>,
     /// Incidents leaving the live set, with their final state for the archive.
     pub archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     pub offsets: BTreeMap<String, i64>,

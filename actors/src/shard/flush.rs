@@ -60,6 +60,12 @@ pub(crate) struct FlushOutcome {
 /// Gathers the snapshots, publishes pending events, then stores the batch.
 pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutcome {
     let started = Instant::now();
+    // Passivated incidents' summaries are already in the read model.
+    let mut summaries: Vec<_> = job
+        .ready
+        .iter()
+        .filter_map(|(id, _)| context.read_model.get(id))
+        .collect();
     let mut upserts = job.ready;
     let mut unanswered = Vec::new();
     let mut bounced = false;
@@ -68,12 +74,14 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
             Ok(Ok(snapshot)) => {
                 bounced |= snapshot.bounced;
                 upserts.push((id, snapshot.bytes));
+                summaries.push(snapshot.summary);
             }
             _ => unanswered.push(id),
         }
     }
     let batch = SnapshotBatch {
         upserts,
+        summaries,
         archived: job.archived,
         offsets: job.offsets,
     };
