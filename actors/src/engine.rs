@@ -109,13 +109,20 @@ impl Engine {
         let mut report = RestoreReport::default();
         let mut shards = Vec::with_capacity(shard_count);
         let mut loads = Vec::with_capacity(shard_count);
-        for shard in 0..shard_count {
-            let shard_started = Instant::now();
-            let snapshot = ports
-                .store
-                .load_shard(shard)
-                .await
-                .map_err(|source| EngineError::Restore { shard, source })?;
+        // Every shard's store reads in flight at once: restore time is then
+        // bound by the slowest shard, not the sum of all.
+        let loading: Vec<_> = (0..shard_count)
+            .map(|shard| {
+                let store = ports.store.clone();
+                tokio::spawn(async move { (Instant::now(), store.load_shard(shard).await) })
+            })
+            .collect();
+        for (shard, loaded) in loading.into_iter().enumerate() {
+            let (shard_started, snapshot) = loaded.await.map_err(|e| EngineError::Spawn {
+                shard,
+                message: format!("restore task failed: {e}"),
+            })?;
+            let snapshot = snapshot.map_err(|source| EngineError::Restore { shard, source })?;
             let (restored, rejected) = decode_shard(shard, snapshot.incidents).await;
             for bad in &rejected {
                 // Best effort: a failure here only means it is skipped again next time.

@@ -29,7 +29,7 @@ use crate::telemetry;
 
 /// Fields per HSCAN page at restore: big enough to need few round trips,
 /// small enough that one page never blocks Redis for long.
-const SCAN_PAGE: usize = 1000;
+const SCAN_PAGE: usize = 5000;
 
 /// Longest pause between reconnect attempts. The engine retries a failed
 /// flush by itself, so a long driver backoff would only delay noticing that
@@ -518,7 +518,9 @@ mod tests {
         let config = test_config();
         let store = connect(&config).await;
         store.load_shard(3).await.unwrap();
-        let entries: Vec<(IncidentId, u8)> = (0..2_500).map(|i| (id(i), i as u8)).collect();
+        // Three pages' worth, so the HSCAN cursor has to be followed.
+        let count = 3 * SCAN_PAGE as i64;
+        let entries: Vec<(IncidentId, u8)> = (0..count).map(|i| (id(i), i as u8)).collect();
         store.save_batch(3, &upserts(&entries)).await.unwrap();
 
         let restored = connect(&config).await.load_shard(3).await.unwrap();
@@ -527,7 +529,7 @@ mod tests {
             .map(|(id, byte)| (format!("shard-3/{id}"), vec![*byte, 0, 255]))
             .collect();
         expected.sort();
-        assert_eq!(restored.incidents.len(), 2_500);
+        assert_eq!(restored.incidents.len(), count as usize);
         assert_eq!(restored.incidents, expected);
         delete_keys(&store).await;
     }
