@@ -11,6 +11,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,12 +123,14 @@ initial_backoff = "50ms"
 type Acknowledged = Arc<Mutex<HashMap<String, u64>>>;
 
 /// Sends batches of 50 alerts (200 groups, fingerprints repeating) every
-/// 20 ms until `stop_at`; counts only what was answered 2xx.
+/// 20 ms until `stop` is set (or 60 s passed, as a bound); counts only
+/// what was answered 2xx.
 fn load(
     base: String,
-    stop_at: Instant,
+    stop: Arc<AtomicBool>,
     acknowledged: Acknowledged,
 ) -> tokio::task::JoinHandle<(u64, u64)> {
+    let stop_at = Instant::now() + Duration::from_secs(60);
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -135,7 +138,7 @@ fn load(
             .unwrap();
         let (mut ok, mut refused) = (0u64, 0u64);
         let mut n = 0usize;
-        while Instant::now() < stop_at {
+        while !stop.load(Ordering::Relaxed) && Instant::now() < stop_at {
             let batch: Vec<Value> = (0..50)
                 .map(|i| {
                     let k = n * 50 + i;
@@ -213,18 +216,18 @@ async fn sigkill_under_load_loses_no_acknowledged_alert() {
     );
 
     let acknowledged: Acknowledged = Arc::default();
-    let generator = load(
-        service.base.clone(),
-        Instant::now() + Duration::from_secs(10),
-        acknowledged.clone(),
-    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let generator = load(service.base.clone(), stop.clone(), acknowledged.clone());
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = totals(&service).await;
     service.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     service.restart().await;
+    // Load goes on against the restarted service for a while.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
     let (ok, _) = generator.await.unwrap();
-    assert!(ok > 100, "the generator got {ok} batches through");
+    assert!(ok > 20, "the generator got only {ok} batches through");
 
     let after = totals(&service).await;
     for (key, total) in &before {
@@ -259,11 +262,8 @@ async fn redis_outage_refuses_instead_of_acknowledging_and_recovers() {
     let mut service = Service::start(&config(&redis, &receiver.url)).await;
 
     let acknowledged: Acknowledged = Arc::default();
-    let generator = load(
-        service.base.clone(),
-        Instant::now() + Duration::from_secs(22),
-        acknowledged.clone(),
-    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let generator = load(service.base.clone(), stop.clone(), acknowledged.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.stop();
 
@@ -290,12 +290,6 @@ async fn redis_outage_refuses_instead_of_acknowledging_and_recovers() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     redis.spawn();
 
-    let (ok, refused) = generator.await.unwrap();
-    assert!(
-        refused > 0,
-        "alerts sent during the outage were refused, not acknowledged"
-    );
-    assert!(ok > 100, "{ok} batches acknowledged");
     let deadline = Instant::now() + Duration::from_secs(20);
     while service
         .client
@@ -312,6 +306,20 @@ async fn redis_outage_refuses_instead_of_acknowledging_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Load goes on once Redis is back; then stop and check the counts.
+    let acknowledged_before_recovery = acknowledged.lock().unwrap().values().sum::<u64>();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, refused) = generator.await.unwrap();
+    assert!(
+        refused > 0,
+        "alerts sent during the outage were refused, not acknowledged"
+    );
+    assert!(ok > 0);
+    assert!(
+        acknowledged.lock().unwrap().values().sum::<u64>() > acknowledged_before_recovery,
+        "alerts are acknowledged again once Redis is back"
+    );
     // What was acknowledged is in Redis: a restart from it still has it.
     service.restart().await;
     let after = totals(&service).await;
