@@ -7,33 +7,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::{Service, WebhookReceiver};
+use common::{paging_config, Service, WebhookReceiver};
 use serde_json::{json, Value};
 
 fn config(hook: &str) -> String {
-    format!(
-        r#"
-[routing]
-group_by = ["alertname"]
-policies = {{ critical = "page" }}
-
-[[escalation_policies]]
-id = "page"
-[[escalation_policies.steps]]
-escalate_after = "4s"
-targets = ["user:alice"]
-channels = ["hook"]
-[[escalation_policies.steps]]
-escalate_after = "1h"
-targets = ["team:db"]
-channels = ["hook"]
-
-[[notifier.webhooks]]
-name = "hook"
-url = "{hook}"
-initial_backoff = "50ms"
-"#
-    )
+    paging_config(hook, "4s")
 }
 
 fn alert(name: &str, instance: usize, severity: &str) -> Value {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Service, WebhookReceiver};
+use common::{paging_config, Service, WebhookReceiver};
 use serde_json::{json, Value};
 
 /// A redis-server of the test's own, with its data in `dir`.
@@ -88,35 +88,16 @@ impl Drop for Redis {
 }
 
 fn config(redis: &Redis, hook: &str) -> String {
-    format!(
+    let store = format!(
         r#"
 [store]
 kind = "redis"
 redis_url = "{}"
 command_timeout = "1s"
-
-[routing]
-group_by = ["alertname"]
-policies = {{ critical = "page" }}
-
-[[escalation_policies]]
-id = "page"
-[[escalation_policies.steps]]
-escalate_after = "6s"
-targets = ["user:alice"]
-channels = ["hook"]
-[[escalation_policies.steps]]
-escalate_after = "1h"
-targets = ["team:db"]
-channels = ["hook"]
-
-[[notifier.webhooks]]
-name = "hook"
-url = "{hook}"
-initial_backoff = "50ms"
 "#,
         redis.url()
-    )
+    );
+    store + &paging_config(hook, "6s")
 }
 
 /// Alerts acknowledged with a 2xx, per alertname.

@@ -7,7 +7,7 @@ use incidentd_actors::model::{Alert, AlertStatus, FieldError, Timestamp};
 use serde_json::Value;
 
 use super::decoded::{BodyError, Decoded};
-use super::fields::{kind, severity_from_label, summary_from, Fields};
+use super::fields::{alertmanager_alert, kind, Fields};
 
 /// Decodes a JSON array of postable alerts. Each element is read on its own,
 /// so one bad element is a rejection naming its index, not a failed batch.
@@ -39,20 +39,8 @@ fn postable_alert(
     now: Timestamp,
     resolve_timeout: Duration,
 ) -> Result<Alert, Vec<FieldError>> {
-    let Some(object) = item.as_object() else {
-        return Err(vec![FieldError::new(
-            "",
-            format!("must be an object, got {}", kind(item)),
-        )]);
-    };
-    let mut fields = Fields::new(object);
-    let labels = fields.string_map("labels");
-    if labels.is_empty() && fields.errors.is_empty() {
-        fields.errors.push(FieldError::new(
-            "labels",
-            "is required and must not be empty",
-        ));
-    }
+    let mut fields = Fields::of(item)?;
+    let labels = fields.labels();
     let annotations = fields.string_map("annotations");
     let given_start = fields.time("startsAt");
     let ends_at = fields
@@ -69,20 +57,15 @@ fn postable_alert(
     if !fields.errors.is_empty() {
         return Err(fields.errors);
     }
-    let summary = summary_from(&annotations);
-    let mut alert = Alert::firing(labels);
+    let mut alert = alertmanager_alert(labels, annotations, "alertmanager");
     alert.status = if ends_at <= now {
         AlertStatus::Resolved
     } else {
         AlertStatus::Firing
     };
-    alert.severity = severity_from_label(alert.labels.get("severity"));
-    alert.summary = summary;
-    alert.annotations = annotations;
     alert.starts_at = Some(starts_at);
     alert.ends_at = Some(ends_at);
     alert.generator_url = generator_url;
-    alert.source = "alertmanager".into();
     Ok(alert.normalized())
 }
 

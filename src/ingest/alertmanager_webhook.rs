@@ -4,7 +4,7 @@ use incidentd_actors::model::{Alert, AlertStatus, FieldError};
 use serde_json::Value;
 
 use super::decoded::{BodyError, Decoded};
-use super::fields::{kind, severity_from_label, summary_from, Fields};
+use super::fields::{alertmanager_alert, kind, Fields};
 
 pub fn decode_alertmanager_webhook(body: &[u8]) -> Result<Decoded, BodyError> {
     let payload: Value = serde_json::from_slice(body)?;
@@ -40,13 +40,7 @@ pub fn decode_alertmanager_webhook(body: &[u8]) -> Result<Decoded, BodyError> {
 }
 
 fn webhook_alert(item: &Value) -> Result<Alert, Vec<FieldError>> {
-    let Some(object) = item.as_object() else {
-        return Err(vec![FieldError::new(
-            "",
-            format!("must be an object, got {}", kind(item)),
-        )]);
-    };
-    let mut fields = Fields::new(object);
+    let mut fields = Fields::of(item)?;
     let status = match fields.string("status").as_deref() {
         Some("firing") => AlertStatus::Firing,
         Some("resolved") => AlertStatus::Resolved,
@@ -65,13 +59,7 @@ fn webhook_alert(item: &Value) -> Result<Alert, Vec<FieldError>> {
             AlertStatus::Firing
         }
     };
-    let labels = fields.string_map("labels");
-    if labels.is_empty() && fields.errors.is_empty() {
-        fields.errors.push(FieldError::new(
-            "labels",
-            "is required and must not be empty",
-        ));
-    }
+    let labels = fields.labels();
     let annotations = fields.string_map("annotations");
     let starts_at = fields.time("startsAt");
     let ends_at = fields.time("endsAt");
@@ -80,15 +68,11 @@ fn webhook_alert(item: &Value) -> Result<Alert, Vec<FieldError>> {
     if !fields.errors.is_empty() {
         return Err(fields.errors);
     }
-    let mut alert = Alert::firing(labels);
+    let mut alert = alertmanager_alert(labels, annotations, "alertmanager-webhook");
     alert.status = status;
-    alert.severity = severity_from_label(alert.labels.get("severity"));
-    alert.summary = summary_from(&annotations);
-    alert.annotations = annotations;
     alert.starts_at = starts_at;
     alert.ends_at = ends_at;
     alert.generator_url = generator_url;
-    alert.source = "alertmanager-webhook".into();
     if !fingerprint.is_empty() {
         alert.fingerprint = fingerprint;
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use incidentd_actors::model::{FieldError, Severity, Timestamp, MAX_SUMMARY_LEN};
+use incidentd_actors::model::{Alert, FieldError, Severity, Timestamp, MAX_SUMMARY_LEN};
 use serde_json::{Map, Value};
 
 pub struct Fields<'a> {
@@ -12,11 +12,27 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(object: &'a Map<String, Value>) -> Self {
-        Fields {
-            object,
-            errors: Vec::new(),
+    /// Fields of one batch item, which must be a JSON object.
+    pub fn of(item: &'a Value) -> Result<Self, Vec<FieldError>> {
+        match item.as_object() {
+            Some(object) => Ok(Fields {
+                object,
+                errors: Vec::new(),
+            }),
+            None => Err(vec![FieldError::new(
+                "",
+                format!("must be an object, got {}", kind(item)),
+            )]),
         }
+    }
+
+    /// The alert's `labels`: required, a non-empty object of strings.
+    pub fn labels(&mut self) -> BTreeMap<String, String> {
+        let labels = self.string_map("labels");
+        if labels.is_empty() && self.errors.is_empty() {
+            self.error("labels", "is required and must not be empty");
+        }
+        labels
     }
 
     fn error(&mut self, field: &str, message: impl Into<String>) {
@@ -98,6 +114,21 @@ pub fn severity_from_label(label: Option<&String>) -> Severity {
         Some("info" | "none" | "informational" | "low") => Severity::Info,
         _ => Severity::Warning,
     }
+}
+
+/// An alert as Alertmanager describes one: severity from the `severity`
+/// label, summary from the annotations.
+pub fn alertmanager_alert(
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    source: &str,
+) -> Alert {
+    let mut alert = Alert::firing(labels);
+    alert.severity = severity_from_label(alert.labels.get("severity"));
+    alert.summary = summary_from(&annotations);
+    alert.annotations = annotations;
+    alert.source = source.to_string();
+    alert
 }
 
 /// The alert's summary from its `summary` (else `description`) annotation,

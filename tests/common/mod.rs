@@ -15,6 +15,35 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
 
+/// Routing and escalation for the crash tests: critical alerts page
+/// `user:alice` at once through the webhook `hook`, then `team:db` after
+/// `second_step_after`.
+pub fn paging_config(hook: &str, second_step_after: &str) -> String {
+    format!(
+        r#"
+[routing]
+group_by = ["alertname"]
+policies = {{ critical = "page" }}
+
+[[escalation_policies]]
+id = "page"
+[[escalation_policies.steps]]
+escalate_after = "{second_step_after}"
+targets = ["user:alice"]
+channels = ["hook"]
+[[escalation_policies.steps]]
+escalate_after = "1h"
+targets = ["team:db"]
+channels = ["hook"]
+
+[[notifier.webhooks]]
+name = "hook"
+url = "{hook}"
+initial_backoff = "50ms"
+"#
+    )
+}
+
 pub struct Service {
     pub base: String,
     pub client: reqwest::Client,
