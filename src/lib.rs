@@ -11,3 +11,5 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;

@@ -352,13 +352,7 @@ mod tests {
     use ulid::Ulid;
 
     use super::*;
-
-    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
-        query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_support::{pairs, summary as summary_of};
 
     fn parse(query: &[(&str, &str)]) -> Result<ListQuery, QueryError> {
         ListQuery::parse(&pairs(query))
@@ -373,26 +367,20 @@ mod tests {
             IncidentStatus::Acknowledged,
             IncidentStatus::Resolved,
         ][(n % 3) as usize];
+        let id = IncidentId(Ulid::from_parts(1_000 + n, u128::from(n)));
         Arc::new(IncidentSummary {
-            id: IncidentId(Ulid::from_parts(1_000 + n, u128::from(n))),
             tenant: if n % 2 == 0 { "acme" } else { "globex" }.into(),
             group_key: format!("g{n}"),
             title: format!("Disk Full on host-{n}"),
             severity,
             status,
             service: Some(format!("svc{}", n % 5)),
-            team: None,
             assignee: (n % 7 == 0).then(|| "alice".to_string()),
             labels: BTreeMap::from([("env".to_string(), format!("e{}", n % 2))]),
-            alert_count: 1,
-            firing_alerts: 1,
-            total_alerts: 1,
             created_at: Timestamp((n % 50) as i64 * 1_000),
             updated_at: Timestamp(1_000_000 - n as i64),
-            acknowledged_at: None,
             resolved_at: (status == IncidentStatus::Resolved).then_some(Timestamp(n as i64)),
-            reopen_count: 0,
-            seq: 1,
+            ..summary_of(id)
         })
     }
 

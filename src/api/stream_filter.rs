@@ -81,19 +81,11 @@ impl StreamQuery {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    use incidentd_actors::model::{Change, IncidentId, IncidentStatus, IncidentSummary, Timestamp};
+    use incidentd_actors::model::{Change, IncidentId, IncidentSummary};
 
     use super::*;
-
-    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
-        query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_support::{event as test_event, pairs, summary};
 
     fn event(
         tenant: &str,
@@ -101,39 +93,13 @@ mod tests {
         severity: Severity,
         change: Change,
     ) -> IncidentEvent {
-        let id = IncidentId(ulid::Ulid::from_parts(1, 1));
-        IncidentEvent {
-            id: IncidentEvent::event_id(id, 1),
-            incident_id: id,
+        let summary = IncidentSummary {
             tenant: tenant.into(),
-            group_key: "g".into(),
-            seq: 1,
-            time: Timestamp(0),
-            kind: change.kind(),
-            actor: "a".into(),
-            change,
-            incident: Arc::new(IncidentSummary {
-                id,
-                tenant: tenant.into(),
-                group_key: "g".into(),
-                title: "t".into(),
-                severity,
-                status: IncidentStatus::Triggered,
-                service: service.map(str::to_string),
-                team: None,
-                assignee: None,
-                labels: BTreeMap::new(),
-                alert_count: 1,
-                firing_alerts: 1,
-                total_alerts: 1,
-                created_at: Timestamp(0),
-                updated_at: Timestamp(0),
-                acknowledged_at: None,
-                resolved_at: None,
-                reopen_count: 0,
-                seq: 1,
-            }),
-        }
+            service: service.map(str::to_string),
+            severity,
+            ..summary(IncidentId(ulid::Ulid::from_parts(1, 1)))
+        };
+        test_event(summary, 1, change)
     }
 
     #[test]

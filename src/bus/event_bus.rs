@@ -95,51 +95,20 @@ impl EventSink for EventBus {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use incidentd_actors::model::{
-        Change, EventKind, IncidentId, IncidentStatus, IncidentSummary, Severity, Timestamp,
-    };
+    use incidentd_actors::model::{Change, IncidentId};
 
     use super::*;
+    use crate::test_support::{event as test_event, summary};
 
     fn event(n: u64) -> IncidentEvent {
-        let id = IncidentId(ulid::Ulid::from_parts(1, 1));
-        let summary = IncidentSummary {
-            id,
-            tenant: "t".into(),
-            group_key: "g".into(),
-            title: "x".into(),
-            severity: Severity::Info,
-            status: IncidentStatus::Triggered,
-            service: None,
-            team: None,
-            assignee: None,
-            labels: BTreeMap::new(),
-            alert_count: 1,
-            firing_alerts: 1,
-            total_alerts: 1,
-            created_at: Timestamp(0),
-            updated_at: Timestamp(0),
-            acknowledged_at: None,
-            resolved_at: None,
-            reopen_count: 0,
-            seq: n,
-        };
-        IncidentEvent {
-            id: IncidentEvent::event_id(id, n),
-            incident_id: id,
-            tenant: "t".into(),
-            group_key: "g".into(),
-            seq: n,
-            time: Timestamp(0),
-            kind: EventKind::NoteAdded,
-            actor: "a".into(),
-            change: Change::NoteAdded {
+        let summary = summary(IncidentId(ulid::Ulid::from_parts(1, 1)));
+        test_event(
+            summary,
+            n,
+            Change::NoteAdded {
                 text: n.to_string(),
             },
-            incident: Arc::new(summary),
-        }
+        )
     }
 
     #[tokio::test]
