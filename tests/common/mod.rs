@@ -277,6 +277,21 @@ impl WebhookReceiver {
         self.received.lock().unwrap().clone()
     }
 
+    /// The distinct idempotency keys received: one per escalation step that
+    /// fired. A redelivery after a crash repeats its step's key, which a
+    /// receiver drops, so steps are counted by key, not by request.
+    pub fn fired_steps(&self) -> std::collections::BTreeSet<String> {
+        self.received()
+            .iter()
+            .map(|r| {
+                r.headers["idempotency-key"]
+                    .to_str()
+                    .expect("key header")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Waits until at least `n` requests arrived (bounded).
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
