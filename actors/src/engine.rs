@@ -34,8 +34,6 @@ pub enum EngineError {
     Retry(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
-    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
-    Config(Vec<String>),
     #[error("restoring shard {shard}: {source}")]
     Restore { shard: usize, source: StoreError },
     #[error("shard {shard} could not start: {message}")]
@@ -62,9 +60,8 @@ pub struct RestoreReport {
 /// What `submit` took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Submitted {
+    /// Alerts taken and stored.
     pub alerts: usize,
-    /// Alerts times the routes each matched (`continue` routes count twice).
-    pub routed: usize,
 }
 
 /// Checks a routing tree and escalation policies together, reporting every
@@ -185,7 +182,6 @@ impl Engine {
         let count = alerts.len();
         let mut per_shard: Vec<Vec<RoutedAlert>> =
             (0..self.shards.len()).map(|_| Vec::new()).collect();
-        let mut routed = 0;
         for alert in alerts {
             let routes = self.routing.route(&alert);
             let last = routes.len().saturating_sub(1);
@@ -204,7 +200,6 @@ impl Engine {
                     group_key: route.group_key,
                     route: route.settings,
                 });
-                routed += 1;
             }
         }
         self.reserve(&per_shard)?;
@@ -228,10 +223,7 @@ impl Engine {
         for wait in waits {
             wait.await.map_err(|_| EngineError::ShuttingDown)??;
         }
-        Ok(Submitted {
-            alerts: count,
-            routed,
-        })
+        Ok(Submitted { alerts: count })
     }
 
     /// Reserves room on every shard a batch touches, or none at all.

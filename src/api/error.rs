@@ -66,7 +66,7 @@ impl From<CommandError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
             CommandError::Invalid { .. } => ApiError::unprocessable(message),
-            CommandError::Busy { .. } | CommandError::Unavailable(_) => {
+            CommandError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 /// Live incidents: (shard, incident id) -> encoded incident.
 const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
@@ -142,8 +142,9 @@ impl LocalStore {
         txn.commit().map_err(|e| unavailable("commit", e))
     }
 
-    /// Number of archived incidents (for tests and diagnostics).
-    pub fn archived_count(&self) -> Result<u64, StoreError> {
+    #[cfg(test)]
+    fn archived_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
         let txn = self
             .db
             .begin_read()

@@ -67,8 +67,6 @@ pub enum CommandError {
         field: &'static str,
         message: String,
     },
-    #[error("shard {shard} is full; retry later")]
-    Busy { shard: usize },
     #[error("engine unavailable: {0}")]
     Unavailable(String),
 }

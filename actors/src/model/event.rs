@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -227,9 +226,5 @@ impl IncidentEvent {
 
     pub fn service(&self) -> Option<&str> {
         self.incident.service.as_deref()
-    }
-
-    pub fn labels(&self) -> &BTreeMap<String, String> {
-        &self.incident.labels
     }
 }
