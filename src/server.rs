@@ -182,22 +182,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %config.server.listen, "serving");
     let shutting_down = state.shutting_down.clone();
     let engine = state.engine.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutting_down.store(true, Ordering::Relaxed);
-            tracing::info!("shutdown requested: draining requests");
-        })
-        .await
-        .context("serving HTTP")?;
-    // Requests are drained; store what the shards hold, within a bound.
-    if tokio::time::timeout(config.server.shutdown_timeout, engine.shutdown())
+    // One deadline, set when the signal comes, bounds draining requests,
+    // storing the shards and delivering queued notifications together.
+    let (deadline_tx, deadline_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let timeout = config.server.shutdown_timeout;
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        shutting_down.store(true, Ordering::Relaxed);
+        deadline_tx.send_replace(Some(Instant::now() + timeout));
+        tracing::info!("shutdown requested: draining requests");
+    });
+    let deadline = tokio::select! {
+        served = server => {
+            served.context("serving HTTP")?;
+            let signalled = *deadline_rx.borrow();
+            signalled.unwrap_or_else(|| Instant::now() + timeout)
+        }
+        // A request that never ends (a stuck client) must not hold the exit.
+        deadline = async {
+            let mut signalled = deadline_rx.clone();
+            let deadline = match signalled.wait_for(Option::is_some).await {
+                Ok(deadline) => deadline.expect("waited for Some"),
+                Err(_) => std::future::pending().await,
+            };
+            tokio::time::sleep_until(deadline.into()).await;
+            deadline
+        } => {
+            tracing::warn!(?timeout, "requests still open at the shutdown deadline; closing them");
+            deadline
+        }
+    };
+    if tokio::time::timeout_at(deadline.into(), engine.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(timeout = ?config.server.shutdown_timeout, "shards did not finish storing in time; exiting anyway");
+        tracing::warn!(
+            ?timeout,
+            "shards did not finish storing in time; exiting anyway"
+        );
     }
-    notifier.stop(config.server.shutdown_timeout).await;
+    notifier
+        .stop(deadline.saturating_duration_since(Instant::now()))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -102,7 +102,7 @@ pub struct NotifierConfig {
     /// Webhook channels, referenced by name from escalation steps.
     pub webhooks: Vec<WebhookChannelConfig>,
     /// Escalation notifications waiting for delivery, per channel; beyond
-    /// it the oldest is dropped and counted.
+    /// it new ones are dropped and counted.
     pub queue_capacity: usize,
 }
 
