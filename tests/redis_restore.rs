@@ -30,7 +30,7 @@ fn redis_config() -> StoreConfig {
 
 /// Stores `count` incidents spread over the shards, as flushes would.
 async fn seed(store: &RedisStore, count: usize) {
-    let rules = IncidentRules::new(EscalationPolicies::default());
+    let rules = IncidentRules::new(EscalationPolicies::default(), &EngineSettings::default());
     let route = Arc::new(
         RoutingTree::new(&RouteConfig::default(), &EscalationPolicies::default())
             .map(|tree| {

@@ -96,12 +96,7 @@ impl Engine {
     ) -> Result<(Engine, RestoreReport), EngineError> {
         let started = Instant::now();
         let shard_count = settings.shard_count();
-        let rules = IncidentRules {
-            policies: Arc::new(policies),
-            max_alerts_per_incident: settings.max_alerts_per_incident,
-            max_timeline_entries: settings.max_timeline_entries,
-            retention: settings.retention,
-        };
+        let rules = IncidentRules::new(policies, &settings);
         let read_model = Arc::new(ReadModel::default());
         let mut report = RestoreReport::default();
         let mut shards = Vec::with_capacity(shard_count);

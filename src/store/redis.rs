@@ -567,7 +567,10 @@ mod tests {
     }
 
     fn summary(id: IncidentId, title: &str) -> Arc<IncidentSummary> {
-        let rules = incidentd_actors::IncidentRules::new(Default::default());
+        let rules = incidentd_actors::IncidentRules::new(
+            Default::default(),
+            &incidentd_actors::EngineSettings::default(),
+        );
         let route = Arc::new(incidentd_actors::routing::RouteSettings::manual());
         let alert = incidentd_actors::model::Alert::firing(BTreeMap::from([(
             "alertname".to_string(),

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::escalation::EscalationPolicies;
+use crate::settings::EngineSettings;
 
 /// Engine-wide settings every incident obeys (route settings travel with
 /// each incident; these do not).
@@ -18,12 +19,13 @@ pub struct IncidentRules {
 }
 
 impl IncidentRules {
-    pub fn new(policies: EscalationPolicies) -> Self {
+    /// The rules `settings` set, with `policies`.
+    pub fn new(policies: EscalationPolicies, settings: &EngineSettings) -> Self {
         IncidentRules {
             policies: Arc::new(policies),
-            max_alerts_per_incident: 1_000,
-            max_timeline_entries: 200,
-            retention: Duration::from_secs(24 * 3600),
+            max_alerts_per_incident: settings.max_alerts_per_incident,
+            max_timeline_entries: settings.max_timeline_entries,
+            retention: settings.retention,
         }
     }
 }

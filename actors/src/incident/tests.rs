@@ -36,7 +36,8 @@ fn rules() -> IncidentRules {
             },
         ],
     };
-    let mut rules = IncidentRules::new(EscalationPolicies::new(vec![policy]).unwrap());
+    let policies = EscalationPolicies::new(vec![policy]).unwrap();
+    let mut rules = IncidentRules::new(policies, &crate::EngineSettings::default());
     rules.max_alerts_per_incident = 3;
     rules.max_timeline_entries = 5;
     rules.retention = 60 * MIN;
