@@ -106,7 +106,6 @@ pub(crate) struct ShardState {
     pub(super) actors: HashMap<ActorId, IncidentId>,
     pub(super) timers: TimerIndex,
     earliest: watch::Sender<Option<Timestamp>>,
-    published_earliest: Option<Timestamp>,
     timer_task: tokio::task::JoinHandle<()>,
     pub(super) dirty: HashSet<IncidentId>,
     pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
@@ -137,7 +136,6 @@ impl Actor for ShardSupervisor {
             actors: HashMap::new(),
             timers: TimerIndex::default(),
             earliest,
-            published_earliest: None,
             timer_task,
             dirty: HashSet::new(),
             archived: Vec::new(),
@@ -671,8 +669,7 @@ impl ShardState {
     /// with `force`).
     fn publish_earliest(&mut self, force: bool) {
         let earliest = self.timers.earliest();
-        if force || earliest != self.published_earliest {
-            self.published_earliest = earliest;
+        if force || earliest != *self.earliest.borrow() {
             self.earliest.send_replace(earliest);
         }
     }
