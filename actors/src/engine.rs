@@ -305,6 +305,24 @@ impl Engine {
             .ok_or(CommandError::NotFound(id))
     }
 
+    /// The incident `alert` would join now (through the first of its routes
+    /// that has one), without applying it.
+    pub async fn incident_for(&self, alert: &Alert) -> Option<IncidentId> {
+        for route in self.routing.route(alert) {
+            let shard = shard_of(&route.tenant, &route.group_key, self.shards.len());
+            let (tx, rx) = oneshot::channel();
+            let message = ShardMsg::CurrentOf {
+                tenant: route.tenant,
+                group_key: route.group_key,
+                reply: tx,
+            };
+            if let Ok(Some(id)) = self.ask(shard, message, rx).await {
+                return Some(id);
+            }
+        }
+        None
+    }
+
     /// Waits until everything every shard took so far is stored.
     pub async fn sync(&self) -> Result<(), EngineError> {
         for shard in 0..self.shards.len() {

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use incidentd_actors::model::{Alert, AlertStatus, Command, FieldError, IncidentId, Timestamp};
+use incidentd_actors::model::{Alert, AlertStatus, Command, FieldError, Timestamp};
 use serde::Serialize;
 use serde_json::json;
 
@@ -315,7 +315,9 @@ pub async fn pagerduty_enqueue(
             let Some(trigger) = keys.find(&routing_key, &dedup_key) else {
                 return Ok(unknown_dedup_key(&dedup_key));
             };
-            let Some(id) = open_incident_of(&state, &trigger) else {
+            let mut probe = Alert::firing(trigger.labels);
+            probe.tenant = trigger.tenant;
+            let Some(id) = state.engine.incident_for(&probe).await else {
                 return Ok(unknown_dedup_key(&dedup_key));
             };
             let actor = format!(
@@ -338,24 +340,4 @@ fn unknown_dedup_key(dedup_key: &str) -> Response {
         "Event object is invalid",
         vec![format!("no open incident holds dedup_key {dedup_key:?} for this routing_key; send a trigger first")],
     )
-}
-
-/// The newest unresolved incident of the trigger's group.
-fn open_incident_of(state: &AppState, trigger: &TriggerKey) -> Option<IncidentId> {
-    let mut probe = Alert::firing(trigger.labels.clone());
-    probe.tenant = trigger.tenant.clone();
-    let routes = state.engine.routing().route(&probe);
-    state
-        .engine
-        .read_model()
-        .all()
-        .into_iter()
-        .filter(|s| s.status != incidentd_actors::model::IncidentStatus::Resolved)
-        .filter(|s| {
-            routes
-                .iter()
-                .any(|r| r.tenant == s.tenant && r.group_key == s.group_key)
-        })
-        .map(|s| s.id)
-        .max()
 }

@@ -68,6 +68,12 @@ pub(crate) enum ShardMsg {
         id: IncidentId,
         reply: oneshot::Sender<Option<Incident>>,
     },
+    /// The incident a group's next alert would go to, if any.
+    CurrentOf {
+        tenant: String,
+        group_key: String,
+        reply: oneshot::Sender<Option<IncidentId>>,
+    },
     /// Answers once everything the shard took before it is stored.
     Sync(Waiter),
     Updated(IncidentUpdate),
@@ -213,6 +219,13 @@ impl Actor for ShardSupervisor {
                 reply,
             } => state.on_create(&myself, id, request, actor, reply).await,
             ShardMsg::Get { id, reply } => state.on_get(id, reply),
+            ShardMsg::CurrentOf {
+                tenant,
+                group_key,
+                reply,
+            } => {
+                let _ = reply.send(state.groups.get(&(tenant, group_key)).copied());
+            }
             ShardMsg::Sync(waiter) => {
                 state.round.waiters.push(waiter);
                 state.schedule_flush(&myself);
