@@ -292,6 +292,23 @@ impl WebhookReceiver {
             .collect()
     }
 
+    /// For the crash tests: step 2 was pending at the crash; once it has
+    /// had time to fire, each of the two steps fired exactly once.
+    pub async fn assert_both_steps_fired_once(&self) {
+        self.wait_for(2, Duration::from_secs(15)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let steps = self.fired_steps();
+        assert_eq!(
+            steps.len(),
+            2,
+            "each of the two steps fired once: {steps:?}"
+        );
+        assert!(
+            steps.iter().any(|k| k.ends_with(":1:0")),
+            "step 2 fired: {steps:?}"
+        );
+    }
+
     /// Waits until at least `n` requests arrived (bounded).
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
