@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
@@ -6,11 +7,13 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::escalation::{EscalationPolicies, EscalationPolicy};
-use crate::incident::IncidentRules;
+use crate::incident::{manual_group_key, IncidentRules};
 use crate::model::{
     Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
 };
-use crate::ports::{Clock, EventSink, SnapshotStore, SourcePosition, StoreError};
+use crate::ports::{
+    Clock, EventSink, Progress, ShardSnapshot, SnapshotStore, SourcePosition, StoreError,
+};
 use crate::read_model::ReadModel;
 use crate::restore::{decode_shard, RejectedSnapshot};
 use crate::routing::{RouteConfig, RoutingTree};
@@ -34,6 +37,10 @@ pub enum EngineError {
     Retry(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    #[error("shard {shard} is not running on this replica (it moved, or the service is stopping); send again")]
+    NotOwned { shard: usize },
+    #[error("no shard {shard}: the engine has {shards}")]
+    NoSuchShard { shard: usize, shards: usize },
     #[error("restoring shard {shard}: {source}")]
     Restore { shard: usize, source: StoreError },
     #[error("shard {shard} could not start: {message}")]
@@ -77,17 +84,24 @@ pub fn compile_rules(
     Ok((tree, policies))
 }
 
-/// A running engine: N shards, each supervising its incident actors.
+/// A running engine: N shard slots, each empty or holding a shard that
+/// supervises its incident actors. Standalone, every slot is filled at
+/// start; in a cluster, a slot is filled while this replica owns the shard
+/// (`acquire_shard` / `release_shard`, driven by the Kafka consumer group).
 pub struct Engine {
     routing: Arc<RoutingTree>,
-    shards: Vec<ActorRef<ShardMsg>>,
+    slots: Vec<RwLock<Option<ActorRef<ShardMsg>>>>,
     loads: Vec<Arc<ShardLoad>>,
     read_model: Arc<ReadModel>,
+    settings: EngineSettings,
+    rules: IncidentRules,
+    ports: Ports,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Engine {
-    /// Restores every shard from the store, then starts it.
+    /// Restores every shard from the store, then starts it: the standalone
+    /// engine, which owns all shards.
     pub async fn start(
         settings: EngineSettings,
         routing: RoutingTree,
@@ -95,70 +109,181 @@ impl Engine {
         ports: Ports,
     ) -> Result<(Engine, RestoreReport), EngineError> {
         let started = Instant::now();
-        let shard_count = settings.shard_count();
-        let rules = IncidentRules::new(policies, &settings);
-        let read_model = Arc::new(ReadModel::default());
-        let mut report = RestoreReport::default();
-        let mut shards = Vec::with_capacity(shard_count);
-        let mut loads = Vec::with_capacity(shard_count);
+        let engine = Engine::without_shards(settings, routing, policies, ports);
         // Every shard's store reads in flight at once: restore time is then
         // bound by the slowest shard, not the sum of all.
-        let loading: Vec<_> = (0..shard_count)
+        let loading: Vec<_> = (0..engine.shard_count())
             .map(|shard| {
-                let store = ports.store.clone();
-                tokio::spawn(async move { (Instant::now(), store.load_shard(shard).await) })
+                let store = engine.ports.store.clone();
+                tokio::spawn(async move { store.load_shard(shard).await })
             })
             .collect();
+        let mut report = RestoreReport::default();
         for (shard, loaded) in loading.into_iter().enumerate() {
-            let (shard_started, snapshot) = loaded.await.map_err(|e| EngineError::Spawn {
+            let snapshot = loaded.await.map_err(|e| EngineError::Spawn {
                 shard,
                 message: format!("restore task failed: {e}"),
             })?;
             let snapshot = snapshot.map_err(|source| EngineError::Restore { shard, source })?;
-            let (restored, rejected) = decode_shard(shard, snapshot.incidents).await;
-            for bad in &rejected {
-                // Best effort: a failure here only means it is skipped again next time.
-                if let Err(e) = ports.store.quarantine(shard, &bad.key, &bad.reason).await {
-                    tracing::warn!(shard, key = %bad.key, error = %e, "could not move an undecodable snapshot aside");
-                }
-            }
-            report.rejected.extend(rejected);
-            telemetry::restore_done(shard, shard_started.elapsed(), restored.len());
-            report.incidents += restored.len();
-            let load = Arc::new(ShardLoad::new(shard, settings.shard_capacity));
-            let context = Arc::new(ShardContext {
-                shard,
-                settings: settings.clone(),
-                rules: rules.clone(),
-                clock: ports.clock.clone(),
-                sink: ports.sink.clone(),
-                store: ports.store.clone(),
-                read_model: read_model.clone(),
-                load: load.clone(),
-            });
-            let args = ShardArgs {
-                context,
-                restored,
-                offsets: snapshot.offsets,
-            };
-            let (actor, _) = Actor::spawn(None, ShardSupervisor, args)
-                .await
-                .map_err(|e| EngineError::Spawn {
-                    shard,
-                    message: e.to_string(),
-                })?;
-            shards.push(actor);
-            loads.push(load);
+            let (_, shard_report) = engine.spawn_shard(shard, snapshot).await?;
+            report.incidents += shard_report.incidents;
+            report.rejected.extend(shard_report.rejected);
         }
         report.duration = started.elapsed();
-        let engine = Engine {
-            routing: Arc::new(routing),
-            shards,
-            loads,
-            read_model,
-            clock: ports.clock,
-        };
         Ok((engine, report))
+    }
+
+    /// What a manual incident needs before it goes anywhere.
+    pub fn validate_new_incident(request: &NewIncident) -> Result<(), CommandError> {
+        if request.title.trim().is_empty() {
+            return Err(CommandError::Invalid {
+                field: "title",
+                message: "must not be blank".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// An engine that owns no shard yet: a cluster member, which acquires
+    /// shards as they are assigned to it.
+    pub fn without_shards(
+        settings: EngineSettings,
+        routing: RoutingTree,
+        policies: EscalationPolicies,
+        ports: Ports,
+    ) -> Engine {
+        let shard_count = settings.shard_count();
+        Engine {
+            routing: Arc::new(routing),
+            slots: (0..shard_count).map(|_| RwLock::new(None)).collect(),
+            loads: (0..shard_count)
+                .map(|shard| Arc::new(ShardLoad::new(shard, settings.shard_capacity)))
+                .collect(),
+            read_model: Arc::new(ReadModel::default()),
+            rules: IncidentRules::new(policies, &settings),
+            settings,
+            clock: ports.clock.clone(),
+            ports,
+        }
+    }
+
+    /// Takes ownership of `shard`: claims it in the store (fencing out the
+    /// previous owner), restores its incidents and starts it. Returns how far
+    /// each source was applied, so the caller resumes reading after it.
+    pub async fn acquire_shard(
+        &self,
+        shard: usize,
+    ) -> Result<(BTreeMap<String, i64>, RestoreReport), EngineError> {
+        self.check_shard(shard)?;
+        // Owning it already means this replica's memory may be ahead of the
+        // store; a fresh restore is the one state every replica agrees on.
+        self.release_shard(shard).await;
+        let snapshot = self
+            .ports
+            .store
+            .load_shard(shard)
+            .await
+            .map_err(|source| EngineError::Restore { shard, source })?;
+        self.spawn_shard(shard, snapshot).await
+    }
+
+    /// Stores what `shard` has pending and stops it; its incidents leave this
+    /// replica's read model. Does nothing when the shard is not owned here.
+    pub async fn release_shard(&self, shard: usize) {
+        let Some(actor) = self
+            .slots
+            .get(shard)
+            .and_then(|slot| slot.write().expect("shard slot lock").take())
+        else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if actor.cast(ShardMsg::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Whether this replica runs `shard` now.
+    pub fn owns(&self, shard: usize) -> bool {
+        self.shard_ref(shard).is_some()
+    }
+
+    async fn spawn_shard(
+        &self,
+        shard: usize,
+        snapshot: ShardSnapshot,
+    ) -> Result<(BTreeMap<String, i64>, RestoreReport), EngineError> {
+        let started = Instant::now();
+        let (restored, rejected) = decode_shard(shard, snapshot.incidents).await;
+        for bad in &rejected {
+            // Best effort: a failure here only means it is skipped again next time.
+            if let Err(e) = self
+                .ports
+                .store
+                .quarantine(shard, &bad.key, &bad.reason)
+                .await
+            {
+                tracing::warn!(shard, key = %bad.key, error = %e, "could not move an undecodable snapshot aside");
+            }
+        }
+        let report = RestoreReport {
+            incidents: restored.len(),
+            rejected,
+            duration: started.elapsed(),
+        };
+        telemetry::restore_done(shard, report.duration, report.incidents);
+        let load = self.loads[shard].clone();
+        load.reset();
+        let context = Arc::new(ShardContext {
+            shard,
+            settings: self.settings.clone(),
+            rules: self.rules.clone(),
+            clock: self.ports.clock.clone(),
+            sink: self.ports.sink.clone(),
+            store: self.ports.store.clone(),
+            read_model: self.read_model.clone(),
+            load,
+        });
+        let args = ShardArgs {
+            context,
+            restored,
+            offsets: snapshot.offsets.clone(),
+        };
+        let (actor, _) = Actor::spawn(None, ShardSupervisor, args)
+            .await
+            .map_err(|e| EngineError::Spawn {
+                shard,
+                message: e.to_string(),
+            })?;
+        *self.slots[shard].write().expect("shard slot lock") = Some(actor);
+        Ok((snapshot.offsets, report))
+    }
+
+    fn check_shard(&self, shard: usize) -> Result<(), EngineError> {
+        if shard < self.slots.len() {
+            Ok(())
+        } else {
+            Err(EngineError::NoSuchShard {
+                shard,
+                shards: self.slots.len(),
+            })
+        }
+    }
+
+    fn shard_ref(&self, shard: usize) -> Option<ActorRef<ShardMsg>> {
+        self.slots
+            .get(shard)
+            .and_then(|slot| slot.read().expect("shard slot lock").clone())
+    }
+
+    /// Casts to a shard this replica owns.
+    fn cast(&self, shard: usize, message: ShardMsg) -> Result<(), EngineError> {
+        let actor = self
+            .shard_ref(shard)
+            .ok_or(EngineError::NotOwned { shard })?;
+        actor
+            .cast(message)
+            .map_err(|_| EngineError::NotOwned { shard })
     }
 
     /// Routes and applies alerts; returns once their effect is stored.
@@ -173,10 +298,55 @@ impl Engine {
         alerts: Vec<Alert>,
         position: Option<SourcePosition>,
     ) -> Result<Submitted, EngineError> {
-        let received = Instant::now();
         let count = alerts.len();
+        let per_shard = self.route_by_shard(alerts);
+        let targets = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, alerts)| !alerts.is_empty())
+            .collect();
+        self.apply(targets, Progress::at(position)).await?;
+        Ok(Submitted { alerts: count })
+    }
+
+    /// Applies, on `shard` only, the routes of `alerts` that belong to it:
+    /// a cluster's shard consumer, whose partition was filled with the
+    /// alerts of this shard's groups. The progress is recorded even when no
+    /// route lands here, so the shard's applied offsets keep up.
+    pub async fn submit_to_shard(
+        &self,
+        shard: usize,
+        alerts: Vec<Alert>,
+        progress: Progress,
+    ) -> Result<Submitted, EngineError> {
+        self.check_shard(shard)?;
+        let count = alerts.len();
+        let mut per_shard = self.route_by_shard(alerts);
+        let mine = std::mem::take(&mut per_shard[shard]);
+        self.apply(vec![(shard, mine)], progress).await?;
+        Ok(Submitted { alerts: count })
+    }
+
+    /// The distinct shards `alert`'s routes land on, in route order.
+    pub fn shards_of(&self, alert: &Alert) -> Vec<usize> {
+        let mut shards = Vec::new();
+        for route in self.routing.route(alert) {
+            let shard = shard_of(&route.tenant, &route.group_key, self.slots.len());
+            if !shards.contains(&shard) {
+                shards.push(shard);
+            }
+        }
+        shards
+    }
+
+    /// The shard a manual incident's group lives on.
+    pub fn shard_of_new_incident(&self, tenant: &str, id: IncidentId) -> usize {
+        shard_of(tenant, &manual_group_key(id), self.slots.len())
+    }
+
+    fn route_by_shard(&self, alerts: Vec<Alert>) -> Vec<Vec<RoutedAlert>> {
         let mut per_shard: Vec<Vec<RoutedAlert>> =
-            (0..self.shards.len()).map(|_| Vec::new()).collect();
+            (0..self.slots.len()).map(|_| Vec::new()).collect();
         for alert in alerts {
             let routes = self.routing.route(&alert);
             let last = routes.len().saturating_sub(1);
@@ -188,7 +358,7 @@ impl Engine {
                 } else {
                     alert.clone()
                 };
-                let shard = shard_of(&route.tenant, &route.group_key, self.shards.len());
+                let shard = shard_of(&route.tenant, &route.group_key, self.slots.len());
                 per_shard[shard].push(RoutedAlert {
                     alert: alert.expect("only the last route takes the alert"),
                     tenant: route.tenant,
@@ -197,42 +367,56 @@ impl Engine {
                 });
             }
         }
-        self.reserve(&per_shard)?;
+        per_shard
+    }
+
+    /// Hands each shard its alerts and waits until all are stored.
+    async fn apply(
+        &self,
+        targets: Vec<(usize, Vec<RoutedAlert>)>,
+        progress: Progress,
+    ) -> Result<(), EngineError> {
+        let received = Instant::now();
+        self.reserve(&targets)?;
         let mut waits = Vec::new();
-        for (shard, alerts) in per_shard.into_iter().enumerate() {
-            if alerts.is_empty() {
-                continue;
-            }
+        let mut targets = targets.into_iter();
+        while let Some((shard, alerts)) = targets.next() {
             let (tx, rx) = oneshot::channel();
+            let taken = alerts.len();
             let message = ShardMsg::Alerts {
                 alerts,
-                position: position.clone(),
+                progress: progress.clone(),
                 durable: Some(tx),
                 received,
             };
-            if self.shards[shard].cast(message).is_err() {
-                return Err(EngineError::ShuttingDown);
+            if let Err(e) = self.cast(shard, message) {
+                // Not handed over: give back this and every later reservation.
+                self.loads[shard].release(taken);
+                for (later, alerts) in targets {
+                    self.loads[later].release(alerts.len());
+                }
+                return Err(e);
             }
-            waits.push(rx);
+            waits.push((shard, rx));
         }
-        for wait in waits {
-            wait.await.map_err(|_| EngineError::ShuttingDown)??;
+        for (shard, wait) in waits {
+            wait.await.map_err(|_| EngineError::NotOwned { shard })??;
         }
-        Ok(Submitted { alerts: count })
+        Ok(())
     }
 
     /// Reserves room on every shard a batch touches, or none at all.
-    fn reserve(&self, per_shard: &[Vec<RoutedAlert>]) -> Result<(), EngineError> {
-        for (shard, alerts) in per_shard.iter().enumerate() {
-            if alerts.is_empty() || self.loads[shard].try_reserve(alerts.len()) {
+    fn reserve(&self, targets: &[(usize, Vec<RoutedAlert>)]) -> Result<(), EngineError> {
+        for (i, (shard, alerts)) in targets.iter().enumerate() {
+            if self.loads[*shard].try_reserve(alerts.len()) {
                 continue;
             }
-            for (earlier, taken) in per_shard.iter().enumerate().take(shard) {
-                self.loads[earlier].release(taken.len());
+            for (earlier, taken) in targets.iter().take(i) {
+                self.loads[*earlier].release(taken.len());
             }
-            let load = &self.loads[shard];
+            let load = &self.loads[*shard];
             return Err(EngineError::Busy {
-                shard,
+                shard: *shard,
                 pending: load.pending(),
                 capacity: load.capacity,
             });
@@ -248,11 +432,25 @@ impl Engine {
         actor: &str,
     ) -> Result<Arc<IncidentSummary>, CommandError> {
         let shard = self.shard_of_incident(id)?;
+        self.command_on(shard, id, command, actor, None).await
+    }
+
+    /// Applies a command on the shard that holds the incident; with a
+    /// position, a replay of it changes nothing.
+    pub async fn command_on(
+        &self,
+        shard: usize,
+        id: IncidentId,
+        command: Command,
+        actor: &str,
+        position: Option<SourcePosition>,
+    ) -> Result<Arc<IncidentSummary>, CommandError> {
         let (tx, rx) = oneshot::channel();
         let message = ShardMsg::Command {
             id,
             command,
             actor: actor.to_string(),
+            position,
             reply: tx,
         };
         self.ask_durable(shard, message, rx).await
@@ -264,19 +462,27 @@ impl Engine {
         request: NewIncident,
         actor: &str,
     ) -> Result<Arc<IncidentSummary>, CommandError> {
-        if request.title.trim().is_empty() {
-            return Err(CommandError::Invalid {
-                field: "title",
-                message: "must not be blank".into(),
-            });
-        }
         let id = IncidentId::new(self.clock.now());
-        let shard = shard_of(&request.tenant, &format!("manual:{id}"), self.shards.len());
+        self.create_incident_as(id, request, actor, None).await
+    }
+
+    /// Opens an incident by hand under an id chosen by the caller (a cluster
+    /// picks it before the request travels to the owning shard).
+    pub async fn create_incident_as(
+        &self,
+        id: IncidentId,
+        request: NewIncident,
+        actor: &str,
+        position: Option<SourcePosition>,
+    ) -> Result<Arc<IncidentSummary>, CommandError> {
+        Engine::validate_new_incident(&request)?;
+        let shard = self.shard_of_new_incident(&request.tenant, id);
         let (tx, rx) = oneshot::channel();
         let message = ShardMsg::Create {
             id,
             request,
             actor: actor.to_string(),
+            position,
             reply: tx,
         };
         self.ask_durable(shard, message, rx).await
@@ -306,10 +512,10 @@ impl Engine {
     }
 
     /// The incident `alert` would join now (through the first of its routes
-    /// that has one), without applying it.
+    /// that has one, on a shard owned here), without applying it.
     pub async fn incident_for(&self, alert: &Alert) -> Option<IncidentId> {
         for route in self.routing.route(alert) {
-            let shard = shard_of(&route.tenant, &route.group_key, self.shards.len());
+            let shard = shard_of(&route.tenant, &route.group_key, self.slots.len());
             let (tx, rx) = oneshot::channel();
             let message = ShardMsg::CurrentOf {
                 tenant: route.tenant,
@@ -323,20 +529,20 @@ impl Engine {
         None
     }
 
-    /// Waits until everything every shard took so far is stored.
+    /// Waits until everything every owned shard took so far is stored.
     pub async fn sync(&self) -> Result<(), EngineError> {
-        for shard in 0..self.shards.len() {
-            self.sync_shard(shard).await?;
+        for shard in 0..self.slots.len() {
+            if self.owns(shard) {
+                self.sync_shard(shard).await?;
+            }
         }
         Ok(())
     }
 
     async fn sync_shard(&self, shard: usize) -> Result<(), EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.shards[shard]
-            .cast(ShardMsg::Sync(tx))
-            .map_err(|_| EngineError::ShuttingDown)?;
-        rx.await.map_err(|_| EngineError::ShuttingDown)?
+        self.cast(shard, ShardMsg::Sync(tx))?;
+        rx.await.map_err(|_| EngineError::NotOwned { shard })?
     }
 
     async fn ask<T>(
@@ -345,20 +551,21 @@ impl Engine {
         message: ShardMsg,
         reply: oneshot::Receiver<T>,
     ) -> Result<T, CommandError> {
-        let unavailable = || CommandError::Unavailable("the engine is shutting down".into());
-        self.shards[shard]
-            .cast(message)
-            .map_err(|_| unavailable())?;
-        reply.await.map_err(|_| unavailable())
+        let unavailable = |e: EngineError| CommandError::Unavailable(e.to_string());
+        self.cast(shard, message).map_err(unavailable)?;
+        reply
+            .await
+            .map_err(|_| unavailable(EngineError::NotOwned { shard }))
     }
 
     fn shard_of_incident(&self, id: IncidentId) -> Result<usize, CommandError> {
         let summary = self.read_model.get(&id).ok_or(CommandError::NotFound(id))?;
-        Ok(shard_of(
-            &summary.tenant,
-            &summary.group_key,
-            self.shards.len(),
-        ))
+        Ok(self.shard_of_summary(&summary))
+    }
+
+    /// The shard an incident lives on, from its summary.
+    pub fn shard_of_summary(&self, summary: &IncidentSummary) -> usize {
+        shard_of(&summary.tenant, &summary.group_key, self.slots.len())
     }
 
     /// Latest summaries of all live incidents.
@@ -376,15 +583,19 @@ impl Engine {
     }
 
     pub fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.slots.len()
     }
 
     /// Stores what is pending and stops every shard and incident actor.
     pub async fn shutdown(&self) {
+        // All at once: each shard's final flush runs while the others do theirs.
         let mut waits = Vec::new();
-        for shard in &self.shards {
+        for slot in &self.slots {
+            let Some(actor) = slot.write().expect("shard slot lock").take() else {
+                continue;
+            };
             let (tx, rx) = oneshot::channel();
-            if shard.cast(ShardMsg::Stop(tx)).is_ok() {
+            if actor.cast(ShardMsg::Stop(tx)).is_ok() {
                 waits.push(rx);
             }
         }
@@ -396,7 +607,7 @@ impl Engine {
     #[cfg(test)]
     pub(crate) fn crash_incident(&self, id: IncidentId) {
         if let Ok(shard) = self.shard_of_incident(id) {
-            let _ = self.shards[shard].cast(ShardMsg::CrashIncident(id));
+            let _ = self.cast(shard, ShardMsg::CrashIncident(id));
         }
     }
 }

@@ -23,6 +23,12 @@ pub struct EngineSettings {
     /// A resolved incident with no change for this long is archived.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// A shard that takes over incidents (at start, or from another replica)
+    /// publishes again each one's last escalation step fired within this
+    /// window, with its original event id and idempotency key: the previous
+    /// owner may have died before delivering it. 0s turns this off.
+    #[serde(with = "humantime_serde")]
+    pub redeliver_escalations_within: Duration,
     pub passivation: PassivationSettings,
 }
 
@@ -35,6 +41,7 @@ impl Default for EngineSettings {
             max_alerts_per_incident: 1_000,
             max_timeline_entries: 200,
             retention: Duration::from_secs(24 * 3600),
+            redeliver_escalations_within: Duration::from_secs(60),
             passivation: PassivationSettings::default(),
         }
     }

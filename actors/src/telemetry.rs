@@ -91,3 +91,11 @@ pub fn passivated(count: usize) {
 pub fn activated() {
     counter!("incidentd_incidents_activated_total").increment(1);
 }
+
+pub fn shard_fenced() {
+    counter!("incidentd_shards_fenced_total").increment(1);
+}
+
+pub fn escalations_redelivered(count: usize) {
+    counter!("incidentd_escalations_redelivered_total").increment(count as u64);
+}

@@ -1,4 +1,4 @@
-use crate::model::{Change, Incident, IncidentEvent, Timestamp};
+use crate::model::{EventKind, FiredStep, Incident, IncidentEvent, Timestamp};
 
 use super::IncidentRules;
 
@@ -65,7 +65,10 @@ impl Incident {
             self.escalation.next_at = None;
             return false;
         };
-        let change = Change::Escalated {
+        let mut fired = FiredStep {
+            seq: 0,
+            at: now,
+            actor: actor.to_string(),
             policy: policy_id.clone(),
             step: step_index,
             loop_index,
@@ -76,6 +79,7 @@ impl Incident {
                 self.id, self.escalation.run, step_index, loop_index
             ),
         };
+        let change = fired.change();
         self.escalation.fired += 1;
         match policy.after(step_index, loop_index) {
             Some((next_step, next_loop)) => {
@@ -89,6 +93,31 @@ impl Incident {
             }
         }
         self.record(change, actor, now, rules, out);
+        fired.seq = self.seq;
+        self.escalation.last_fired = Some(fired);
         true
+    }
+
+    /// The event of the step fired last, again, when it fired within
+    /// `window` before `now`: what a new owner republishes in case its
+    /// delivery died with the previous owner.
+    pub(crate) fn recent_escalation(
+        &self,
+        now: Timestamp,
+        window: std::time::Duration,
+    ) -> Option<IncidentEvent> {
+        let fired = self.escalation.last_fired.as_ref()?;
+        (fired.at.plus(window) >= now).then(|| IncidentEvent {
+            id: IncidentEvent::event_id(self.id, fired.seq),
+            incident_id: self.id,
+            tenant: self.tenant.clone(),
+            group_key: self.group_key.clone(),
+            seq: fired.seq,
+            time: fired.at,
+            kind: EventKind::Escalated,
+            actor: fired.actor.clone(),
+            change: fired.change(),
+            incident: std::sync::Arc::new(self.summary()),
+        })
     }
 }

@@ -13,6 +13,7 @@ mod timers;
 
 pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply};
 pub use codec::{decode_incident, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION};
+pub(crate) use open::manual_group_key;
 pub use rules::IncidentRules;
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl Incident {
         let mut route = RouteSettings::manual();
         route.service = request.service.clone();
         route.team = request.team.clone();
-        let group_key = format!("manual:{id}");
+        let group_key = manual_group_key(id);
         let mut incident = Incident::blank(id, &request.tenant, &group_key, route, now);
         incident.title = request.title.clone();
         incident.severity = request.severity;
@@ -124,4 +124,9 @@ impl Incident {
             route,
         }
     }
+}
+
+/// The group of an incident opened by hand: its own, so no alert joins it.
+pub(crate) fn manual_group_key(id: IncidentId) -> String {
+    format!("manual:{id}")
 }

@@ -595,6 +595,38 @@ fn snapshot_round_trips_and_rejects_unknown_versions() {
     ));
 }
 
+#[test]
+fn last_fired_step_survives_the_snapshot_and_is_republished_within_the_window() {
+    let mut p = Probe::open(alert("a", AlertStatus::Firing, Severity::Critical));
+    p.tick(at(Duration::ZERO));
+    let fired = p
+        .incident
+        .escalation
+        .last_fired
+        .clone()
+        .expect("the first step fires at once");
+    let decoded = decode_incident("k", &encode_incident(&p.incident)).unwrap();
+    assert_eq!(decoded.escalation.last_fired, Some(fired.clone()));
+
+    let again = decoded
+        .recent_escalation(fired.at.plus(MIN), 2 * MIN)
+        .expect("fired a minute ago, inside a two-minute window");
+    assert_eq!(again.id, IncidentEvent::event_id(decoded.id, fired.seq));
+    assert_eq!(again.change, fired.change());
+    assert_eq!(
+        decoded.recent_escalation(fired.at.plus(3 * MIN), 2 * MIN),
+        None
+    );
+
+    // Version 1 had no last fired step: it still decodes, without one.
+    let mut v1 = vec![1u8];
+    bincode::serde::encode_into_std_write(&p.incident, &mut v1, bincode::config::standard())
+        .unwrap();
+    let old = decode_incident("k", &v1).unwrap();
+    assert_eq!(old.escalation.last_fired, None);
+    assert_eq!(old.id, p.incident.id);
+}
+
 mod properties {
     use proptest::prelude::*;
 

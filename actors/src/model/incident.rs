@@ -113,7 +113,7 @@ pub struct AlertState {
 /// Where the escalation policy stands: the next step to fire, the loop it
 /// belongs to, and when (`None` while escalation is stopped). Once the last
 /// step of the last loop fired, `step` points past the end.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EscalationPosition {
     pub policy: Option<String>,
@@ -125,6 +125,43 @@ pub struct EscalationPosition {
     pub next_at: Option<Timestamp>,
     /// Steps fired so far, over all loops.
     pub fired: u32,
+    /// The step fired last, as its event said: a new owner of the incident
+    /// publishes it again (same event id and idempotency key) when it fired
+    /// recently, because the notification may have died queued with the
+    /// previous owner. Stored after the incident by the snapshot codec.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub last_fired: Option<FiredStep>,
+}
+
+/// An escalation step that fired: its event's seq, time, actor, and the
+/// fields of its `Change::Escalated` (kept flat: bincode cannot read the
+/// internally tagged `Change`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FiredStep {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub policy: String,
+    pub step: u32,
+    pub loop_index: u32,
+    pub targets: Vec<String>,
+    pub channels: Vec<String>,
+    pub idempotency_key: String,
+}
+
+impl FiredStep {
+    pub fn change(&self) -> super::Change {
+        super::Change::Escalated {
+            policy: self.policy.clone(),
+            step: self.step,
+            loop_index: self.loop_index,
+            targets: self.targets.clone(),
+            channels: self.channels.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ pub use alert::{
 pub use command::{Command, CommandError, NewIncident};
 pub use event::{Change, EventKind, IncidentEvent};
 pub use incident::{
-    AlertState, EscalationPosition, Incident, IncidentId, IncidentStatus, IncidentSummary,
-    TimelineEntry,
+    AlertState, EscalationPosition, FiredStep, Incident, IncidentId, IncidentStatus,
+    IncidentSummary, TimelineEntry,
 };
 pub use time::Timestamp;

@@ -9,4 +9,6 @@ mod store;
 
 pub use clock::{Clock, TokioClock};
 pub use sink::{EventSink, SinkError};
-pub use store::{ShardSnapshot, SnapshotBatch, SnapshotStore, SourcePosition, StoreError};
+pub use store::{
+    Progress, ShardSnapshot, SnapshotBatch, SnapshotStore, SourcePosition, StoreError,
+};

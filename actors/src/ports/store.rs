@@ -13,6 +13,25 @@ pub struct SourcePosition {
     pub offset: i64,
 }
 
+/// How far one batch of input reaches. `position` is where it sits in the
+/// shard's own input (a replay of an applied position changes nothing);
+/// `origins` are where its alerts were first read, when they came through a
+/// re-keying hop (recorded too, so that hop can skip what it re-reads).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub position: Option<SourcePosition>,
+    pub origins: Vec<SourcePosition>,
+}
+
+impl Progress {
+    pub fn at(position: Option<SourcePosition>) -> Progress {
+        Progress {
+            position,
+            origins: Vec::new(),
+        }
+    }
+}
+
 /// Everything a shard stored, as loaded at restore.
 #[derive(Clone, Debug, Default)]
 pub struct ShardSnapshot {

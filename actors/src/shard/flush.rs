@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use crate::engine::EngineError;
 use crate::incident::{IncidentMsg, SnapshotReply};
 use crate::model::IncidentId;
-use crate::ports::SnapshotBatch;
+use crate::ports::{SnapshotBatch, StoreError};
 use crate::telemetry;
 
 use super::entry::Entry;
@@ -49,6 +49,8 @@ pub(crate) struct FlushJob {
 
 pub(crate) struct FlushOutcome {
     result: Result<(), String>,
+    /// The store refused the batch because another replica owns the shard.
+    fenced: bool,
     saved: Vec<(IncidentId, Arc<Vec<u8>>)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     unanswered: Vec<IncidentId>,
@@ -86,6 +88,7 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
         offsets: job.offsets,
     };
     // Events first: a crash after this point repeats events, never skips one.
+    let mut fenced = false;
     let result = match context.sink.flush().await {
         Err(e) => Err(e.to_string()),
         Ok(()) if batch.is_empty() => Ok(()),
@@ -93,10 +96,14 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
             .store
             .save_batch(context.shard, &batch)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| {
+                fenced = matches!(e, StoreError::Fenced { .. });
+                e.to_string()
+            }),
     };
     FlushOutcome {
         result,
+        fenced,
         saved: batch.upserts,
         archived: batch.archived,
         unanswered,
@@ -170,6 +177,7 @@ impl ShardState {
         self.flush.in_flight = false;
         let FlushOutcome {
             result,
+            fenced,
             saved,
             archived,
             unanswered,
@@ -207,6 +215,22 @@ impl ShardState {
                     }
                     self.context.load.release(round.alerts);
                 }
+            }
+            Err(message) if fenced => {
+                // Retrying cannot help: the shard's new owner restored it from
+                // the store and goes on from there. Callers resend to it.
+                tracing::error!(shard = self.context.shard, error = %message, "shard was claimed by another replica; stopping it here");
+                telemetry::shard_fenced();
+                self.fenced = true;
+                for waiter in round.waiters {
+                    let _ = waiter.send(Err(EngineError::NotOwned {
+                        shard: self.context.shard,
+                    }));
+                }
+                if !self.stopping {
+                    self.teardown(myself, "fenced by a newer owner");
+                }
+                return;
             }
             Err(message) => {
                 self.flush.failures += 1;

@@ -50,6 +50,12 @@ impl ShardLoad {
             .is_ok()
     }
 
+    /// Forgets what a previous owner of the shard left pending.
+    pub(crate) fn reset(&self) {
+        self.pending.store(0, Ordering::Relaxed);
+        self.set_store_error(None);
+    }
+
     pub(crate) fn release(&self, n: usize) {
         let _ = self
             .pending

@@ -11,7 +11,7 @@ use crate::model::{
     Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
     Timestamp,
 };
-use crate::ports::SourcePosition;
+use crate::ports::{Progress, SourcePosition};
 use crate::routing::RouteSettings;
 use crate::telemetry;
 
@@ -47,7 +47,7 @@ pub(crate) fn shard_of(tenant: &str, group_key: &str, shards: usize) -> usize {
 pub(crate) enum ShardMsg {
     Alerts {
         alerts: Vec<RoutedAlert>,
-        position: Option<SourcePosition>,
+        progress: Progress,
         durable: Option<Waiter>,
         /// When the engine took the batch, for the alert-to-event latency.
         received: Instant,
@@ -56,12 +56,14 @@ pub(crate) enum ShardMsg {
         id: IncidentId,
         command: Command,
         actor: String,
+        position: Option<SourcePosition>,
         reply: SummaryReply,
     },
     Create {
         id: IncidentId,
         request: NewIncident,
         actor: String,
+        position: Option<SourcePosition>,
         reply: SummaryReply,
     },
     Get {
@@ -119,7 +121,10 @@ pub(crate) struct ShardState {
     pub(super) offsets: BTreeMap<String, i64>,
     pub(super) flush: FlushControl,
     pub(super) sweep_scheduled: bool,
-    stopping: bool,
+    pub(super) stopping: bool,
+    /// A newer owner claimed the shard in the store: nothing here may be
+    /// stored any more.
+    pub(super) fenced: bool,
 }
 
 impl Actor for ShardSupervisor {
@@ -150,12 +155,19 @@ impl Actor for ShardSupervisor {
             flush: FlushControl::default(),
             sweep_scheduled: false,
             stopping: false,
+            fenced: false,
         };
         // Ids are ULIDs, so in id order the newest incident of a group comes
         // last and becomes the group's current one.
         let mut restored = args.restored;
         restored.sort_by_key(|(incident, _)| incident.id);
+        let now = state.context.clock.now();
+        let window = state.context.settings.redeliver_escalations_within;
+        let mut redelivered = Vec::new();
         for (incident, bytes) in restored {
+            if !window.is_zero() {
+                redelivered.extend(incident.recent_escalation(now, window));
+            }
             let group = (incident.tenant.clone(), incident.group_key.clone());
             state.groups.insert(group.clone(), incident.id);
             state.timers.set(
@@ -170,6 +182,10 @@ impl Actor for ShardSupervisor {
             state
                 .incidents
                 .insert(incident.id, Entry::Passive { bytes, group });
+        }
+        if !redelivered.is_empty() {
+            telemetry::escalations_redelivered(redelivered.len());
+            state.context.sink.publish(&redelivered);
         }
         state.publish_earliest(true);
         Ok(state)
@@ -198,26 +214,40 @@ impl Actor for ShardSupervisor {
         match message {
             ShardMsg::Alerts {
                 alerts,
-                position,
+                progress,
                 durable,
                 received,
             } => {
                 state
-                    .on_alerts(&myself, alerts, position, durable, received)
+                    .on_alerts(&myself, alerts, progress, durable, received)
                     .await
             }
             ShardMsg::Command {
                 id,
                 command,
                 actor,
+                position,
                 reply,
-            } => state.on_command(&myself, id, command, actor, reply).await,
+            } => {
+                if state.advance(position) {
+                    state.on_command(&myself, id, command, actor, reply).await;
+                } else {
+                    state.answer_replay(id, reply);
+                }
+            }
             ShardMsg::Create {
                 id,
                 request,
                 actor,
+                position,
                 reply,
-            } => state.on_create(&myself, id, request, actor, reply).await,
+            } => {
+                if state.advance(position) {
+                    state.on_create(&myself, id, request, actor, reply).await;
+                } else {
+                    state.answer_replay(id, reply);
+                }
+            }
             ShardMsg::Get { id, reply } => state.on_get(id, reply),
             ShardMsg::CurrentOf {
                 tenant,
@@ -313,7 +343,7 @@ impl ShardState {
         &mut self,
         myself: &ActorRef<ShardMsg>,
         alerts: Vec<RoutedAlert>,
-        position: Option<SourcePosition>,
+        progress: Progress,
         durable: Option<Waiter>,
         received: Instant,
     ) {
@@ -325,14 +355,13 @@ impl ShardState {
             }
             return;
         }
-        let replayed = position.as_ref().is_some_and(|p| {
-            self.offsets
-                .get(&p.source)
-                .is_some_and(|applied| p.offset <= *applied)
-        });
-        if replayed {
+        if !self.advance(progress.position) {
             telemetry::alerts_replayed(count);
         } else {
+            for origin in progress.origins {
+                let applied = self.offsets.entry(origin.source).or_insert(origin.offset);
+                *applied = (*applied).max(origin.offset);
+            }
             let now = self.context.clock.now();
             for (group, route, alerts) in by_group(alerts) {
                 match self.groups.get(&group).copied() {
@@ -343,13 +372,40 @@ impl ShardState {
                     }
                 }
             }
-            if let Some(position) = position {
-                self.offsets.insert(position.source, position.offset);
-            }
         }
         self.round.alerts += count;
         self.round.waiters.extend(durable);
         self.schedule_flush(myself);
+    }
+
+    /// Records that `position` is applied; false when it was already (a
+    /// replay after a restart or hand-over), so its input must change nothing.
+    fn advance(&mut self, position: Option<SourcePosition>) -> bool {
+        let Some(position) = position else {
+            return true;
+        };
+        if self
+            .offsets
+            .get(&position.source)
+            .is_some_and(|applied| position.offset <= *applied)
+        {
+            return false;
+        }
+        // Stored with the next flush that has changes; input that changed
+        // nothing may be replayed harmlessly.
+        self.offsets.insert(position.source, position.offset);
+        true
+    }
+
+    /// A replayed command or creation was applied before: answer with the
+    /// incident as it is.
+    fn answer_replay(&self, id: IncidentId, reply: SummaryReply) {
+        let _ = reply.send(
+            self.context
+                .read_model
+                .get(&id)
+                .ok_or(CommandError::NotFound(id)),
+        );
     }
 
     async fn on_command(
@@ -469,19 +525,30 @@ impl ShardState {
             return;
         }
         for _ in 0..5 {
+            if self.fenced {
+                break;
+            }
             let Some(job) = self.begin_flush() else { break };
             let outcome = super::flush::run(job, self.context.clone()).await;
             self.finish_flush(myself, outcome);
         }
-        for entry in self.incidents.values() {
+        let _ = done.send(());
+        self.teardown(myself, "shard stopped");
+    }
+
+    /// Retires every incident actor, drops the shard's incidents from the
+    /// read model (another replica serves them next) and stops the shard.
+    pub(super) fn teardown(&mut self, myself: &ActorRef<ShardMsg>, reason: &str) {
+        self.stopping = true;
+        for (id, entry) in self.incidents.drain() {
             if let Entry::Active { actor, .. } = entry {
                 self.actors.remove(&actor.get_id());
                 let _ = actor.cast(IncidentMsg::Retire);
             }
+            self.context.read_model.remove(&id);
         }
         self.timer_task.abort();
-        let _ = done.send(());
-        myself.stop(Some("shard stopped".into()));
+        myself.stop(Some(reason.into()));
     }
 
     pub(super) async fn send_alerts(
