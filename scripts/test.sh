@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, unit and
 # integration tests. Installs and starts the real services the tests need
-# with scripts/services.sh (Redis for now) and leaves them running for the
-# next run. Tests find Redis through INCIDENTD_TEST_REDIS_URL
-# (redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}). Usage: scripts/test.sh
+# with scripts/services.sh (Redis and Kafka) and leaves them running for the
+# next run. Tests find them through INCIDENTD_TEST_REDIS_URL
+# (redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}) and
+# INCIDENTD_TEST_KAFKA_BROKERS (127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}).
+# Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +20,12 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== services"
-scripts/services.sh up redis
+scripts/services.sh up redis kafka
 export INCIDENTD_TEST_REDIS_URL="redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}"
+export INCIDENTD_TEST_KAFKA_BROKERS="127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}"
+
+echo "== helm chart"
+scripts/helm-check.sh
 
 echo "== cargo test"
 log="$(mktemp)"

@@ -6,6 +6,8 @@ pub mod api;
 pub mod bus;
 pub mod config;
 pub mod ingest;
+pub mod intake;
+pub mod kafka;
 pub mod notify;
 pub mod server;
 pub mod state;

@@ -16,6 +16,10 @@ use serde_json::json;
 use crate::api::error::ApiError;
 use crate::bus::EventBus;
 use crate::config::{Config, StoreKind};
+use crate::ingest::pagerduty_keys::PAGERDUTY_KEYS;
+use crate::ingest::PagerDutyKeys;
+use crate::intake::{Intake, KafkaIntake};
+use crate::kafka::Cluster;
 use crate::notify::Notifier;
 use crate::state::{AppState, Directory};
 use crate::store::{LocalStore, RedisStore};
@@ -160,16 +164,52 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sink: bus.clone(),
         clock: Arc::new(TokioClock::new()),
     };
-    let (engine, report) = Engine::start(config.engine.clone(), tree, policies, ports).await?;
-    tracing::info!(
-        incidents = report.incidents,
-        rejected = report.rejected.len(),
-        took_ms = report.duration.as_millis() as u64,
-        shards = engine.shard_count(),
-        "restored"
-    );
+    let pagerduty = Arc::new(PagerDutyKeys::new(PAGERDUTY_KEYS));
+    let (engine, intake, cluster) = if config.kafka.enabled() {
+        let Directory::Redis(directory) = &directory else {
+            anyhow::bail!("kafka cluster mode needs store.kind = \"redis\"");
+        };
+        // Shards arrive with the consumer group's assignment.
+        let engine = Arc::new(Engine::without_shards(
+            config.engine.clone(),
+            tree,
+            policies,
+            ports,
+        ));
+        let cluster = Cluster::start(
+            &config.kafka,
+            engine.clone(),
+            pagerduty.clone(),
+            config.ingest.default_tenant.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("starting the Kafka cluster member: {e}"))?;
+        let intake = Intake::cluster(
+            engine.clone(),
+            KafkaIntake {
+                producer: cluster.producer.clone(),
+                pending: cluster.pending.clone(),
+                directory: directory.clone(),
+                wait: config.kafka.produce_timeout,
+            },
+        );
+        tracing::info!(brokers = %config.kafka.brokers, group = %config.kafka.group_id, shards = engine.shard_count(), "joined the Kafka group");
+        (engine, intake, Some(cluster))
+    } else {
+        let (engine, report) = Engine::start(config.engine.clone(), tree, policies, ports).await?;
+        tracing::info!(
+            incidents = report.incidents,
+            rejected = report.rejected.len(),
+            took_ms = report.duration.as_millis() as u64,
+            shards = engine.shard_count(),
+            "restored"
+        );
+        let engine = Arc::new(engine);
+        (engine.clone(), Intake::standalone(engine), None)
+    };
     let state = AppState {
-        engine: Arc::new(engine),
+        engine,
+        intake,
+        pagerduty,
         bus,
         config: config.clone(),
         metrics,
@@ -212,6 +252,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             deadline
         }
     };
+    if let Some(cluster) = cluster {
+        // Hands the shards over (stored, committed) so the other replicas
+        // take them at once instead of after a session timeout.
+        cluster
+            .stop(deadline.saturating_duration_since(Instant::now()))
+            .await;
+    }
     if tokio::time::timeout_at(deadline.into(), engine.shutdown())
         .await
         .is_err()

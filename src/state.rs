@@ -8,12 +8,18 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::bus::EventBus;
 use crate::config::Config;
+use crate::ingest::PagerDutyKeys;
+use crate::intake::Intake;
 use crate::store::RedisStore;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Where alerts and commands go: this engine, or the Kafka cluster.
+    pub intake: Intake,
+    /// PagerDuty triggers, for their later acknowledge and resolve events.
+    pub pagerduty: Arc<PagerDutyKeys>,
     pub bus: Arc<EventBus>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,

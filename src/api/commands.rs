@@ -1,14 +1,12 @@
 //! Changing an incident: one endpoint per engine command. Each answers with
 //! the incident's summary after the change, once the change is stored.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
 use humantime_serde::re::humantime;
 use incidentd_actors::model::{Command, IncidentId, IncidentSummary, Severity, Timestamp};
 use serde::{Deserialize, Deserializer};
@@ -16,12 +14,13 @@ use serde::{Deserialize, Deserializer};
 use super::actor::actor_of;
 use super::error::{ApiError, ErrorBody};
 use super::request;
+use crate::intake::Applied;
 use crate::state::AppState;
 
-type Changed = Result<Json<Arc<IncidentSummary>>, ApiError>;
+type Changed = Result<Applied, ApiError>;
 
 async fn apply(state: &AppState, id: IncidentId, command: Command, actor: &str) -> Changed {
-    Ok(Json(state.engine.command(id, command, actor).await?))
+    Ok(state.intake.command(id, command, actor).await?)
 }
 
 /// Body of the commands that need nothing but who asked; may be left out.

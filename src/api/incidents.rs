@@ -1,7 +1,6 @@
 //! Reading incidents (list, one, timeline) and opening one by hand.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -16,6 +15,7 @@ use super::actor::actor_of;
 use super::error::{ApiError, ErrorBody};
 use super::list_query::{IncidentPage, ListQuery};
 use super::request;
+use crate::intake::Applied;
 use crate::state::AppState;
 
 /// Lists live incidents, filtered, sorted and paged.
@@ -155,12 +155,16 @@ pub async fn create_incident(
         assignee: body.assignee,
         labels: body.labels,
     };
-    let summary: Arc<IncidentSummary> = state.engine.create_incident(request, &actor).await?;
-    let location = format!("/api/v1/incidents/{}", summary.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(summary),
-    )
-        .into_response())
+    match state.intake.create(request, &actor).await? {
+        Applied::Done(summary) => {
+            let location = format!("/api/v1/incidents/{}", summary.id);
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(summary),
+            )
+                .into_response())
+        }
+        queued => Ok(queued.into_response()),
+    }
 }

@@ -74,8 +74,11 @@ async fn app() -> App {
     let (engine, _) = Engine::start(config.engine.clone(), tree, policies, ports)
         .await
         .unwrap();
+    let engine = Arc::new(engine);
     let state = AppState {
-        engine: Arc::new(engine),
+        intake: crate::intake::Intake::standalone(engine.clone()),
+        pagerduty: Arc::new(crate::ingest::PagerDutyKeys::new(1_000)),
+        engine,
         bus,
         config: Arc::new(config),
         metrics: crate::telemetry::metrics(),

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use incidentd_actors::compile_rules;
 use thiserror::Error;
 
-use super::{Config, StoreConfig};
+use super::{Config, StoreConfig, StoreKind};
 
 /// Settings given on the command line; they win over everything else.
 #[derive(Clone, Debug, Default)]
@@ -160,6 +160,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         errors.push("server: body limits must be above zero".into());
     }
     errors.extend(store_errors(&config.store));
+    errors.extend(config.kafka.errors());
+    if config.kafka.enabled() && config.store.kind != StoreKind::Redis {
+        errors.push("kafka: cluster mode needs store.kind = \"redis\" (shards move between replicas with their snapshots)".into());
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -14,6 +14,7 @@ use incidentd_actors::routing::RouteConfig;
 use incidentd_actors::EngineSettings;
 use serde::{Deserialize, Serialize};
 
+pub use crate::kafka::{KafkaConfig, KafkaSource, SourceFormat};
 pub use load::{load, ConfigError, Overrides};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,7 @@ pub struct Config {
     pub engine: EngineSettings,
     pub notifier: NotifierConfig,
     pub store: StoreConfig,
+    pub kafka: KafkaConfig,
     /// The root of the routing tree.
     pub routing: RouteConfig,
     pub escalation_policies: Vec<EscalationPolicy>,

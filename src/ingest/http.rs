@@ -3,7 +3,6 @@
 //! effect were stored. Engine trouble is 503 with `Retry-After` (never 4xx:
 //! Alertmanager does not retry 4xx).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -12,29 +11,25 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Extension, Json, Router};
-use incidentd_actors::model::{Alert, AlertStatus, Command, FieldError, Timestamp};
+use axum::{Json, Router};
+use incidentd_actors::model::{Alert, FieldError, Timestamp};
 use serde::Serialize;
 use serde_json::json;
 
-use super::pagerduty_keys::{PagerDutyKeys, TriggerKey};
+use super::pagerduty_keys::{PagerDutyAction, UnknownDedupKey};
 use super::{
     decode_alertmanager_v2, decode_alertmanager_webhook, decode_native_json, decode_native_ndjson,
-    decode_pagerduty, BodyError, Decoded, PagerDutyError, PagerDutyEvent,
+    decode_pagerduty, BodyError, Decoded, PagerDutyError,
 };
 use crate::api::error::ApiError;
 use crate::api::request::bytes;
 use crate::state::AppState;
 use crate::telemetry;
 
-/// PagerDuty trigger keys remembered for later acknowledge/resolve events.
-const PAGERDUTY_KEYS: usize = 100_000;
-
 pub fn router(body_limit: usize, pagerduty_body_limit: usize) -> Router<AppState> {
     let pagerduty = Router::new()
         .route("/v2/enqueue", post(pagerduty_enqueue))
-        .layer(DefaultBodyLimit::max(pagerduty_body_limit))
-        .layer(Extension(Arc::new(PagerDutyKeys::new(PAGERDUTY_KEYS))));
+        .layer(DefaultBodyLimit::max(pagerduty_body_limit));
     Router::new()
         .route("/api/v2/alerts", post(alertmanager_v2))
         .route("/api/v1/webhooks/alertmanager", post(alertmanager_webhook))
@@ -132,7 +127,7 @@ async fn take(
     }
     if count > 0 {
         let started = Instant::now();
-        state.engine.submit(accepted).await?;
+        state.intake.submit(accepted).await?;
         metrics::histogram!(telemetry::INGEST_DURABLE, "format" => format)
             .record(started.elapsed().as_secs_f64());
     }
@@ -266,7 +261,6 @@ fn pagerduty_accepted(dedup_key: &str) -> Response {
     ))]
 pub async fn pagerduty_enqueue(
     State(state): State<AppState>,
-    Extension(keys): Extension<Arc<PagerDutyKeys>>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -277,67 +271,24 @@ pub async fn pagerduty_enqueue(
         Err(PagerDutyError { message, errors }) => return Ok(pagerduty_invalid(message, errors)),
     };
     metrics::counter!(telemetry::ALERTS_RECEIVED, "format" => "pagerduty").increment(1);
-    match event {
-        PagerDutyEvent::Trigger {
-            routing_key,
-            dedup_key,
-            alert,
-        } => {
-            let mut alert = *alert;
-            alert.tenant = state.config.ingest.default_tenant.clone();
-            let trigger = TriggerKey {
-                tenant: alert.tenant.clone(),
-                labels: alert.labels.clone(),
-            };
-            state.engine.submit(vec![alert]).await?;
-            keys.remember(&routing_key, &dedup_key, trigger);
-            Ok(pagerduty_accepted(&dedup_key))
-        }
-        PagerDutyEvent::Resolve {
-            routing_key,
-            dedup_key,
-        } => {
-            let Some(trigger) = keys.find(&routing_key, &dedup_key) else {
-                return Ok(unknown_dedup_key(&dedup_key));
-            };
-            let mut alert = Alert::firing(trigger.labels);
-            alert.tenant = trigger.tenant;
-            alert.fingerprint = dedup_key.clone();
-            alert.status = AlertStatus::Resolved;
-            alert.source = "pagerduty".into();
-            state.engine.submit(vec![alert]).await?;
-            Ok(pagerduty_accepted(&dedup_key))
-        }
-        PagerDutyEvent::Acknowledge {
-            routing_key,
-            dedup_key,
-        } => {
-            let Some(trigger) = keys.find(&routing_key, &dedup_key) else {
-                return Ok(unknown_dedup_key(&dedup_key));
-            };
-            let mut probe = Alert::firing(trigger.labels);
-            probe.tenant = trigger.tenant;
-            let Some(id) = state.engine.incident_for(&probe).await else {
-                return Ok(unknown_dedup_key(&dedup_key));
-            };
-            let actor = format!(
-                "pagerduty:{}",
-                &routing_key.chars().take(6).collect::<String>()
-            );
-            match state.engine.command(id, Command::Acknowledge, &actor).await {
-                // Acknowledging twice is what PagerDuty clients do on retry.
-                Ok(_) | Err(incidentd_actors::model::CommandError::NotApplicable { .. }) => {
-                    Ok(pagerduty_accepted(&dedup_key))
-                }
-                Err(e) => Err(e.into()),
+    let (dedup_key, action) = match state
+        .pagerduty
+        .action(event, &state.config.ingest.default_tenant)
+    {
+        Ok(found) => found,
+        Err(unknown) => return Ok(unknown_dedup_key(&unknown)),
+    };
+    match action {
+        PagerDutyAction::Alert(alert) => state.intake.submit(vec![alert]).await?,
+        PagerDutyAction::Acknowledge { probe, actor } => {
+            if !state.intake.acknowledge_group(probe, &actor).await? {
+                return Ok(unknown_dedup_key(&UnknownDedupKey(dedup_key)));
             }
         }
     }
+    Ok(pagerduty_accepted(&dedup_key))
 }
 
-fn unknown_dedup_key(dedup_key: &str) -> Response {
-    pagerduty_invalid(
-        "Event object is invalid",
-        vec![format!("no open incident holds dedup_key {dedup_key:?} for this routing_key; send a trigger first")],
-    )
+fn unknown_dedup_key(unknown: &UnknownDedupKey) -> Response {
+    pagerduty_invalid("Event object is invalid", vec![unknown.to_string()])
 }

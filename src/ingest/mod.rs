@@ -8,7 +8,7 @@ mod fields;
 pub mod http;
 mod native;
 mod pagerduty;
-mod pagerduty_keys;
+pub mod pagerduty_keys;
 
 pub use alertmanager_v2::decode_alertmanager_v2;
 pub use alertmanager_webhook::decode_alertmanager_webhook;
@@ -16,3 +16,4 @@ pub use decoded::{BodyError, Decoded, Rejected};
 pub use http::{router, FieldErrorBody, RejectedAlert, RejectedBatch};
 pub use native::{decode_native_json, decode_native_ndjson};
 pub use pagerduty::{decode_pagerduty, PagerDutyError, PagerDutyEvent};
+pub use pagerduty_keys::{PagerDutyAction, PagerDutyKeys, TriggerKey, UnknownDedupKey};

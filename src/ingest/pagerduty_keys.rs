@@ -1,6 +1,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
+use incidentd_actors::model::{Alert, AlertStatus};
+
+use super::PagerDutyEvent;
+
 /// What a PagerDuty trigger looked like, so a later acknowledge or resolve
 /// (which carries only the routing and dedup keys) finds the same group.
 #[derive(Clone, Debug, PartialEq)]
@@ -8,6 +12,9 @@ pub struct TriggerKey {
     pub tenant: String,
     pub labels: BTreeMap<String, String>,
 }
+
+/// PagerDuty trigger keys remembered for later acknowledge/resolve events.
+pub const PAGERDUTY_KEYS: usize = 100_000;
 
 /// (routing key, dedup key) -> the trigger's tenant and labels, bounded:
 /// past `capacity` the oldest keys are forgotten (and their later
@@ -55,6 +62,85 @@ impl PagerDutyKeys {
             .by_key
             .get(&(routing_key.to_string(), dedup_key.to_string()))
             .cloned()
+    }
+}
+
+/// What a PagerDuty event asks for, once its dedup key is looked up.
+#[derive(Debug, PartialEq)]
+pub enum PagerDutyAction {
+    /// A trigger or a resolve: an alert to submit.
+    Alert(Alert),
+    /// An acknowledge: for whatever incident `probe`'s group has now.
+    Acknowledge { probe: Alert, actor: String },
+}
+
+/// An acknowledge or resolve whose dedup key no trigger here carried.
+#[derive(Debug, PartialEq)]
+pub struct UnknownDedupKey(pub String);
+
+impl std::fmt::Display for UnknownDedupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no open incident holds dedup_key {:?} for this routing_key; send a trigger first",
+            self.0
+        )
+    }
+}
+
+impl PagerDutyKeys {
+    /// Turns an event into its action, remembering triggers so their later
+    /// acknowledge or resolve finds the same group. Returns the dedup key too.
+    pub fn action(
+        &self,
+        event: PagerDutyEvent,
+        tenant: &str,
+    ) -> Result<(String, PagerDutyAction), UnknownDedupKey> {
+        match event {
+            PagerDutyEvent::Trigger {
+                routing_key,
+                dedup_key,
+                alert,
+            } => {
+                let mut alert = *alert;
+                alert.tenant = tenant.to_string();
+                let trigger = TriggerKey {
+                    tenant: alert.tenant.clone(),
+                    labels: alert.labels.clone(),
+                };
+                self.remember(&routing_key, &dedup_key, trigger);
+                Ok((dedup_key, PagerDutyAction::Alert(alert)))
+            }
+            PagerDutyEvent::Resolve {
+                routing_key,
+                dedup_key,
+            } => {
+                let trigger = self
+                    .find(&routing_key, &dedup_key)
+                    .ok_or_else(|| UnknownDedupKey(dedup_key.clone()))?;
+                let mut alert = Alert::firing(trigger.labels);
+                alert.tenant = trigger.tenant;
+                alert.fingerprint = dedup_key.clone();
+                alert.status = AlertStatus::Resolved;
+                alert.source = "pagerduty".into();
+                Ok((dedup_key, PagerDutyAction::Alert(alert)))
+            }
+            PagerDutyEvent::Acknowledge {
+                routing_key,
+                dedup_key,
+            } => {
+                let trigger = self
+                    .find(&routing_key, &dedup_key)
+                    .ok_or_else(|| UnknownDedupKey(dedup_key.clone()))?;
+                let mut probe = Alert::firing(trigger.labels);
+                probe.tenant = trigger.tenant;
+                let actor = format!(
+                    "pagerduty:{}",
+                    &routing_key.chars().take(6).collect::<String>()
+                );
+                Ok((dedup_key, PagerDutyAction::Acknowledge { probe, actor }))
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use incidentd_actors::model::IncidentSummary;
+use incidentd_actors::model::{IncidentId, IncidentSummary};
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
@@ -176,6 +176,31 @@ impl RedisStore {
         }
         record_duration("list", started);
         Ok(summaries)
+    }
+
+    /// The shard whose owner last stored a summary of incident `id`, if any:
+    /// where a command for it must go.
+    pub async fn shard_of_incident(
+        &self,
+        id: IncidentId,
+        shards: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        for shard in 0..shards {
+            pipeline
+                .cmd("HEXISTS")
+                .arg(self.key(shard, "summaries"))
+                .arg(id.to_string());
+        }
+        let found: Vec<bool> = self
+            .run(
+                "locate",
+                "locate an incident",
+                pipeline.query_async(&mut connection),
+            )
+            .await?;
+        Ok(found.iter().position(|exists| *exists))
     }
 
     /// `<prefix>:{shard-N}:<name>`: the braces make the shard number the

@@ -295,7 +295,8 @@ impl WebhookReceiver {
     /// For the crash tests: step 2 was pending at the crash; once it has
     /// had time to fire, each of the two steps fired exactly once.
     pub async fn assert_both_steps_fired_once(&self) {
-        self.wait_for(2, Duration::from_secs(15)).await;
+        // By key: a restart redelivers the last step with the same key.
+        self.wait_for_steps(2, Duration::from_secs(15)).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let steps = self.fired_steps();
         assert_eq!(
@@ -307,6 +308,14 @@ impl WebhookReceiver {
             steps.iter().any(|k| k.ends_with(":1:0")),
             "step 2 fired: {steps:?}"
         );
+    }
+
+    /// Waits until at least `n` distinct idempotency keys arrived (bounded).
+    pub async fn wait_for_steps(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.fired_steps().len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until at least `n` requests arrived (bounded).

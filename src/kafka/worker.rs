@@ -1,0 +1,404 @@
+//! One assigned partition of a shard's input: takes its messages in order,
+//! in batches, applies them to the shard and reports the last offset whose
+//! effect is stored (the consumer then stores it for commit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use incidentd_actors::model::{Alert, CommandError};
+use incidentd_actors::ports::{Progress, SourcePosition};
+use incidentd_actors::{Engine, EngineError};
+use rdkafka::message::{Message, OwnedMessage};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::producer::{Keyed, KeyedProducer, SourceMessage};
+use super::record::{KeyedRecord, Origin};
+use super::source::decode_source;
+use super::telemetry;
+use super::{PendingReplies, SourceFormat};
+use crate::ingest::PagerDutyKeys;
+
+/// Longest pause between retries of input the shard could not take yet.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// How a topic's messages are written.
+#[derive(Clone, Copy, Debug)]
+pub enum Payload {
+    Keyed,
+    Source(SourceFormat),
+}
+
+/// What every worker shares.
+pub struct WorkerShared {
+    pub engine: Arc<Engine>,
+    pub producer: Arc<KeyedProducer>,
+    pub pending: Arc<PendingReplies>,
+    pub pagerduty: Arc<PagerDutyKeys>,
+    pub default_tenant: String,
+    pub max_batch: usize,
+}
+
+/// The consumer's side of a running worker.
+pub struct WorkerHandle {
+    pub sender: mpsc::Sender<OwnedMessage>,
+    /// Last offset whose effect is stored; -1 before the first.
+    pub applied: Arc<AtomicI64>,
+    /// Set at revoke: finish the batch in hand, then stop.
+    pub stop: Arc<AtomicBool>,
+    pub task: JoinHandle<()>,
+}
+
+pub fn spawn_worker(
+    runtime: &tokio::runtime::Handle,
+    shared: Arc<WorkerShared>,
+    topic: String,
+    partition: i32,
+    payload: Payload,
+    buffer: usize,
+    applied_origins: &BTreeMap<String, i64>,
+) -> WorkerHandle {
+    let (sender, receiver) = mpsc::channel(buffer);
+    let applied = Arc::new(AtomicI64::new(-1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = Worker {
+        shared,
+        shard: partition as usize,
+        source: format!("{topic}/{partition}"),
+        topic,
+        payload,
+        applied: applied.clone(),
+        stop: stop.clone(),
+        origins: applied_origins
+            .iter()
+            .map(|(source, offset)| (source.clone(), *offset))
+            .collect(),
+    };
+    let task = runtime.spawn(worker.run(receiver));
+    WorkerHandle {
+        sender,
+        applied,
+        stop,
+        task,
+    }
+}
+
+struct Worker {
+    shared: Arc<WorkerShared>,
+    shard: usize,
+    topic: String,
+    /// The name the shard records this partition's applied offset under.
+    source: String,
+    payload: Payload,
+    applied: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    /// Highest `Origin::ordinal` applied per re-keyed source partition, from
+    /// the shard's snapshot at assignment, then as records pass.
+    origins: HashMap<String, i64>,
+}
+
+/// One step of a batch, in message order.
+enum Step {
+    /// Alerts from consecutive messages, up to and including `offset`, with
+    /// the highest source offset of each re-keyed origin among them.
+    Alerts {
+        alerts: Vec<Alert>,
+        offset: i64,
+        origins: BTreeMap<String, i64>,
+    },
+    Record {
+        record: Box<KeyedRecord>,
+        offset: i64,
+    },
+}
+
+impl Worker {
+    async fn run(mut self, mut receiver: mpsc::Receiver<OwnedMessage>) {
+        while let Some(first) = receiver.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < self.shared.max_batch {
+                match receiver.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            if self.stopped() {
+                break;
+            }
+            let steps = self.decode(batch).await;
+            for step in steps {
+                if !self.apply(step).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Turns messages into steps; a message that cannot be used goes to the
+    /// dead-letter topic (and still advances the offset).
+    async fn decode(&mut self, batch: Vec<OwnedMessage>) -> Vec<Step> {
+        let mut steps: Vec<Step> = Vec::new();
+        for message in batch {
+            let offset = message.offset();
+            let payload = message.payload().unwrap_or_default();
+            let mut origin_seen: Option<Origin> = None;
+            let (alerts, records, problem) = match self.payload {
+                Payload::Keyed => match KeyedRecord::decode(payload) {
+                    Ok(KeyedRecord::Alert { alert, origin }) => match origin {
+                        Some(origin) if !self.first_read(&origin) => {
+                            telemetry::consumed(&self.topic, "replayed", 1);
+                            (Vec::new(), Vec::new(), None)
+                        }
+                        Some(origin) => {
+                            origin_seen = Some(origin);
+                            (vec![alert], Vec::new(), None)
+                        }
+                        None => (vec![alert], Vec::new(), None),
+                    },
+                    Ok(record) => (Vec::new(), vec![record], None),
+                    Err(problem) => (Vec::new(), Vec::new(), Some(problem)),
+                },
+                Payload::Source(format) => {
+                    let input = decode_source(
+                        format,
+                        payload,
+                        &self.shared.default_tenant,
+                        &self.shared.pagerduty,
+                    );
+                    let problem = input.problem.clone();
+                    let origin = Origin {
+                        source: self.source.clone(),
+                        offset,
+                        index: 0,
+                    };
+                    let Some((alerts, records)) = self
+                        .keep_mine(input.into_records(&self.shared.engine, Some(origin)))
+                        .await
+                    else {
+                        // Stopping: this message is read again by the next owner.
+                        return steps;
+                    };
+                    (alerts, records, problem)
+                }
+            };
+            if let Some(reason) = problem {
+                self.shared
+                    .producer
+                    .dead_letter_until_stored(&SourceMessage::of(&message), &reason, &self.stop)
+                    .await;
+                if self.stopped() {
+                    return steps;
+                }
+            }
+            telemetry::consumed(&self.topic, "received", 1);
+            let origins: BTreeMap<String, i64> = origin_seen
+                .map(|o| (o.ordinal(), o.source))
+                .map(|(ordinal, source)| (source, ordinal))
+                .into_iter()
+                .collect();
+            match steps.last_mut() {
+                Some(Step::Alerts {
+                    alerts: pending,
+                    offset: last,
+                    origins: known,
+                }) if records.is_empty() => {
+                    pending.extend(alerts);
+                    *last = offset;
+                    // Offsets of one origin only grow along a partition.
+                    known.extend(origins);
+                }
+                _ if records.is_empty() => steps.push(Step::Alerts {
+                    alerts,
+                    offset,
+                    origins,
+                }),
+                _ => {
+                    if !alerts.is_empty() {
+                        steps.push(Step::Alerts {
+                            alerts,
+                            offset,
+                            origins,
+                        });
+                    }
+                    steps.extend(records.into_iter().map(|record| Step::Record {
+                        record: Box::new(record),
+                        offset,
+                    }));
+                }
+            }
+        }
+        steps
+    }
+
+    /// Whether `origin` is read here for the first time (and remembers it):
+    /// a source re-read after a crash is re-keyed again, and those copies
+    /// must change nothing.
+    fn first_read(&mut self, origin: &Origin) -> bool {
+        let ordinal = origin.ordinal();
+        match self.origins.get_mut(&origin.source) {
+            Some(applied) if ordinal <= *applied => false,
+            Some(applied) => {
+                *applied = ordinal;
+                true
+            }
+            None => {
+                self.origins.insert(origin.source.clone(), ordinal);
+                true
+            }
+        }
+    }
+
+    /// Splits the records of an already-keyed source's message into what
+    /// this shard applies and what belongs to other shards, which travels on
+    /// through the keyed topic (never dropped).
+    async fn keep_mine(&self, records: Vec<Keyed>) -> Option<(Vec<Alert>, Vec<KeyedRecord>)> {
+        let (mine, elsewhere): (Vec<Keyed>, Vec<Keyed>) =
+            records.into_iter().partition(|k| k.shard == self.shard);
+        if !elsewhere.is_empty() {
+            let count = elsewhere.len();
+            if !self
+                .shared
+                .producer
+                .send_all_until_acked(elsewhere, &self.stop)
+                .await
+            {
+                return None;
+            }
+            telemetry::consumed(&self.topic, "rekeyed", count);
+        }
+        let mut alerts = Vec::new();
+        let mut others = Vec::new();
+        for keyed in mine {
+            match keyed.record {
+                KeyedRecord::Alert { alert, .. } => alerts.push(alert),
+                record => others.push(record),
+            }
+        }
+        Some((alerts, others))
+    }
+
+    /// Applies one step, retrying while the shard is busy or its store is
+    /// down. False when the shard is no longer ours or the worker is told to
+    /// stop: what is not applied is read again by the next owner.
+    async fn apply(&self, step: Step) -> bool {
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let (offset, result) = self.try_apply(&step).await;
+            match result {
+                Ok(()) => {
+                    self.applied.store(offset, Ordering::Release);
+                    return true;
+                }
+                Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown) => return false,
+                Err(e) => {
+                    if self.stopped() {
+                        return false;
+                    }
+                    tracing::debug!(shard = self.shard, error = %e, "shard cannot take input yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        }
+    }
+
+    async fn try_apply(&self, step: &Step) -> (i64, Result<(), EngineError>) {
+        let engine = &self.shared.engine;
+        match step {
+            Step::Alerts {
+                alerts,
+                offset,
+                origins,
+            } => {
+                let progress = Progress {
+                    position: Some(self.position(*offset)),
+                    origins: origins
+                        .iter()
+                        .map(|(source, offset)| SourcePosition {
+                            source: source.clone(),
+                            offset: *offset,
+                        })
+                        .collect(),
+                };
+                let result = engine
+                    .submit_to_shard(self.shard, alerts.clone(), progress)
+                    .await
+                    .map(|_| ());
+                (*offset, result)
+            }
+            Step::Record { record, offset } => {
+                let position = Some(self.position(*offset));
+                let (request, outcome) = match record.as_ref() {
+                    KeyedRecord::Alert { .. } => unreachable!("alerts are batched in Step::Alerts"),
+                    KeyedRecord::Command {
+                        incident,
+                        command,
+                        actor,
+                        request,
+                    } => (
+                        Some(request),
+                        engine
+                            .command_on(self.shard, *incident, command.clone(), actor, position)
+                            .await,
+                    ),
+                    KeyedRecord::Create {
+                        incident,
+                        new,
+                        actor,
+                        request,
+                    } => (
+                        Some(request),
+                        engine
+                            .create_incident_as(*incident, new.clone(), actor, position)
+                            .await,
+                    ),
+                    KeyedRecord::GroupCommand {
+                        probe,
+                        command,
+                        actor,
+                    } => match engine.incident_for(probe).await {
+                        Some(id) => (
+                            None,
+                            engine
+                                .command_on(self.shard, id, command.clone(), actor, position)
+                                .await,
+                        ),
+                        // No incident to act on: only the offset moves.
+                        None => {
+                            let result = engine
+                                .submit_to_shard(self.shard, Vec::new(), Progress::at(position))
+                                .await
+                                .map(|_| ());
+                            return (*offset, result);
+                        }
+                    },
+                };
+                let result = match &outcome {
+                    Err(CommandError::Unavailable(message)) => {
+                        Err(EngineError::Retry(message.clone()))
+                    }
+                    _ => Ok(()),
+                };
+                if result.is_ok() {
+                    if let Some(request) = request {
+                        self.shared.pending.complete(request, outcome);
+                    }
+                }
+                (*offset, result)
+            }
+        }
+    }
+
+    fn position(&self, offset: i64) -> SourcePosition {
+        SourcePosition {
+            source: self.source.clone(),
+            offset,
+        }
+    }
+}

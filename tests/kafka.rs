@@ -1,0 +1,687 @@
+//! Cluster mode against a real Kafka and Redis: alerts from topics in
+//! several formats become incidents, poison messages are dead-lettered,
+//! and a replica's death or return moves its shards without losing or
+//! doubling anything.
+//!
+//! Needs the Kafka and Redis that `scripts/services.sh up kafka redis`
+//! starts (`scripts/test.sh` does), named by INCIDENTD_TEST_KAFKA_BROKERS and
+//! INCIDENTD_TEST_REDIS_URL. Every test uses topics, a group and a Redis key
+//! prefix of its own.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{paging_config, Service, WebhookReceiver};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const SHARDS: i32 = 8;
+
+fn brokers() -> String {
+    std::env::var("INCIDENTD_TEST_KAFKA_BROKERS").expect(
+        "INCIDENTD_TEST_KAFKA_BROKERS is not set: run scripts/test.sh, or scripts/services.sh up kafka and export INCIDENTD_TEST_KAFKA_BROKERS=127.0.0.1:9192",
+    )
+}
+
+fn redis_url() -> String {
+    std::env::var("INCIDENTD_TEST_REDIS_URL").expect(
+        "INCIDENTD_TEST_REDIS_URL is not set: run scripts/test.sh, or scripts/services.sh up redis and export INCIDENTD_TEST_REDIS_URL=redis://127.0.0.1:6390",
+    )
+}
+
+/// Names unique to one test run, so reruns never see old data.
+struct Names {
+    run: String,
+}
+
+impl Names {
+    fn new(test: &str) -> Names {
+        Names {
+            run: format!("{test}-{}", ulid::Ulid::new().to_string().to_lowercase()),
+        }
+    }
+    fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.run)
+    }
+}
+
+async fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("kafka admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating topics on {} failed (is Kafka up? scripts/services.sh up kafka): {e}",
+                brokers()
+            )
+        });
+    for result in results {
+        result.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e}"));
+    }
+}
+
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "5")
+        .create()
+        .expect("kafka producer")
+}
+
+async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+}
+
+/// A replica's config: the keyed topic, dead letters and sources of `names`.
+fn cluster_config(names: &Names, sources: &str, extra: &str) -> String {
+    format!(
+        r#"
+[engine]
+shards = {SHARDS}
+[engine.passivation]
+enabled = true
+
+[store]
+kind = "redis"
+redis_url = "{redis}"
+key_prefix = "{run}"
+command_timeout = "5s"
+
+[kafka]
+brokers = "{brokers}"
+group_id = "{run}"
+keyed_topic = "{keyed}"
+dead_letter_topic = "{dead}"
+session_timeout = "6s"
+handover_timeout = "15s"
+{sources}
+{extra}
+"#,
+        redis = redis_url(),
+        run = names.run,
+        brokers = brokers(),
+        keyed = names.topic("keyed"),
+        dead = names.topic("dead"),
+    )
+}
+
+/// The sum of a metric's samples whose line contains every one of `parts`.
+async fn metric(service: &Service, name: &str, parts: &[&str]) -> f64 {
+    let text = service
+        .client
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// How many shards a replica owns now.
+async fn owned_shards(service: &Service) -> usize {
+    metric(service, "incidentd_kafka_owned_shards", &[]).await as usize
+}
+
+/// Polls `check` until it passes; on timeout fails with what it saw last
+/// and the end of each service's log.
+async fn wait_until<F, Fut>(what: &str, within: Duration, services: &[&Service], mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let last = check().await;
+        match last {
+            Ok(()) => return,
+            Err(state) if Instant::now() > deadline => {
+                let logs: String = services
+                    .iter()
+                    .map(|service| {
+                        let log = service.log_text();
+                        let lines: Vec<&str> = log.lines().collect();
+                        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                        format!("\n--- {} (last 60 log lines) ---\n{tail}", service.base)
+                    })
+                    .collect();
+                panic!("{what} did not happen within {within:?}; last seen: {state}{logs}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Every incident `service` lists, or why not (a busy store may answer 503
+/// for a moment; pollers try again).
+async fn try_all_incidents(service: &Service) -> Result<Vec<Value>, String> {
+    let mut items = Vec::new();
+    let mut path = "/api/v1/incidents?limit=1000".to_string();
+    loop {
+        let response = service
+            .client
+            .get(format!("{}{path}", service.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: {}", response.status()));
+        }
+        let page: Value = response.json().await.map_err(|e| e.to_string())?;
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/incidents?limit=1000&cursor={next}"),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Alert count per group key of the incidents `service` lists.
+async fn alerts_by_group(service: &Service) -> Result<BTreeMap<String, u64>, String> {
+    Ok(try_all_incidents(service)
+        .await?
+        .iter()
+        .map(|i| {
+            (
+                i["group_key"].as_str().expect("group_key").to_string(),
+                i["alert_count"].as_u64().expect("alert_count"),
+            )
+        })
+        .collect())
+}
+
+fn native_alert(alertname: &str, instance: usize, severity: &str) -> Value {
+    json!({
+        "status": "firing",
+        "severity": severity,
+        "labels": {"alertname": alertname, "instance": format!("i{instance}"), "severity": severity},
+        "annotations": {"summary": format!("{alertname} on i{instance}")},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_in_mixed_formats_become_incidents_and_poison_is_dead_lettered() {
+    let names = Names::new("ingest");
+    let (native, webhook, keyed, dead) = (
+        names.topic("native"),
+        names.topic("webhook"),
+        names.topic("keyed"),
+        names.topic("dead"),
+    );
+    create_topics(&[
+        (&native, SHARDS),
+        (&webhook, SHARDS),
+        (&keyed, SHARDS),
+        (&dead, 1),
+    ])
+    .await;
+    let sources = format!(
+        r#"
+[[kafka.sources]]
+topic = "{native}"
+format = "native"
+[[kafka.sources]]
+topic = "{webhook}"
+format = "alertmanager_webhook"
+"#
+    );
+    let service = Service::start(&cluster_config(
+        &names,
+        &sources,
+        "[routing]\ngroup_by = [\"alertname\"]\n",
+    ))
+    .await;
+
+    // 100,000 alerts: 500 groups per format, 100 distinct alerts each, sent
+    // 50 to a message; and 50 poison messages per topic.
+    let producer = producer();
+    let per_message = 50;
+    let mut sends = Vec::new();
+    for message in 0..1_000 {
+        let group = message % 500;
+        let first = (message / 500) * per_message;
+        let alerts: Vec<Value> = (first..first + per_message)
+            .map(|i| native_alert(&format!("N{group}"), i, "warning"))
+            .collect();
+        sends.push((
+            native.clone(),
+            format!("n{message}"),
+            serde_json::to_vec(&alerts).unwrap(),
+        ));
+        let payload = json!({
+            "version": "4",
+            "groupKey": format!("{{}}:{{alertname=\"W{group}\"}}"),
+            "status": "firing",
+            "receiver": "incidentd",
+            "groupLabels": {"alertname": format!("W{group}")},
+            "commonLabels": {"alertname": format!("W{group}")},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": (first..first + per_message).map(|i| json!({
+                "status": "firing",
+                "labels": {"alertname": format!("W{group}"), "instance": format!("i{i}")},
+                "annotations": {},
+                "startsAt": "2026-11-27T00:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": format!("w{group}-{i}"),
+            })).collect::<Vec<_>>(),
+        });
+        sends.push((
+            webhook.clone(),
+            format!("w{message}"),
+            serde_json::to_vec(&payload).unwrap(),
+        ));
+    }
+    for poison in 0..50 {
+        sends.push((native.clone(), format!("p{poison}"), b"{not json".to_vec()));
+        sends.push((
+            webhook.clone(),
+            format!("q{poison}"),
+            br#"{"version":"4","alerts":[{"labels":{}}]}"#.to_vec(),
+        ));
+    }
+    for chunk in sends.chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|(topic, key, payload)| produce(&producer, topic, key, payload));
+        futures::future::join_all(batch).await;
+    }
+
+    wait_until(
+        "all 1,000 incidents with 100 alerts each",
+        Duration::from_secs(120),
+        &[&service],
+        || async {
+            let groups = alerts_by_group(&service).await?;
+            let complete = groups.values().filter(|count| **count == 100).count();
+            if groups.len() == 1_000 && complete == 1_000 {
+                Ok(())
+            } else {
+                Err(format!("{} incidents, {complete} complete", groups.len()))
+            }
+        },
+    )
+    .await;
+    let groups = alerts_by_group(&service).await.expect("incidents listed");
+    for group in 0..500 {
+        for prefix in ["N", "W"] {
+            let key = format!("alertname=\"{prefix}{group}\"");
+            assert!(
+                groups.keys().any(|k| k.contains(&key)),
+                "an incident for {key}"
+            );
+        }
+    }
+
+    // The dead letters: 100, each saying why and where from.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{}.check", names.run))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dead-letter consumer");
+    consumer.subscribe(&[&dead]).expect("subscribe");
+    let mut reasons = BTreeMap::<String, usize>::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reasons.values().sum::<usize>() < 100 && Instant::now() < deadline {
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
+        else {
+            continue;
+        };
+        let headers = message.headers().expect("dead letters carry headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap_or_else(|| panic!("header {name} missing"))
+        };
+        let topic = header("incidentd-source-topic");
+        assert!(topic == native || topic == webhook, "source topic {topic}");
+        header("incidentd-source-partition")
+            .parse::<i32>()
+            .expect("partition");
+        header("incidentd-source-offset")
+            .parse::<i64>()
+            .expect("offset");
+        let reason = header("incidentd-reason");
+        let kind = if reason.contains("malformed JSON") {
+            "malformed"
+        } else if reason.contains("invalid alert") {
+            "invalid"
+        } else {
+            panic!("unexpected reason {reason:?}")
+        };
+        *reasons.entry(format!("{topic}:{kind}")).or_default() += 1;
+    }
+    assert_eq!(
+        reasons,
+        BTreeMap::from([
+            (format!("{native}:malformed"), 50),
+            (format!("{webhook}:invalid"), 50),
+        ])
+    );
+}
+
+/// An incident `service` owns: a replica answers GET for its own shards only.
+async fn incident_owned_by(service: &Service) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        for incident in service.all_incidents().await {
+            let id = incident["id"].as_str().expect("id").to_string();
+            let url = format!("{}/api/v1/incidents/{id}", service.base);
+            let response = service.client.get(url).send().await.expect("GET incident");
+            if response.status().is_success() {
+                return id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the replica owns no incident after 60s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
+    let names = Names::new("failover");
+    let (alerts, keyed, dead) = (
+        names.topic("alerts"),
+        names.topic("keyed"),
+        names.topic("dead"),
+    );
+    create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let receiver = WebhookReceiver::start(Vec::new()).await;
+    let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
+    let config = cluster_config(&names, &sources, &paging_config(&receiver.url, "4s"));
+    let mut a = Service::start(&config).await;
+    let b = Service::start(&config).await;
+    wait_until(
+        "both replicas share the 8 shards",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || async {
+            let (on_a, on_b) = (owned_shards(&a).await, owned_shards(&b).await);
+            if on_a > 0 && on_b > 0 && on_a + on_b == 8 {
+                Ok(())
+            } else {
+                Err(format!("a owns {on_a}, b owns {on_b}"))
+            }
+        },
+    )
+    .await;
+
+    // Load: 200 groups, 10 alerts each, in 4 waves; A dies after the second.
+    let producer = producer();
+    let groups = 200;
+    let mut produced = 0;
+    let mut on_a = None;
+    for wave in 0..4 {
+        let sends = (0..groups).map(|g| {
+            let alert = native_alert(&format!("G{g}"), wave * 10 + g % 10, "critical");
+            let payload = serde_json::to_vec(&alert).unwrap();
+            let producer = &producer;
+            let alerts = &alerts;
+            async move { produce(producer, alerts, &format!("g{g}"), &payload).await }
+        });
+        futures::future::join_all(sends).await;
+        produced += groups;
+        if wave == 1 {
+            // An incident A owns: A answers GET for its own shards only.
+            on_a = Some(incident_owned_by(&a).await);
+            a.kill();
+        }
+    }
+
+    wait_until(
+        "B owns every shard",
+        Duration::from_secs(60),
+        &[&b],
+        || async {
+            let owned = owned_shards(&b).await;
+            if owned == 8 {
+                Ok(())
+            } else {
+                Err(format!("b owns {owned}"))
+            }
+        },
+    )
+    .await;
+    // Every group's incident holds all 4 waves' alerts (4 distinct each).
+    wait_until(
+        "every alert reflected",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || async {
+            let incidents = try_all_incidents(&b).await?;
+            let short: Vec<String> = incidents
+                .iter()
+                .filter(|i| i["alert_count"] != 4)
+                .map(|i| format!("{}: {}", i["group_key"], i["id"]))
+                .collect();
+            if incidents.len() == groups && short.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} incidents, short of alerts: {short:?}",
+                    incidents.len()
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(produced, groups * 4);
+    let incidents = b.all_incidents().await;
+    let open_per_group: BTreeSet<&str> = incidents
+        .iter()
+        .map(|i| i["group_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        open_per_group.len(),
+        incidents.len(),
+        "no group has two incidents"
+    );
+
+    // Both escalation steps fired exactly once per incident.
+    // Counted by idempotency key: a redelivery after the takeover repeats one.
+    receiver
+        .wait_for_steps(groups * 2, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let steps = receiver.fired_steps();
+    for incident in &incidents {
+        let id = incident["id"].as_str().unwrap();
+        let mine: Vec<&String> = steps.iter().filter(|k| k.starts_with(id)).collect();
+        assert_eq!(
+            mine.len(),
+            2,
+            "incident {id} fired steps {mine:?}; {} keys in all, e.g. {:?}",
+            steps.len(),
+            steps.iter().take(4).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(steps.len(), groups * 2, "no step of a vanished incident");
+
+    // A command to the survivor for an incident that lived on A.
+    let id = on_a.expect("an incident owned by A");
+    let response = b
+        .post_json(
+            &format!("/api/v1/incidents/{id}/acknowledge"),
+            &json!({"actor": "bob"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let incident = b.get_json(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(incident["status"], "acknowledged");
+
+    // A comes back: the shards are shared again, nothing lost or doubled.
+    a.restart().await;
+    wait_until(
+        "the shards are shared again",
+        Duration::from_secs(90),
+        &[&a, &b],
+        || async {
+            let (on_a, on_b) = (owned_shards(&a).await, owned_shards(&b).await);
+            if on_a > 0 && on_b > 0 && on_a + on_b == 8 {
+                Ok(())
+            } else {
+                Err(format!("a owns {on_a}, b owns {on_b}"))
+            }
+        },
+    )
+    .await;
+    let after = alerts_by_group(&a).await.expect("incidents listed");
+    assert_eq!(after.len(), groups);
+    assert!(after.values().all(|c| *c == 4), "{after:?}");
+    let acknowledged = a
+        .all_incidents()
+        .await
+        .iter()
+        .filter(|i| i["id"] == id.as_str())
+        .all(|i| i["status"] == "acknowledged");
+    assert!(acknowledged, "the acknowledgement survived the move");
+}
+
+/// Moves a group's committed offsets back to the start of `topics`, as an
+/// operator's reset would (the group must have no live member).
+async fn reset_group(group: &str, topics: &[&str]) {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reset consumer");
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        for partition in 0..SHARDS {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(0))
+                .expect("offset");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .unwrap_or_else(|e| panic!("resetting the offsets of {group}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_every_topic_from_the_start_changes_nothing() {
+    let names = Names::new("replay");
+    let (alerts, keyed, dead) = (
+        names.topic("alerts"),
+        names.topic("keyed"),
+        names.topic("dead"),
+    );
+    create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
+    let mut service = Service::start(&cluster_config(
+        &names,
+        &sources,
+        "[routing]\ngroup_by = [\"alertname\"]\n",
+    ))
+    .await;
+    let producer = producer();
+    let sends = (0..2_000).map(|i| {
+        let payload =
+            serde_json::to_vec(&native_alert(&format!("R{}", i % 100), i, "warning")).unwrap();
+        let producer = &producer;
+        let alerts = &alerts;
+        async move { produce(producer, alerts, &format!("r{i}"), &payload).await }
+    });
+    futures::future::join_all(sends).await;
+    wait_until(
+        "100 incidents of 20 alerts",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            let groups = alerts_by_group(&service).await?;
+            if groups.len() == 100 && groups.values().all(|c| *c == 20) {
+                Ok(())
+            } else {
+                Err(format!("{groups:?}"))
+            }
+        },
+    )
+    .await;
+    let before = state_of(&service).await;
+
+    assert_eq!(service.terminate(), Some(0), "a clean stop");
+    reset_group(&names.run, &[&keyed]).await;
+    reset_group(&format!("{}.sources", names.run), &[&alerts]).await;
+    service.restart().await;
+
+    // Every alert is read and re-keyed again, and every copy is recognised.
+    wait_until(
+        "the replay is recognised",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            let replayed = metric(
+                &service,
+                "incidentd_kafka_messages_total",
+                &["outcome=\"replayed\""],
+            )
+            .await;
+            if replayed >= 2_000.0 {
+                Ok(())
+            } else {
+                Err(format!("{replayed} replayed"))
+            }
+        },
+    )
+    .await;
+    service.get_json("/readyz").await;
+    assert_eq!(
+        state_of(&service).await,
+        before,
+        "no incident changed, no event has a new seq"
+    );
+}
+
+/// Per group: the incident id, its seq (one per event) and alert counters.
+async fn state_of(service: &Service) -> BTreeMap<String, (String, u64, u64, u64)> {
+    service
+        .all_incidents()
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["group_key"].as_str().unwrap().to_string(),
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    i["seq"].as_u64().unwrap(),
+                    i["alert_count"].as_u64().unwrap(),
+                    i["total_alerts"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
