@@ -24,17 +24,26 @@ scripts/services.sh up redis kafka
 export INCIDENTD_TEST_REDIS_URL="redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}"
 export INCIDENTD_TEST_KAFKA_BROKERS="127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}"
 
-echo "== helm chart"
-scripts/helm-check.sh
-
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+set -e
+
+# After the tests, so the configs the chart renders are also checked by the
+# binary just built.
+echo "== helm chart"
+set +e
+INCIDENTD_BIN="$CARGO_TARGET_DIR/debug/incidentd" scripts/helm-check.sh
+helm_status=$?
 set -e
 
 # One closing line over every test binary, so a reader (or CI) sees the total.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if ((helm_status != 0)); then
+    echo "helm chart check failed" >&2
+    exit "$helm_status"
+fi
 exit "$status"

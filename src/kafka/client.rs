@@ -90,6 +90,25 @@ pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<usize, Strin
     Ok(topic_metadata.partitions().len())
 }
 
+/// How long start-up waits for a keyed topic to appear (it may be created
+/// by the same deployment, moments before).
+const TOPIC_WAIT: Duration = Duration::from_secs(30);
+
+/// Partition count of `topic`, waiting up to `TOPIC_WAIT` for it to exist.
+fn partition_count_when_ready(config: &KafkaConfig, topic: &str) -> Result<usize, String> {
+    let deadline = std::time::Instant::now() + TOPIC_WAIT;
+    loop {
+        match partition_count(config, topic) {
+            Ok(count) => return Ok(count),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "waiting for the kafka topic");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// The shard consumers need partition N of each keyed topic to be shard N.
 pub fn check_keyed_topics(config: &KafkaConfig, shards: usize) -> Result<(), String> {
     let keyed = std::iter::once(config.keyed_topic.as_str()).chain(
@@ -100,7 +119,7 @@ pub fn check_keyed_topics(config: &KafkaConfig, shards: usize) -> Result<(), Str
             .map(|s| s.topic.as_str()),
     );
     for topic in keyed {
-        let partitions = partition_count(config, topic)?;
+        let partitions = partition_count_when_ready(config, topic)?;
         if partitions != shards {
             return Err(format!(
                 "kafka topic {topic:?} has {partitions} partitions but engine.shards is {shards}; they must be equal (a partition is a shard)"
