@@ -10,6 +10,7 @@ pub mod intake;
 pub mod kafka;
 pub mod notify;
 pub mod server;
+pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -9,7 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use incidentd_actors::ports::{SnapshotStore, TokioClock};
+use incidentd_actors::ports::{EventSink, SnapshotStore, TokioClock};
 use incidentd_actors::{compile_rules, Engine, Ports};
 use serde_json::json;
 
@@ -21,6 +21,7 @@ use crate::ingest::PagerDutyKeys;
 use crate::intake::{Intake, KafkaIntake};
 use crate::kafka::Cluster;
 use crate::notify::Notifier;
+use crate::sinks::{Fanout, KafkaEventSink};
 use crate::state::{AppState, Directory};
 use crate::store::{LocalStore, RedisStore};
 use crate::telemetry;
@@ -159,9 +160,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bus = Arc::new(EventBus::new(config.server.sse_replay_events));
     let notifier = Notifier::start(&config.notifier);
     bus.add_listener(notifier.clone());
+    let mut topics: Vec<Arc<dyn EventSink>> = Vec::new();
+    for sink in &config.events.kafka {
+        let brokers = if sink.brokers.is_empty() {
+            &config.kafka.brokers
+        } else {
+            &sink.brokers
+        };
+        topics.push(KafkaEventSink::start(sink, brokers).map_err(|e| anyhow::anyhow!(e))?);
+    }
     let ports = Ports {
         store,
-        sink: bus.clone(),
+        sink: Arc::new(Fanout {
+            bus: bus.clone(),
+            topics,
+        }),
         clock: Arc::new(TokioClock::new()),
     };
     let pagerduty = Arc::new(PagerDutyKeys::new(PAGERDUTY_KEYS));

@@ -76,6 +76,29 @@ async fn create_topics(topics: &[(&str, i32)]) {
     for result in results {
         result.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e}"));
     }
+    // Created is not yet visible everywhere: wait until metadata shows them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, partitions) in topics {
+        loop {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .expect("kafka metadata");
+            let visible = metadata.topics().iter().any(|t| {
+                t.name() == *name
+                    && t.error().is_none()
+                    && t.partitions().len() == *partitions as usize
+            });
+            if visible {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} not visible after 30s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 fn producer() -> FutureProducer {
@@ -684,4 +707,104 @@ async fn state_of(service: &Service) -> BTreeMap<String, (String, u64, u64, u64)
             )
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_events_reach_a_kafka_topic_in_order_per_incident() {
+    let names = Names::new("events");
+    let events = names.topic("events");
+    create_topics(&[(&events, SHARDS)]).await;
+    let config = format!(
+        r#"
+[engine]
+shards = {SHARDS}
+[routing]
+group_by = ["alertname"]
+[[events.kafka]]
+topic = "{events}"
+brokers = "{brokers}"
+"#,
+        brokers = brokers()
+    );
+    let service = Service::start(&config).await;
+
+    // 100 incidents, then 5 notes on each: 1 + 5 events apiece, at least.
+    let alerts: Vec<Value> = (0..100)
+        .map(|i| native_alert(&format!("E{i}"), i, "warning"))
+        .collect();
+    let response = service.post_json("/api/v1/alerts", &json!(alerts)).await;
+    assert_eq!(response.status(), 200);
+    let incidents = service.all_incidents().await;
+    assert_eq!(incidents.len(), 100);
+    for note in 0..5 {
+        let notes = incidents.iter().map(|incident| {
+            let path = format!(
+                "/api/v1/incidents/{}/notes",
+                incident["id"].as_str().unwrap()
+            );
+            let service = &service;
+            async move {
+                let response = service
+                    .post_json(
+                        &path,
+                        &json!({"text": format!("note {note}"), "actor": "bob"}),
+                    )
+                    .await;
+                assert_eq!(response.status(), 200);
+            }
+        });
+        futures::future::join_all(notes).await;
+    }
+    let last_seq: BTreeMap<String, u64> = service
+        .all_incidents()
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+
+    // Read the topic: per incident, seq 1..n in order, no gap.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{}.check", names.run))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("event consumer");
+    consumer.subscribe(&[&events]).expect("subscribe");
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen != last_seq && Instant::now() < deadline {
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
+        else {
+            continue;
+        };
+        let event: Value = serde_json::from_slice(message.payload().expect("payload")).unwrap();
+        let subject = event["subject"].as_str().expect("subject").to_string();
+        assert_eq!(
+            message.key(),
+            Some(subject.as_bytes()),
+            "keyed by incident id"
+        );
+        assert_eq!(event["specversion"], "1.0");
+        let seq = event["data"]["seq"].as_u64().expect("seq");
+        assert_eq!(event["id"], format!("{subject}-{seq}"));
+        assert!(event["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("incidentd.incident."));
+        let previous = seen.insert(subject.clone(), seq).unwrap_or(0);
+        assert_eq!(
+            seq,
+            previous + 1,
+            "incident {subject}: seq {seq} after {previous}"
+        );
+    }
+    assert_eq!(
+        seen, last_seq,
+        "every incident's events, up to its last seq"
+    );
 }

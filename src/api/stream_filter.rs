@@ -1,17 +1,16 @@
 //! Which events an SSE client asked for, and where it resumes.
 
-use incidentd_actors::model::{EventKind, IncidentEvent, Severity};
+use incidentd_actors::model::{EventKind, IncidentEvent};
+
+use crate::bus::EventFilter;
 
 use super::error::ApiError;
 use super::list_query::list_items;
 
-/// The `GET /events` query. Unset filters match every event.
+/// The `GET /events` query.
 #[derive(Debug, Default, PartialEq)]
 pub struct StreamQuery {
-    pub tenant: Option<String>,
-    pub service: Option<String>,
-    pub severities: Vec<Severity>,
-    pub kinds: Vec<EventKind>,
+    pub filter: EventFilter,
     /// Fallback for clients that cannot send the `Last-Event-ID` header.
     pub last_event_id: Option<String>,
 }
@@ -36,12 +35,13 @@ impl StreamQuery {
                 }
             };
             match name {
-                "tenant" => single(&mut query.tenant)?,
-                "service" => single(&mut query.service)?,
+                "tenant" => single(&mut query.filter.tenant)?,
+                "service" => single(&mut query.filter.service)?,
                 "last_event_id" => single(&mut query.last_event_id)?,
                 "severity" => {
                     for item in list_items(value) {
                         query
+                            .filter
                             .severities
                             .push(item.parse().map_err(|m| invalid(name, m))?);
                     }
@@ -55,7 +55,7 @@ impl StreamQuery {
                                 format!("unknown event type {item:?}; known: {}", known.join(", ")),
                             )
                         })?;
-                        query.kinds.push(kind);
+                        query.filter.kinds.push(kind);
                     }
                 }
                 other => return Err(invalid(
@@ -69,20 +69,14 @@ impl StreamQuery {
     }
 
     pub fn matches(&self, event: &IncidentEvent) -> bool {
-        self.tenant.as_deref().is_none_or(|t| t == event.tenant)
-            && self
-                .service
-                .as_deref()
-                .is_none_or(|s| event.service() == Some(s))
-            && (self.severities.is_empty() || self.severities.contains(&event.incident.severity))
-            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+        self.filter.matches(event)
     }
 }
 
 #[cfg(test)]
 mod tests {
 
-    use incidentd_actors::model::{Change, IncidentId, IncidentSummary};
+    use incidentd_actors::model::{Change, IncidentId, IncidentSummary, Severity};
 
     use super::*;
     use crate::test_support::{event as test_event, pairs, summary};
@@ -112,7 +106,10 @@ mod tests {
             ("type", "resolved"),
         ]))
         .unwrap();
-        assert_eq!(q.kinds, vec![EventKind::Created, EventKind::Resolved]);
+        assert_eq!(
+            q.filter.kinds,
+            vec![EventKind::Created, EventKind::Resolved]
+        );
         let created = Change::Created { fingerprint: None };
         assert!(q.matches(&event("acme", Some("db"), Severity::Error, created.clone())));
         assert!(!q.matches(&event(

@@ -4,5 +4,7 @@
 //! notifier.
 
 mod event_bus;
+mod filter;
 
 pub use event_bus::{EventBus, EventListener, Resume};
+pub use filter::EventFilter;

@@ -161,6 +161,23 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     errors.extend(store_errors(&config.store));
     errors.extend(config.kafka.errors());
+    for sink in &config.events.kafka {
+        if sink.topic.is_empty() {
+            errors.push("events.kafka: topic must not be empty".into());
+        }
+        if sink.brokers.is_empty() && !config.kafka.enabled() {
+            errors.push(format!(
+                "events.kafka {:?}: no brokers (set its brokers or kafka.brokers)",
+                sink.topic
+            ));
+        }
+        if sink.produce_timeout.is_zero() {
+            errors.push(format!(
+                "events.kafka {:?}: produce_timeout must be above zero",
+                sink.topic
+            ));
+        }
+    }
     if config.kafka.enabled() && config.store.kind != StoreKind::Redis {
         errors.push("kafka: cluster mode needs store.kind = \"redis\" (shards move between replicas with their snapshots)".into());
     }

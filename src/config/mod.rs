@@ -15,6 +15,7 @@ use incidentd_actors::EngineSettings;
 use serde::{Deserialize, Serialize};
 
 pub use crate::kafka::{KafkaConfig, KafkaSource, SourceFormat};
+pub use crate::sinks::{EventsConfig, KafkaEventsConfig};
 pub use load::{load, ConfigError, Overrides};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,7 @@ pub struct Config {
     pub notifier: NotifierConfig,
     pub store: StoreConfig,
     pub kafka: KafkaConfig,
+    pub events: EventsConfig,
     /// The root of the routing tree.
     pub routing: RouteConfig,
     pub escalation_policies: Vec<EscalationPolicy>,

@@ -1,0 +1,32 @@
+//! The engine's one event sink: the in-process bus (SSE, notifier) first,
+//! then every configured broker topic. A flush waits for all of them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use incidentd_actors::model::IncidentEvent;
+use incidentd_actors::ports::{EventSink, SinkError};
+
+use crate::bus::EventBus;
+
+pub struct Fanout {
+    pub bus: Arc<EventBus>,
+    pub topics: Vec<Arc<dyn EventSink>>,
+}
+
+#[async_trait]
+impl EventSink for Fanout {
+    fn publish(&self, events: &[IncidentEvent]) {
+        self.bus.publish(events);
+        for topic in &self.topics {
+            topic.publish(events);
+        }
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        for topic in &self.topics {
+            topic.flush().await?;
+        }
+        Ok(())
+    }
+}
