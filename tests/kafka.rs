@@ -808,3 +808,66 @@ brokers = "{brokers}"
         "every incident's events, up to its last seq"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
+    let names = Names::new("direct");
+    let (direct, keyed, dead) = (
+        names.topic("direct"),
+        names.topic("keyed"),
+        names.topic("dead"),
+    );
+    create_topics(&[(&direct, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let sources = format!(
+        "[[kafka.sources]]\ntopic = \"{direct}\"\nformat = \"native\"\nkeyed_by_group_key = true\n"
+    );
+    let service = Service::start(&cluster_config(
+        &names,
+        &sources,
+        "[routing]\ngroup_by = [\"alertname\"]\n",
+    ))
+    .await;
+    // Every group's alerts land on every partition in turn: most are on a
+    // partition that is not their shard's and must travel on.
+    let producer = producer();
+    let sends = (0..400).map(|i| {
+        let payload =
+            serde_json::to_vec(&native_alert(&format!("D{}", i % 100), i, "warning")).unwrap();
+        let producer = &producer;
+        let direct = &direct;
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(direct)
+                        .partition((i % SHARDS as usize) as i32)
+                        .key(&format!("d{i}"))
+                        .payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("producing: {e}"));
+        }
+    });
+    futures::future::join_all(sends).await;
+    wait_until(
+        "100 incidents of 4 alerts",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            let groups = alerts_by_group(&service).await?;
+            if groups.len() == 100 && groups.values().all(|c| *c == 4) {
+                Ok(())
+            } else {
+                Err(format!("{groups:?}"))
+            }
+        },
+    )
+    .await;
+    let rekeyed = metric(
+        &service,
+        "incidentd_kafka_messages_total",
+        &["outcome=\"rekeyed\""],
+    )
+    .await;
+    assert!(rekeyed > 0.0, "strays went through the keyed topic");
+}

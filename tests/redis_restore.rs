@@ -111,10 +111,20 @@ async fn cleanup(config: &StoreConfig) {
     }
 }
 
+/// 100,000 by default; `INCIDENTD_RESTORE_COUNT=1000000` measures a million
+/// (see benches/README.md).
+fn restore_count() -> usize {
+    std::env::var("INCIDENTD_RESTORE_COUNT")
+        .ok()
+        .map(|v| v.parse().expect("INCIDENTD_RESTORE_COUNT is a number"))
+        .unwrap_or(100_000)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_100k_incidents() {
     let config = redis_config();
-    seed(&RedisStore::connect(&config).await.unwrap(), 100_000).await;
+    let count = restore_count();
+    seed(&RedisStore::connect(&config).await.unwrap(), count).await;
     let started = Instant::now();
     let (engine, report) = start(&config).await;
     let took = started.elapsed();
@@ -124,9 +134,9 @@ async fn restores_100k_incidents() {
         took.as_secs_f64(),
         SHARDS
     );
-    assert_eq!(report.incidents, 100_000);
+    assert_eq!(report.incidents, count);
     assert!(report.rejected.is_empty());
-    assert_eq!(engine.read_model().len(), 100_000);
+    assert_eq!(engine.read_model().len(), count);
     engine.shutdown().await;
     cleanup(&config).await;
 }
