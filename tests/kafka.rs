@@ -101,6 +101,18 @@ async fn create_topics(topics: &[(&str, i32)]) {
     }
 }
 
+/// A consumer of `topic` from its first message, in a group of its own.
+fn reader(names: &Names, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{}.check", names.run))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("kafka consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
 fn producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -169,6 +181,19 @@ async fn metric(service: &Service, name: &str, parts: &[&str]) -> f64 {
         .sum()
 }
 
+/// Waits until both replicas own shards and together own all of them.
+async fn wait_for_shared_shards(what: &str, within: Duration, a: &Service, b: &Service) {
+    wait_until(what, within, &[a, b], || async {
+        let (on_a, on_b) = (owned_shards(a).await, owned_shards(b).await);
+        if on_a > 0 && on_b > 0 && on_a + on_b == SHARDS as usize {
+            Ok(())
+        } else {
+            Err(format!("a owns {on_a}, b owns {on_b}"))
+        }
+    })
+    .await;
+}
+
 /// How many shards a replica owns now.
 async fn owned_shards(service: &Service) -> usize {
     metric(service, "incidentd_kafka_owned_shards", &[]).await as usize
@@ -225,6 +250,24 @@ async fn try_all_incidents(service: &Service) -> Result<Vec<Value>, String> {
             None => return Ok(items),
         }
     }
+}
+
+/// Waits until `service` lists `groups` incidents of `alerts` alerts each.
+async fn wait_for_groups(service: &Service, groups: usize, alerts: u64) {
+    wait_until(
+        &format!("{groups} incidents of {alerts} alerts"),
+        Duration::from_secs(60),
+        &[service],
+        || async {
+            let seen = alerts_by_group(service).await?;
+            if seen.len() == groups && seen.values().all(|c| *c == alerts) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Alert count per group key of the incidents `service` lists.
@@ -366,13 +409,7 @@ format = "alertmanager_webhook"
     }
 
     // The dead letters: 100, each saying why and where from.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("{}.check", names.run))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("dead-letter consumer");
-    consumer.subscribe(&[&dead]).expect("subscribe");
+    let consumer = reader(&names, &dead);
     let mut reasons = BTreeMap::<String, usize>::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while reasons.values().sum::<usize>() < 100 && Instant::now() < deadline {
@@ -447,18 +484,11 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
     let config = cluster_config(&names, &sources, &paging_config(&receiver.url, "4s"));
     let mut a = Service::start(&config).await;
     let b = Service::start(&config).await;
-    wait_until(
+    wait_for_shared_shards(
         "both replicas share the 8 shards",
         Duration::from_secs(60),
-        &[&a, &b],
-        || async {
-            let (on_a, on_b) = (owned_shards(&a).await, owned_shards(&b).await);
-            if on_a > 0 && on_b > 0 && on_a + on_b == 8 {
-                Ok(())
-            } else {
-                Err(format!("a owns {on_a}, b owns {on_b}"))
-            }
-        },
+        &a,
+        &b,
     )
     .await;
 
@@ -567,18 +597,11 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
 
     // A comes back: the shards are shared again, nothing lost or doubled.
     a.restart().await;
-    wait_until(
+    wait_for_shared_shards(
         "the shards are shared again",
         Duration::from_secs(90),
-        &[&a, &b],
-        || async {
-            let (on_a, on_b) = (owned_shards(&a).await, owned_shards(&b).await);
-            if on_a > 0 && on_b > 0 && on_a + on_b == 8 {
-                Ok(())
-            } else {
-                Err(format!("a owns {on_a}, b owns {on_b}"))
-            }
-        },
+        &a,
+        &b,
     )
     .await;
     let after = alerts_by_group(&a).await.expect("incidents listed");
@@ -640,20 +663,7 @@ async fn replaying_every_topic_from_the_start_changes_nothing() {
         async move { produce(producer, alerts, &format!("r{i}"), &payload).await }
     });
     futures::future::join_all(sends).await;
-    wait_until(
-        "100 incidents of 20 alerts",
-        Duration::from_secs(60),
-        &[&service],
-        || async {
-            let groups = alerts_by_group(&service).await?;
-            if groups.len() == 100 && groups.values().all(|c| *c == 20) {
-                Ok(())
-            } else {
-                Err(format!("{groups:?}"))
-            }
-        },
-    )
-    .await;
+    wait_for_groups(&service, 100, 20).await;
     let before = state_of(&service).await;
 
     assert_eq!(service.terminate(), Some(0), "a clean stop");
@@ -768,13 +778,7 @@ brokers = "{brokers}"
         .collect();
 
     // Read the topic: per incident, seq 1..n in order, no gap.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("{}.check", names.run))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("event consumer");
-    consumer.subscribe(&[&events]).expect("subscribe");
+    let consumer = reader(&names, &events);
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen != last_seq && Instant::now() < deadline {
@@ -849,20 +853,7 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
         }
     });
     futures::future::join_all(sends).await;
-    wait_until(
-        "100 incidents of 4 alerts",
-        Duration::from_secs(60),
-        &[&service],
-        || async {
-            let groups = alerts_by_group(&service).await?;
-            if groups.len() == 100 && groups.values().all(|c| *c == 4) {
-                Ok(())
-            } else {
-                Err(format!("{groups:?}"))
-            }
-        },
-    )
-    .await;
+    wait_for_groups(&service, 100, 4).await;
     let rekeyed = metric(
         &service,
         "incidentd_kafka_messages_total",

@@ -89,6 +89,11 @@ impl std::fmt::Display for UnknownDedupKey {
 }
 
 impl PagerDutyKeys {
+    fn trigger(&self, routing_key: &str, dedup_key: &str) -> Result<TriggerKey, UnknownDedupKey> {
+        self.find(routing_key, dedup_key)
+            .ok_or_else(|| UnknownDedupKey(dedup_key.to_string()))
+    }
+
     /// Turns an event into its action, remembering triggers so their later
     /// acknowledge or resolve finds the same group. Returns the dedup key too.
     pub fn action(
@@ -115,9 +120,7 @@ impl PagerDutyKeys {
                 routing_key,
                 dedup_key,
             } => {
-                let trigger = self
-                    .find(&routing_key, &dedup_key)
-                    .ok_or_else(|| UnknownDedupKey(dedup_key.clone()))?;
+                let trigger = self.trigger(&routing_key, &dedup_key)?;
                 let mut alert = Alert::firing(trigger.labels);
                 alert.tenant = trigger.tenant;
                 alert.fingerprint = dedup_key.clone();
@@ -129,9 +132,7 @@ impl PagerDutyKeys {
                 routing_key,
                 dedup_key,
             } => {
-                let trigger = self
-                    .find(&routing_key, &dedup_key)
-                    .ok_or_else(|| UnknownDedupKey(dedup_key.clone()))?;
+                let trigger = self.trigger(&routing_key, &dedup_key)?;
                 let mut probe = Alert::firing(trigger.labels);
                 probe.tenant = trigger.tenant;
                 let actor = format!(

@@ -26,18 +26,26 @@ fn with_options(mut client: ClientConfig, config: &KafkaConfig) -> ClientConfig 
 }
 
 /// Producer settings: every record acknowledged by all in-sync replicas,
-/// idempotent so a retry inside librdkafka never duplicates or reorders.
-pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut client = client_config(config);
+/// idempotent so a retry inside librdkafka never duplicates or reorders,
+/// given up after `timeout`.
+pub fn producer_settings(brokers: &str, timeout: Duration) -> ClientConfig {
+    let mut client = ClientConfig::new();
     client
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "incidentd")
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "2")
-        .set(
-            "message.timeout.ms",
-            config.produce_timeout.as_millis().to_string(),
-        );
-    with_options(client, config)
+        .set("message.timeout.ms", timeout.as_millis().to_string());
+    client
+}
+
+/// The keyed topic's producer settings, with `kafka.options`.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    with_options(
+        producer_settings(&config.brokers, config.produce_timeout),
+        config,
+    )
 }
 
 /// Consumer settings for a group: offsets are stored by incidentd only

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use incidentd_actors::Engine;
 
+pub use client::producer_settings;
 pub use config::{KafkaConfig, KafkaSource, SourceFormat};
 pub use pending::{Outcome, PendingReplies};
 pub use producer::{Keyed, KeyedProducer};

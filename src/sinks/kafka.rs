@@ -23,6 +23,7 @@ use tokio::sync::{watch, Notify};
 use super::cloudevent::CloudEvent;
 use super::KafkaEventsConfig;
 use crate::bus::EventFilter;
+use crate::kafka::producer_settings;
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
@@ -53,16 +54,7 @@ pub struct KafkaEventSink {
 impl KafkaEventSink {
     /// Connects the producer and starts the delivery task.
     pub fn start(config: &KafkaEventsConfig, brokers: &str) -> Result<Arc<KafkaEventSink>, String> {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("client.id", "incidentd-events")
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
-            .set(
-                "message.timeout.ms",
-                config.produce_timeout.as_millis().to_string(),
-            )
+        let producer: FutureProducer = producer_settings(brokers, config.produce_timeout)
             .create()
             .map_err(|e| format!("kafka event producer for {:?}: {e}", config.topic))?;
         let (acked, _) = watch::channel(0);
