@@ -4,8 +4,8 @@
 #
 #   scripts/services.sh up|down|status [SERVICE...]    (default: all)
 #
-#   SERVICE is redis, kafka or all (= redis kafka); several may be named,
-#   e.g. `scripts/services.sh up kafka redis`.
+#   SERVICE is redis, kafka, pulsar or all (= redis kafka pulsar); several
+#   may be named, e.g. `scripts/services.sh up kafka redis`.
 #
 # redis: Debian's redis-server (installed when missing) on 127.0.0.1 port
 #   ${INCIDENTD_REDIS_PORT:-6390}, data, pidfile and log under
@@ -25,13 +25,27 @@
 #   create their own with the admin client.
 #   INCIDENTD_KAFKA_HEAP overrides the broker heap (default
 #   "-Xmx512m -Xms256m"; the machine has 2 cores and tests share it).
-# pulsar: not supported yet (exit 2).
+# pulsar: Apache Pulsar 4.0.7 (PULSAR_VERSION below) standalone: one broker
+#   and one bookie in one JVM, metadata in RocksDB (no ZooKeeper), no
+#   functions worker and no stream storage, bound to 127.0.0.1 only:
+#     broker (pulsar://, what clients use)  ${INCIDENTD_PULSAR_PORT:-6660}
+#     admin and REST API (http://)          ${INCIDENTD_PULSAR_HTTP_PORT:-6680}
+#     bookie (BookKeeper)                   ${INCIDENTD_PULSAR_BOOKIE_PORT:-6682}
+#   The jars (about 235 MB) come from Maven Central through mvn, like
+#   Kafka's, into ${INCIDENTD_SERVICES_DIR:-$HOME/.cache/incidentd-services}/pulsar/lib;
+#   config (standalone.conf), data (data/), pidfile and logs are beside
+#   them. After start it creates, when missing, the topic
+#   persistent://public/default/incident-events. Topics are also created
+#   on first use (allowAutoTopicCreation=true, non-partitioned).
+#   INCIDENTD_PULSAR_HEAP overrides the JVM's memory options (default
+#   "-Xms256m -Xmx768m -XX:MaxDirectMemorySize=512m"; the broker's RSS is
+#   about 350 MB when idle).
 #
 # `up` is idempotent: a running server started by this script is reused;
-# Kafka's jars are fetched and its storage formatted only once. `down`
-# stops only what this script started (the pid in its pidfile), so a
-# server someone else runs is never touched; a broker that has not exited
-# 30 s after SIGTERM gets SIGKILL.
+# Kafka's and Pulsar's jars are fetched and Kafka's storage formatted only
+# once. `down` stops only what this script started (the pid in its
+# pidfile), so a server someone else runs is never touched; a broker that
+# has not exited 30 s after SIGTERM gets SIGKILL.
 set -euo pipefail
 
 SERVICES_DIR="${INCIDENTD_SERVICES_DIR:-$HOME/.cache/incidentd-services}"
@@ -79,22 +93,105 @@ KAFKA_STOP_SECONDS=30
 # The topics the service uses by default: NAME:PARTITIONS.
 KAFKA_TOPICS=(alerts:8 incidentd.alerts.keyed:8 incidentd.alerts.dead-letter:1)
 
+# 4.0.7 is the newest 4.0 (LTS) release that Maven Central serves here with
+# all of its dependencies: 4.0.8 lacks org.apache.pulsar:jetcd-core-shaded
+# and org.apache.pulsar:pulsar-opentelemetry, 4.1.x and 3.x lack
+# pulsar-broker itself.
+PULSAR_VERSION=4.0.7
+# Pulsar's poms pull in log4j-slf4j2-impl 2.23.1 but, by Maven's
+# nearest-wins, log4j-core 2.18.0, which that binding does not work with;
+# 2.23.1 is what Pulsar 4.0 ships with.
+PULSAR_LOG4J_VERSION=2.23.1
+PULSAR_PORT="${INCIDENTD_PULSAR_PORT:-6660}"
+PULSAR_HTTP_PORT="${INCIDENTD_PULSAR_HTTP_PORT:-6680}"
+PULSAR_BOOKIE_PORT="${INCIDENTD_PULSAR_BOOKIE_PORT:-6682}"
+PULSAR_HEAP="${INCIDENTD_PULSAR_HEAP:--Xms256m -Xmx768m -XX:MaxDirectMemorySize=512m}"
+PULSAR_DIR="$SERVICES_DIR/pulsar"
+PULSAR_LIB="$PULSAR_DIR/lib"
+# Written last by the fetch, like Kafka's.
+PULSAR_LIB_STAMP="$PULSAR_LIB/.complete-$PULSAR_VERSION"
+PULSAR_DATA="$PULSAR_DIR/data"
+PULSAR_CONFIG="$PULSAR_DIR/standalone.conf"
+PULSAR_LOG4J_CONFIG="$PULSAR_DIR/log4j2.xml"
+PULSAR_PIDFILE="$PULSAR_DIR/pulsar.pid"
+# pulsar.log is the broker's and bookie's log4j log; pulsar.out gets the
+# JVM's own stdout/stderr.
+PULSAR_LOG="$PULSAR_DIR/pulsar.log"
+PULSAR_OUT="$PULSAR_DIR/pulsar.out"
+PULSAR_ADMIN="http://127.0.0.1:$PULSAR_HTTP_PORT/admin/v2"
+# A broker and a bookie in one JVM: 10-20 s on 2 idle cores, much more on a
+# machine busy with a build.
+PULSAR_START_SECONDS=180
+PULSAR_STOP_SECONDS=30
+# The namespace and the topics the service uses by default.
+PULSAR_NAMESPACE=public/default
+PULSAR_TOPICS=(incident-events)
+
 usage() {
-    echo "usage: $0 up|down|status [redis|kafka|all]..." >&2
+    echo "usage: $0 up|down|status [redis|kafka|pulsar|all]..." >&2
     exit 64
 }
 
-# Prints the pid from the pidfile when that process is alive and is a
-# redis-server; a stale pidfile (e.g. after a reboot) names nothing.
-redis_pid() {
-    [[ -f "$REDIS_PIDFILE" ]] || return 1
-    local pid
-    pid="$(cat "$REDIS_PIDFILE")"
+# Prints the pid in PIDFILE when that process is alive and its command line
+# (arguments joined by spaces) contains MATCH: owned_pid PIDFILE MATCH.
+# A stale pidfile (e.g. after a reboot) names nothing, and since pids are
+# reused, MATCH makes sure it is still our server, not an unrelated process.
+owned_pid() {
+    local pidfile="$1" match="$2" pid cmdline
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(cat "$pidfile")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    # Pids are reused: check it is still our server, not an unrelated process.
-    grep -q "redis-server" "/proc/$pid/cmdline" 2>/dev/null || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *"$match"* ]] || return 1
     echo "$pid"
+}
+
+# Runs COMMAND every 0.1 s until it succeeds, for at most SECONDS; false
+# when it never did: wait_for SECONDS COMMAND...
+wait_for() {
+    local tries=$(($1 * 10))
+    shift
+    until "$@"; do
+        ((tries-- > 0)) || return 1
+        sleep 0.1
+    done
+}
+
+# True once pid $1 has exited.
+pid_gone() {
+    ! kill -0 "$1" 2>/dev/null
+}
+
+# Stops what this script started: service_down NAME PIDFILE SECONDS LOG
+# ON_TIMEOUT. NAME_pid says whether the pidfile names our server; anything
+# else is never touched. It gets SIGTERM and SECONDS to exit; then
+# ON_TIMEOUT decides: "kill" (the JVMs: a broker stuck flushing its logs
+# still goes, with SIGKILL) or "fail" (redis-server exits at once unless
+# something is wrong, which someone should look at: exit 1).
+service_down() {
+    local name="$1" pidfile="$2" seconds="$3" log="$4" on_timeout="$5" pid
+    if ! pid="$("${name}_pid")"; then
+        echo "$name: not running (nothing started by this script)"
+        return
+    fi
+    kill "$pid"
+    if ! wait_for "$seconds" pid_gone "$pid"; then
+        if [[ "$on_timeout" != kill ]]; then
+            echo "$name: pid $pid did not exit within ${seconds}s; see $log" >&2
+            exit 1
+        fi
+        echo "$name: pid $pid did not exit within ${seconds}s; killing it (see $log)" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    # The JVMs do not remove their pidfile; redis-server has removed its own.
+    rm -f "$pidfile"
+    echo "$name: stopped (was pid $pid)"
+}
+
+# Prints the pid of the redis-server this script started, if it runs.
+redis_pid() {
+    owned_pid "$REDIS_PIDFILE" redis-server
 }
 
 redis_install() {
@@ -107,9 +204,14 @@ redis_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 }
 
+redis_pong() {
+    [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == "PONG" ]]
+}
+
 redis_up() {
     redis_install
     mkdir -p "$REDIS_DIR"
+    local pid
     if pid="$(redis_pid)"; then
         echo "redis: already up (pid $pid, port $REDIS_PORT)"
     else
@@ -127,38 +229,19 @@ redis_up() {
             --appendfsync everysec \
             --save ""
     fi
-    local waited=0
-    until [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == "PONG" ]]; do
-        if ((waited >= WAIT_SECONDS * 10)); then
-            echo "redis: no PONG on 127.0.0.1:$REDIS_PORT after ${WAIT_SECONDS}s; last lines of $REDIS_LOG:" >&2
-            tail -n 20 "$REDIS_LOG" >&2 || true
-            exit 1
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    if ! wait_for "$WAIT_SECONDS" redis_pong; then
+        echo "redis: no PONG on 127.0.0.1:$REDIS_PORT after ${WAIT_SECONDS}s; last lines of $REDIS_LOG:" >&2
+        tail -n 20 "$REDIS_LOG" >&2 || true
+        exit 1
+    fi
     echo "redis: up on 127.0.0.1:$REDIS_PORT (data in $REDIS_DIR)"
 }
 
 redis_down() {
-    local pid
-    if ! pid="$(redis_pid)"; then
-        echo "redis: not running (nothing started by this script)"
-        return
-    fi
-    kill "$pid"
-    local waited=0
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((waited >= WAIT_SECONDS * 10)); then
-            echo "redis: pid $pid did not exit within ${WAIT_SECONDS}s; see $REDIS_LOG" >&2
-            exit 1
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    echo "redis: stopped (was pid $pid)"
+    service_down redis "$REDIS_PIDFILE" "$WAIT_SECONDS" "$REDIS_LOG" fail
 }
 
+# No port check, unlike the JVMs': `up` waits for redis-server's PONG.
 redis_status() {
     local pid
     if pid="$(redis_pid)"; then
@@ -174,22 +257,28 @@ port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Prints the pid from the pidfile when that process is alive and is our
-# broker (a java running kafka.Kafka on our config); a stale pidfile
-# names nothing.
-kafka_pid() {
-    [[ -f "$KAFKA_PIDFILE" ]] || return 1
-    local pid cmdline
-    pid="$(cat "$KAFKA_PIDFILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    # Pids are reused: check it is still our broker, not an unrelated process.
-    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-    [[ "$cmdline" == *" kafka.Kafka $KAFKA_CONFIG"* ]] || return 1
-    echo "$pid"
+# Exits 1 when something listens on one of the PORTs: ports_free NAME
+# PORT... Called before a start: a process this script did not start would
+# take our clients or make the start fail half way; do not start, say so.
+ports_free() {
+    local name="$1" port
+    shift
+    for port in "$@"; do
+        if port_open "$port"; then
+            echo "$name: port $port is in use by a process this script did not start" >&2
+            exit 1
+        fi
+    done
 }
 
-kafka_install() {
+# Prints the pid of the broker this script started, if it runs (a java
+# running kafka.Kafka on our config).
+kafka_pid() {
+    owned_pid "$KAFKA_PIDFILE" " kafka.Kafka $KAFKA_CONFIG"
+}
+
+# Kafka and Pulsar both run on the JVM, with jars fetched by Maven.
+java_install() {
     if command -v java >/dev/null && command -v mvn >/dev/null; then
         return
     fi
@@ -200,65 +289,164 @@ kafka_install() {
         openjdk-17-jdk-headless maven >/dev/null
 }
 
-# Copies Kafka's jars and their dependencies into $KAFKA_LIB with Maven,
-# once: the stamp file says a previous fetch finished.
-kafka_fetch() {
-    [[ -f "$KAFKA_LIB_STAMP" ]] && return
-    echo "kafka: fetching Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB"
-    local build="$KAFKA_DIR/fetch"
-    rm -rf "$build" "$KAFKA_LIB.tmp"
+# Copies jars and their dependencies into LIB with Maven, once: the STAMP
+# file (in LIB, named after the version) says a previous fetch finished, so
+# a fetch cut short is redone and a new version fetches the new jars.
+#   maven_fetch NAME WHAT DIR LIB STAMP GROUP:ARTIFACT:VERSION...
+# WHAT names the jars in messages; the generated pom, in DIR/fetch, lists
+# the artifacts in the order given (Maven's nearest-wins picks, among
+# dependencies at the same depth, the one declared first).
+maven_fetch() {
+    local name="$1" what="$2" dir="$3" lib="$4" stamp="$5"
+    shift 5
+    [[ -f "$stamp" ]] && return
+    echo "$name: fetching $what jars with Maven into $lib"
+    local build="$dir/fetch" artifact group id version
+    rm -rf "$build" "$lib.tmp"
     mkdir -p "$build"
-    # kafka_2.13 is the broker (kafka.Kafka, StorageTool); kafka-tools has
-    # the CLIs (TopicCommand, ConsumerGroupCommand, ...).
-    cat >"$build/pom.xml" <<POM
+    {
+        cat <<POM
 <?xml version="1.0" encoding="UTF-8"?>
-<!-- Generated by scripts/services.sh: only used to fetch Kafka's jars. -->
+<!-- Generated by scripts/services.sh: only used to fetch $what jars. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>incidentd.services</groupId>
-  <artifactId>kafka-jars</artifactId>
+  <artifactId>$name-jars</artifactId>
   <version>1</version>
   <packaging>pom</packaging>
   <dependencies>
+POM
+        for artifact in "$@"; do
+            IFS=: read -r group id version <<<"$artifact"
+            cat <<POM
     <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_2.13</artifactId>
-      <version>$KAFKA_VERSION</version>
+      <groupId>$group</groupId>
+      <artifactId>$id</artifactId>
+      <version>$version</version>
     </dependency>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka-tools</artifactId>
-      <version>$KAFKA_VERSION</version>
-    </dependency>
-    <dependency>
-      <groupId>org.slf4j</groupId>
-      <artifactId>slf4j-api</artifactId>
-      <version>$KAFKA_SLF4J_VERSION</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-slf4j2-impl</artifactId>
-      <version>$KAFKA_LOG4J_VERSION</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-core</artifactId>
-      <version>$KAFKA_LOG4J_VERSION</version>
-    </dependency>
+POM
+        done
+        cat <<'POM'
   </dependencies>
 </project>
 POM
+    } >"$build/pom.xml"
     # Into a temporary folder first, so a fetch cut short leaves no lib/
     # that looks complete.
     if ! mvn -q -B -Dstyle.color=never -f "$build/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIB.tmp"; then
-        echo "kafka: fetching the jars with Maven failed" >&2
+        -DincludeScope=runtime -DoutputDirectory="$lib.tmp"; then
+        echo "$name: fetching the jars with Maven failed" >&2
         exit 1
     fi
-    rm -rf "$KAFKA_LIB"
-    mv "$KAFKA_LIB.tmp" "$KAFKA_LIB"
-    touch "$KAFKA_LIB_STAMP"
+    rm -rf "$lib"
+    mv "$lib.tmp" "$lib"
+    touch "$stamp"
     rm -rf "$build"
+}
+
+# Starts COMMAND in the background in folder CWD, its stdout and stderr
+# into OUT, and writes its pid to PIDFILE: detach PIDFILE OUT CWD COMMAND...
+# setsid + nohup: the server outlives this script and its terminal. The
+# subshell execs, so its pid ($!) is the server's (setsid does not fork:
+# without job control the subshell leads no process group).
+detach() {
+    local pidfile="$1" out="$2" cwd="$3"
+    shift 3
+    (
+        cd "$cwd"
+        exec setsid nohup "$@"
+    ) >"$out" 2>&1 </dev/null &
+    echo "$!" >"$pidfile"
+}
+
+# Shows why a JVM did not start: the end of its log4j log LOG and of its
+# own stdout/stderr OUT (crashes, errors before logging is set up).
+tail_logs() {
+    echo "last lines of $1:" >&2
+    tail -n 30 "$1" >&2 || true
+    echo "last lines of $2:" >&2
+    tail -n 10 "$2" >&2 || true
+}
+
+# Waits until a starting JVM answers: java_wait NAME PID SECONDS WHAT LOG
+# OUT PROBE... PROBE runs every half second (it may start a JVM itself)
+# until it succeeds; what it prints then is printed. Exits 1 with the end
+# of LOG and OUT when PID exits first or WHAT does not answer within
+# SECONDS.
+java_wait() {
+    local name="$1" pid="$2" seconds="$3" what="$4" log="$5" out="$6"
+    local deadline=$((SECONDS + seconds))
+    shift 6
+    while true; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name: broker (pid $pid) exited while starting" >&2
+            tail_logs "$log" "$out"
+            exit 1
+        fi
+        if "$@"; then
+            return
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "$name: $what did not answer within ${seconds}s" >&2
+            tail_logs "$log" "$out"
+            exit 1
+        fi
+        sleep 0.5
+    done
+}
+
+# Reports a JVM server: java_status NAME PORT [ADMIN_PORT]. Its pid exists
+# well before it listens, so it is "starting" until every port accepts
+# connections.
+java_status() {
+    local name="$1" pid port
+    if ! pid="$("${name}_pid")"; then
+        echo "$name: down (port $2)"
+        return
+    fi
+    for port in "${@:2}"; do
+        if ! port_open "$port"; then
+            echo "$name: starting (pid $pid, port $port not listening yet)"
+            return
+        fi
+    done
+    echo "$name: up (pid $pid, port $2${3:+, admin port $3})"
+}
+
+# Writes the log4j2 config of a JVM server to FILE: info and up into LOG,
+# rolled at 20 MB with 3 old files kept, so a long-lived test broker does
+# not fill the disk. LOGGERS are <Logger> lines that quiet its noisiest
+# classes: log4j_file_config FILE LOG WHOSE LOGGERS.
+log4j_file_config() {
+    cat >"$1" <<XML
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by scripts/services.sh: $3 logging. -->
+<Configuration status="warn">
+  <Appenders>
+    <RollingFile name="file" fileName="$2" filePattern="$2.%i">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <SizeBasedTriggeringPolicy size="20MB"/>
+      <DefaultRolloverStrategy max="3"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="file"/></Root>
+$4
+  </Loggers>
+</Configuration>
+XML
+}
+
+# Copies Kafka's jars into $KAFKA_LIB, once. kafka_2.13 is the broker
+# (kafka.Kafka, StorageTool); kafka-tools has the CLIs (TopicCommand,
+# ConsumerGroupCommand, ...); slf4j and log4j: see KAFKA_SLF4J_VERSION.
+kafka_fetch() {
+    maven_fetch kafka "Kafka $KAFKA_VERSION" "$KAFKA_DIR" "$KAFKA_LIB" "$KAFKA_LIB_STAMP" \
+        "org.apache.kafka:kafka_2.13:$KAFKA_VERSION" \
+        "org.apache.kafka:kafka-tools:$KAFKA_VERSION" \
+        "org.slf4j:slf4j-api:$KAFKA_SLF4J_VERSION" \
+        "org.apache.logging.log4j:log4j-slf4j2-impl:$KAFKA_LOG4J_VERSION" \
+        "org.apache.logging.log4j:log4j-core:$KAFKA_LOG4J_VERSION"
 }
 
 # Writes the broker's and the CLIs' config on every `up`, so a change here
@@ -307,26 +495,11 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 PROPS
 
-    cat >"$KAFKA_LOG4J_CONFIG" <<XML
-<?xml version="1.0" encoding="UTF-8"?>
-<!-- Generated by scripts/services.sh: the broker's logging. -->
-<Configuration status="warn">
-  <Appenders>
-    <RollingFile name="file" fileName="$KAFKA_LOG" filePattern="$KAFKA_LOG.%i">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-      <SizeBasedTriggeringPolicy size="20MB"/>
-      <DefaultRolloverStrategy max="3"/>
-    </RollingFile>
-  </Appenders>
-  <Loggers>
-    <Root level="info"><AppenderRef ref="file"/></Root>
-    <!-- Per-request and per-partition state lines: noise for a test broker. -->
+    log4j_file_config "$KAFKA_LOG4J_CONFIG" "$KAFKA_LOG" "the broker's" \
+        '    <!-- Per-request and per-partition state lines: noise for a test broker. -->
     <Logger name="kafka.request.logger" level="warn"/>
     <Logger name="state.change.logger" level="warn"/>
-    <Logger name="kafka.log.LogCleaner" level="warn"/>
-  </Loggers>
-</Configuration>
-XML
+    <Logger name="kafka.log.LogCleaner" level="warn"/>'
 
     # The readiness check retries every half second: a try that gets no
     # answer should give up long before the admin client's default 60 s.
@@ -378,73 +551,45 @@ kafka_format() {
         -t "$cluster_id" -c "$KAFKA_CONFIG" >/dev/null
 }
 
-# Waits until the broker lists topics, printing the list; exits 1 with the
-# end of the logs when it does not within KAFKA_START_SECONDS.
-kafka_wait() {
-    local pid="$1" deadline=$((SECONDS + KAFKA_START_SECONDS)) topics
-    while true; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "kafka: broker (pid $pid) exited while starting" >&2
-            kafka_show_logs
-            exit 1
-        fi
-        # A port check first: a JVM start per try only once the broker listens.
-        if port_open "$KAFKA_PORT" &&
-            topics="$(kafka_java org.apache.kafka.tools.TopicCommand \
-                --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
-                --command-config "$KAFKA_TOOLS_CONFIG" --list 2>/dev/null)"; then
-            printf '%s\n' "$topics"
-            return
-        fi
-        if ((SECONDS >= deadline)); then
-            echo "kafka: broker on 127.0.0.1:$KAFKA_PORT did not answer within ${KAFKA_START_SECONDS}s" >&2
-            kafka_show_logs
-            exit 1
-        fi
-        sleep 0.5
-    done
-}
-
-kafka_show_logs() {
-    echo "last lines of $KAFKA_LOG:" >&2
-    tail -n 30 "$KAFKA_LOG" >&2 || true
-    echo "last lines of $KAFKA_OUT:" >&2
-    tail -n 10 "$KAFKA_OUT" >&2 || true
+# Prints the broker's topics when it lists them (java_wait's probe).
+kafka_ready() {
+    local topics
+    # A port check first: a JVM start per try only once the broker listens.
+    port_open "$KAFKA_PORT" &&
+        topics="$(kafka_java org.apache.kafka.tools.TopicCommand \
+            --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+            --command-config "$KAFKA_TOOLS_CONFIG" --list 2>/dev/null)" &&
+        printf '%s\n' "$topics"
 }
 
 kafka_up() {
-    kafka_install
+    java_install
     mkdir -p "$KAFKA_DIR"
     local pid started=0
     if pid="$(kafka_pid)"; then
         echo "kafka: already up (pid $pid, port $KAFKA_PORT)"
     else
-        # Something else on our port would take our clients; do not start a
-        # broker that cannot bind, say so.
-        if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
-            echo "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is in use by a process this script did not start" >&2
-            exit 1
-        fi
+        ports_free kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
         kafka_fetch
         kafka_configure
         kafka_format
-        # setsid + nohup: the broker outlives this script and its terminal.
         # G1 with a short pause target is what kafka-server-start.sh uses.
+        # The broker needs no particular working folder: it keeps the
+        # caller's.
         # shellcheck disable=SC2086 # KAFKA_HEAP is several options.
-        setsid nohup java $KAFKA_HEAP \
+        detach "$KAFKA_PIDFILE" "$KAFKA_OUT" "$PWD" java $KAFKA_HEAP \
             -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
             -XX:InitiatingHeapOccupancyPercent=35 \
             -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
             -Dlog4j2.configurationFile="$KAFKA_LOG4J_CONFIG" \
             -Dkafka.logs.dir="$KAFKA_DIR" \
-            -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONFIG" \
-            >"$KAFKA_OUT" 2>&1 </dev/null &
-        pid=$!
-        echo "$pid" >"$KAFKA_PIDFILE"
+            -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONFIG"
+        pid="$(cat "$KAFKA_PIDFILE")"
         started=1
     fi
     local topics
-    topics="$(kafka_wait "$pid")"
+    topics="$(java_wait kafka "$pid" "$KAFKA_START_SECONDS" \
+        "broker on 127.0.0.1:$KAFKA_PORT" "$KAFKA_LOG" "$KAFKA_OUT" kafka_ready)"
     # One JVM start per missing topic only; --if-not-exists still guards a
     # race with a test creating the same topic.
     local entry name partitions
@@ -465,39 +610,211 @@ kafka_up() {
     fi
 }
 
+# A broker flushes and closes its logs on SIGTERM; one that has not exited
+# after KAFKA_STOP_SECONDS gets SIGKILL.
 kafka_down() {
-    local pid
-    if ! pid="$(kafka_pid)"; then
-        echo "kafka: not running (nothing started by this script)"
-        return
-    fi
-    kill "$pid"
-    local waited=0
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((waited >= KAFKA_STOP_SECONDS * 10)); then
-            echo "kafka: pid $pid did not exit within ${KAFKA_STOP_SECONDS}s; killing it (see $KAFKA_LOG)" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    # The broker does not remove its pidfile, unlike redis-server.
-    rm -f "$KAFKA_PIDFILE"
-    echo "kafka: stopped (was pid $pid)"
+    service_down kafka "$KAFKA_PIDFILE" "$KAFKA_STOP_SECONDS" "$KAFKA_LOG" kill
 }
 
 kafka_status() {
-    local pid
-    if pid="$(kafka_pid)"; then
-        if port_open "$KAFKA_PORT"; then
-            echo "kafka: up (pid $pid, port $KAFKA_PORT)"
-        else
-            echo "kafka: starting (pid $pid, port $KAFKA_PORT not listening yet)"
-        fi
+    java_status kafka "$KAFKA_PORT"
+}
+
+# Prints the pid of the Pulsar this script started, if it runs (a java
+# running PulsarStandaloneStarter on our config).
+pulsar_pid() {
+    owned_pid "$PULSAR_PIDFILE" " org.apache.pulsar.PulsarStandaloneStarter --config $PULSAR_CONFIG "
+}
+
+# Copies Pulsar's jars into $PULSAR_LIB, once. pulsar-broker has
+# PulsarStandaloneStarter and brings the bookie (bookkeeper-server), the
+# metadata store (RocksDB) and the client; log4j: see PULSAR_LOG4J_VERSION.
+pulsar_fetch() {
+    maven_fetch pulsar "Pulsar $PULSAR_VERSION" "$PULSAR_DIR" "$PULSAR_LIB" "$PULSAR_LIB_STAMP" \
+        "org.apache.pulsar:pulsar-broker:$PULSAR_VERSION" \
+        "org.apache.logging.log4j:log4j-api:$PULSAR_LOG4J_VERSION" \
+        "org.apache.logging.log4j:log4j-core:$PULSAR_LOG4J_VERSION" \
+        "org.apache.logging.log4j:log4j-slf4j2-impl:$PULSAR_LOG4J_VERSION"
+}
+
+# Writes the broker's config and logging on every `up`, so a change here or
+# of the ports takes effect on the next start.
+pulsar_configure() {
+    # PulsarStandalone reads this file twice: as the broker's config and as
+    # the bookie's (BookKeeper's ServerConfiguration), so both kinds of keys
+    # are here. The metadata store (RocksDB, not ZooKeeper) is given on the
+    # command line: standalone parses a metadataStoreUrl set here as a
+    # ZooKeeper host:port.
+    cat >"$PULSAR_CONFIG" <<PROPS
+# Generated by scripts/services.sh on every start: edit the script instead.
+clusterName=standalone
+bindAddress=127.0.0.1
+advertisedAddress=127.0.0.1
+brokerServicePort=$PULSAR_PORT
+webServicePort=$PULSAR_HTTP_PORT
+functionsWorkerEnabled=false
+webSocketServiceEnabled=false
+transactionCoordinatorEnabled=false
+
+# One bookie: every ledger has one copy.
+managedLedgerDefaultEnsembleSize=1
+managedLedgerDefaultWriteQuorum=1
+managedLedgerDefaultAckQuorum=1
+
+# Producers and consumers may name a topic that does not exist yet, as with
+# Pulsar's own standalone.conf; a topic is not deleted when it has been idle
+# a minute without subscriptions (the broker default), so the topics created
+# by this script stay.
+allowAutoTopicCreation=true
+allowAutoTopicCreationType=non-partitioned
+brokerDeleteInactiveTopicsEnabled=false
+
+# The bookie. Its port is --bookkeeper-port, used only with
+# allowEphemeralPorts=true (otherwise standalone picks a random one);
+# listeningInterface=lo binds it to 127.0.0.1 instead of every interface.
+listeningInterface=lo
+allowLoopback=true
+allowEphemeralPorts=true
+# No fsync per entry (a test broker), small caches (the machine is shared),
+# read-only only when the disk is nearly full.
+journalSyncData=false
+dbStorage_writeCacheMaxSizeMb=32
+dbStorage_readAheadCacheMaxSizeMb=32
+diskUsageThreshold=0.99
+diskUsageWarnThreshold=0.95
+
+# Fewer threads than the defaults: the machine has 2 cores.
+numIOThreads=2
+numOrderedExecutorThreads=2
+bookkeeperClientNumIoThreads=2
+PROPS
+
+    log4j_file_config "$PULSAR_LOG4J_CONFIG" "$PULSAR_LOG" "the broker's and bookie's" \
+        '    <!-- One bookie has no racks to place ledgers on: a warning per ledger. -->
+    <Logger name="org.apache.bookkeeper.client.TopologyAwareEnsemblePlacementPolicy" level="error"/>'
+}
+
+# GET on the admin API: pulsar_admin_get PATH. The timeout keeps a broker
+# that accepts but does not answer from hanging `up`.
+pulsar_admin_get() {
+    curl -sf --max-time 10 "$PULSAR_ADMIN/$1"
+}
+
+# PUT on the admin API: pulsar_admin_put PATH [JSON]. Created (2xx) and
+# "already exists" (409, a race with a client or with standalone's own
+# start-up) both succeed.
+pulsar_admin_put() {
+    local code
+    if (($# > 1)); then
+        code="$(curl -s --max-time 30 -o /dev/null -w '%{http_code}' -X PUT \
+            -H 'content-type: application/json' -d "$2" "$PULSAR_ADMIN/$1")" || true
     else
-        echo "kafka: down (port $KAFKA_PORT)"
+        code="$(curl -s --max-time 30 -o /dev/null -w '%{http_code}' -X PUT "$PULSAR_ADMIN/$1")" || true
     fi
+    case "$code" in
+    2?? | 409) return 0 ;;
+    *)
+        echo "pulsar: PUT $PULSAR_ADMIN/$1 answered HTTP $code" >&2
+        return 1
+        ;;
+    esac
+}
+
+# When the admin API first answered without the namespace (pulsar_ready).
+pulsar_answering_since=""
+
+# Prints the namespace's topics once the broker knows cluster standalone
+# and namespace public/default (java_wait's probe).
+pulsar_ready() {
+    local clusters topics tenant="${PULSAR_NAMESPACE%%/*}"
+    if ! { port_open "$PULSAR_HTTP_PORT" && port_open "$PULSAR_PORT" &&
+        clusters="$(pulsar_admin_get clusters)" &&
+        [[ "$clusters" == *'"standalone"'* ]]; }; then
+        return 1
+    fi
+    if topics="$(pulsar_admin_get "persistent/$PULSAR_NAMESPACE")"; then
+        printf '%s\n' "$topics"
+        return
+    fi
+    # Standalone creates tenant public and namespace public/default itself
+    # right after the broker starts; creating them here at the same time
+    # could make its start fail, so only when they are still missing a
+    # while later.
+    pulsar_answering_since="${pulsar_answering_since:-$SECONDS}"
+    if ((SECONDS - pulsar_answering_since >= 15)); then
+        echo "pulsar: creating namespace $PULSAR_NAMESPACE" >&2
+        pulsar_admin_get "tenants/$tenant" >/dev/null ||
+            pulsar_admin_put "tenants/$tenant" '{"allowedClusters":["standalone"]}' || true
+        pulsar_admin_put "namespaces/$PULSAR_NAMESPACE" || true
+        pulsar_answering_since=""
+    fi
+    return 1
+}
+
+pulsar_up() {
+    java_install
+    mkdir -p "$PULSAR_DIR"
+    local pid started=0
+    if pid="$(pulsar_pid)"; then
+        echo "pulsar: already up (pid $pid, port $PULSAR_PORT)"
+    else
+        ports_free pulsar "$PULSAR_PORT" "$PULSAR_HTTP_PORT" "$PULSAR_BOOKIE_PORT"
+        pulsar_fetch
+        pulsar_configure
+        mkdir -p "$PULSAR_DATA"
+        # Run in $PULSAR_DIR: standalone resolves a few paths (protocol
+        # handlers, interceptors, offloaders, an old ZooKeeper data dir that
+        # would switch it to ZooKeeper) against the working directory.
+        # The --add-opens and netty options are those of Pulsar's bin/pulsar
+        # for Java 17.
+        # shellcheck disable=SC2086 # PULSAR_HEAP is several options.
+        detach "$PULSAR_PIDFILE" "$PULSAR_OUT" "$PULSAR_DIR" java $PULSAR_HEAP \
+            -server -XX:+UseG1GC -XX:MaxGCPauseMillis=10 \
+            -XX:+PerfDisableSharedMem -Djava.awt.headless=true \
+            --add-opens java.base/java.io=ALL-UNNAMED \
+            --add-opens java.base/java.nio=ALL-UNNAMED \
+            --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
+            --add-opens java.base/java.util.zip=ALL-UNNAMED \
+            --add-opens java.base/sun.net=ALL-UNNAMED \
+            --add-opens java.base/jdk.internal.platform=ALL-UNNAMED \
+            --add-opens java.management/sun.management=ALL-UNNAMED \
+            --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED \
+            -Dio.netty.tryReflectionSetAccessible=true \
+            -Dio.netty.recycler.maxCapacityPerThread=4096 \
+            -Dpulsar.allocator.exit_on_oom=true \
+            -Dlog4j2.configurationFile="$PULSAR_LOG4J_CONFIG" \
+            -cp "$PULSAR_LIB/*" org.apache.pulsar.PulsarStandaloneStarter \
+            --config "$PULSAR_CONFIG" \
+            --no-functions-worker --no-stream-storage \
+            --metadata-dir "$PULSAR_DATA/metadata" \
+            --bookkeeper-dir "$PULSAR_DATA/bookkeeper" \
+            --bookkeeper-port "$PULSAR_BOOKIE_PORT"
+        pid="$(cat "$PULSAR_PIDFILE")"
+        started=1
+    fi
+    local topics name
+    topics="$(java_wait pulsar "$pid" "$PULSAR_START_SECONDS" \
+        "broker on 127.0.0.1:$PULSAR_PORT (admin $PULSAR_ADMIN)" \
+        "$PULSAR_LOG" "$PULSAR_OUT" pulsar_ready)"
+    # The admin API lists full names: persistent://public/default/NAME.
+    for name in "${PULSAR_TOPICS[@]}"; do
+        if [[ "$topics" != *"\"persistent://$PULSAR_NAMESPACE/$name\""* ]]; then
+            pulsar_admin_put "persistent/$PULSAR_NAMESPACE/$name" || exit 1
+            echo "pulsar: created topic persistent://$PULSAR_NAMESPACE/$name"
+        fi
+    done
+    if ((started)); then
+        echo "pulsar: up on 127.0.0.1:$PULSAR_PORT (pid $pid, admin http://127.0.0.1:$PULSAR_HTTP_PORT, bookie port $PULSAR_BOOKIE_PORT, data in $PULSAR_DATA)"
+    fi
+}
+
+# Like Kafka's broker: SIGKILL after PULSAR_STOP_SECONDS.
+pulsar_down() {
+    service_down pulsar "$PULSAR_PIDFILE" "$PULSAR_STOP_SECONDS" "$PULSAR_LOG" kill
+}
+
+pulsar_status() {
+    java_status pulsar "$PULSAR_PORT" "$PULSAR_HTTP_PORT"
 }
 
 action="${1:-}"
@@ -512,12 +829,8 @@ shift
 services=()
 for service in "$@"; do
     case "$service" in
-    redis | kafka) services+=("$service") ;;
-    all) services+=(redis kafka) ;;
-    pulsar)
-        echo "$service: not supported yet" >&2
-        exit 2
-        ;;
+    redis | kafka | pulsar) services+=("$service") ;;
+    all) services+=(redis kafka pulsar) ;;
     *) usage ;;
     esac
 done
