@@ -1,6 +1,8 @@
 //! Shared setup for the engine benches: an engine with an in-memory store
 //! and a sink that drops events, fed through the public API.
 
+#![allow(dead_code)] // each bench uses a different part of this module
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
