@@ -1,8 +1,6 @@
 //! Kafka mode: native JSON arrays, one message per batch, to the alert
-//! topic the service reads; and, optionally, a sampler of how many alerts
-//! the service has durably applied (its consumer group's committed offsets
-//! on the keyed topic: one keyed record per alert, committed only after the
-//! shard stored its effect).
+//! topic the service reads; and a sampler of how many alerts the service
+//! has durably applied (its own counter, read from `/metrics`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 
 use crate::generate::{self, AlertSpec, Generator};
@@ -94,63 +90,59 @@ fn kafka_error(e: &KafkaError) -> String {
     }
 }
 
-/// Samples, every second until `stop`, the alerts durably applied since
-/// the start (committed offsets of `group` on `keyed_topic`, summed over
-/// partitions, minus those at the start).
+/// Samples, every second until `stop`, the alerts the service has durably
+/// applied from Kafka since the start: its counter
+/// `incidentd_kafka_alerts_applied_total`, which a shard consumer adds to
+/// only after the snapshot holding the alerts' effect is stored.
 pub fn sample_durable(
-    brokers: &str,
-    keyed_topic: &str,
-    group: &str,
+    metrics_url: String,
     recorder: Arc<Recorder>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    // Reading committed offsets does not join the group.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("client.id", "incidentd-load-offsets")
-        .create()
-        .context("cannot create the offsets reader")?;
-    let metadata = consumer
-        .fetch_metadata(Some(keyed_topic), Duration::from_secs(5))
-        .context("cannot read the keyed topic's metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    anyhow::ensure!(
-        !partitions.is_empty(),
-        "keyed topic {keyed_topic} has no partitions"
-    );
-    let topic = keyed_topic.to_string();
-    let committed = move || -> Option<u64> {
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition(&topic, *p);
-        }
-        let tpl = consumer
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .ok()?;
-        Some(
-            tpl.elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(n) if n > 0 => n as u64,
-                    _ => 0,
-                })
-                .sum(),
-        )
-    };
-    let baseline = committed().context("cannot read the committed offsets")?;
-    Ok(std::thread::spawn(move || {
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client");
+        let read = || async {
+            let text = client
+                .get(&metrics_url)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            Some(applied_alerts(&text))
+        };
+        let baseline = read().await.unwrap_or(0);
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
-            if let Some(total) = committed() {
+            if let Some(total) = read().await {
                 recorder.durable_sample(Instant::now(), total.saturating_sub(baseline));
             }
-            std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
         }
-    }))
+    })
+}
+
+/// The value of `incidentd_kafka_alerts_applied_total` in a Prometheus text page.
+fn applied_alerts(text: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with("incidentd_kafka_alerts_applied_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_applied_counter() {
+        let page = "# TYPE incidentd_kafka_alerts_applied_total counter\nincidentd_kafka_alerts_applied_total 1234\nother 5\n";
+        assert_eq!(applied_alerts(page), 1234);
+        assert_eq!(applied_alerts("nothing here"), 0);
+    }
 }

@@ -85,16 +85,13 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let observing = tokio::spawn(observer.run(stream, stop_rx));
     let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampler = match (&scenario.kafka_keyed_topic, &scenario.kafka_service_group) {
-        (Some(topic), Some(group)) => Some(kafka::sample_durable(
-            scenario.kafka_brokers.as_deref().unwrap_or_default(),
-            topic,
-            group,
+    let sampler = (scenario.mode == Mode::Kafka).then(|| {
+        kafka::sample_durable(
+            format!("{}/metrics", scenario.base_url()),
             recorder.clone(),
             stop_sampler.clone(),
-        )?),
-        _ => None,
-    };
+        )
+    });
     let progress = progress_bar(&scenario, recorder.clone());
 
     let send_start = Instant::now();
@@ -125,7 +122,7 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     stop_sampler.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = observing.await;
     if let Some(sampler) = sampler {
-        let _ = sampler.join();
+        let _ = sampler.await;
     }
     progress.finish_and_clear();
 

@@ -60,16 +60,6 @@ pub struct Scenario {
     /// with format `native`).
     #[serde(default)]
     pub kafka_topic: Option<String>,
-    /// Kafka mode, optional: the service's keyed topic (`kafka.keyed_topic`).
-    /// With `kafka_service_group`, the committed offsets of the service's
-    /// consumer group on it are sampled every second: one keyed record per
-    /// alert, committed after its effect is stored, so this counts alerts
-    /// that reached durable incident state.
-    #[serde(default)]
-    pub kafka_keyed_topic: Option<String>,
-    /// Kafka mode, optional: the service's `kafka.group_id`.
-    #[serde(default)]
-    pub kafka_service_group: Option<String>,
     /// Alerts per second; 0 = as fast as the service (or broker) takes them.
     #[serde(default)]
     pub rate: u64,
@@ -204,9 +194,6 @@ impl Scenario {
                 check_brokers(brokers)?;
                 if self.kafka_topic.as_deref().unwrap_or("").is_empty() {
                     bail!("mode kafka needs kafka_topic");
-                }
-                if self.kafka_keyed_topic.is_some() != self.kafka_service_group.is_some() {
-                    bail!("kafka_keyed_topic and kafka_service_group go together");
                 }
             }
             _ if kafka_fields => bail!("kafka_brokers and kafka_topic are for mode kafka only"),

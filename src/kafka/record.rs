@@ -10,14 +10,16 @@ use ulid::Ulid;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeyedRecord {
-    /// An alert, in incidentd's native form. The shard applies only those
-    /// of its routes that land on it (a `continue` route elsewhere has its
-    /// own record on that shard's partition).
-    Alert {
-        alert: Alert,
-        /// Where the re-keying step read it ("topic/partition" and offset):
-        /// a shard skips an origin it already applied, so re-reading a
-        /// source after a crash changes nothing.
+    /// Alerts for this shard from one source message (or one HTTP
+    /// request), in incidentd's native form. The shard applies only those of
+    /// their routes that land on it (a route elsewhere has its own record on
+    /// that shard's partition). One record per message and shard keeps the
+    /// record count far below the alert count.
+    Alerts {
+        alerts: Vec<Alert>,
+        /// Where the re-keying step read them: a shard skips an origin it
+        /// already applied, so re-reading a source after a crash changes
+        /// nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<Origin>,
     },
@@ -46,25 +48,14 @@ pub enum KeyedRecord {
     },
 }
 
-/// Where a re-keyed alert was read: a message of a source topic, and the
-/// alert's place in it.
+/// Where re-keyed alerts were read: a message of a source topic. Each
+/// message yields at most one record per shard, so its offset alone tells a
+/// shard whether it has applied that record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     /// "topic/partition".
     pub source: String,
     pub offset: i64,
-    /// The alert's index in its message (a message may hold many).
-    #[serde(default)]
-    pub index: u32,
-}
-
-impl Origin {
-    /// One number per alert, growing along the source partition: what a
-    /// shard records as applied for `source`. A Kafka message (1 MB by
-    /// default) holds far fewer than 2^20 alerts.
-    pub fn ordinal(&self) -> i64 {
-        (self.offset << 20) | i64::from(self.index.min((1 << 20) - 1))
-    }
 }
 
 impl KeyedRecord {
@@ -78,7 +69,7 @@ impl KeyedRecord {
 
     pub fn kind(&self) -> &'static str {
         match self {
-            KeyedRecord::Alert { .. } => "alert",
+            KeyedRecord::Alerts { .. } => "alerts",
             KeyedRecord::Command { .. } => "command",
             KeyedRecord::Create { .. } => "create",
             KeyedRecord::GroupCommand { .. } => "group_command",
@@ -93,12 +84,13 @@ mod tests {
     #[test]
     fn records_round_trip_and_garbage_is_named() {
         let records = [
-            KeyedRecord::Alert {
-                alert: Alert::firing([("alertname".to_string(), "Disk".to_string())].into()),
+            KeyedRecord::Alerts {
+                alerts: vec![Alert::firing(
+                    [("alertname".to_string(), "Disk".to_string())].into(),
+                )],
                 origin: Some(Origin {
                     source: "alerts/3".into(),
                     offset: 42,
-                    index: 7,
                 }),
             },
             KeyedRecord::Command {
@@ -111,20 +103,6 @@ mod tests {
         for record in records {
             assert_eq!(KeyedRecord::decode(&record.encode()).unwrap(), record);
         }
-        let first = Origin {
-            source: "a/0".into(),
-            offset: 5,
-            index: 900,
-        };
-        let next = Origin {
-            offset: 6,
-            index: 0,
-            ..first.clone()
-        };
-        assert!(
-            first.ordinal() < next.ordinal(),
-            "ordinals grow along a partition"
-        );
         let err = KeyedRecord::decode(br#"{"kind":"alrt"}"#).unwrap_err();
         assert!(err.contains("unknown variant"), "{err}");
     }

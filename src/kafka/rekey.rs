@@ -152,7 +152,6 @@ impl Rekey {
             let origin = Origin {
                 source: format!("{}/{}", message.topic(), message.partition()),
                 offset: message.offset(),
-                index: 0,
             };
             records.extend(input.into_records(&self.shared.engine, Some(origin)));
         }

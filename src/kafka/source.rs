@@ -1,6 +1,8 @@
 //! Turning one message of an alert topic into engine input, by the topic's
 //! format.
 
+use std::collections::BTreeMap;
+
 use incidentd_actors::model::{Alert, Command, Timestamp};
 use incidentd_actors::Engine;
 
@@ -24,26 +26,30 @@ pub struct SourceInput {
 }
 
 impl SourceInput {
-    /// One keyed record per shard each alert's (or acknowledge's) routes
-    /// land on; `origin` is where the message was read, if from a topic.
+    /// One keyed record per shard that any alert's routes land on (holding
+    /// those alerts, in order), and one per shard of each acknowledge;
+    /// `origin` is where the message was read, if from a topic.
     pub fn into_records(self, engine: &Engine, origin: Option<Origin>) -> Vec<Keyed> {
-        let mut records = Vec::new();
-        for (index, alert) in self.alerts.into_iter().enumerate() {
-            let origin = origin.clone().map(|o| Origin {
-                index: index as u32,
-                ..o
-            });
+        let mut per_shard: BTreeMap<usize, Vec<Alert>> = BTreeMap::new();
+        for alert in self.alerts {
             for shard in engine.shards_of(&alert) {
-                records.push(Keyed {
-                    shard,
-                    key: alert.fingerprint.clone(),
-                    record: KeyedRecord::Alert {
-                        alert: alert.clone(),
-                        origin: origin.clone(),
-                    },
-                });
+                per_shard.entry(shard).or_default().push(alert.clone());
             }
         }
+        let mut records: Vec<Keyed> = per_shard
+            .into_iter()
+            .map(|(shard, alerts)| Keyed {
+                shard,
+                key: origin
+                    .as_ref()
+                    .map(|o| format!("{}/{}", o.source, o.offset))
+                    .unwrap_or_else(|| alerts[0].fingerprint.clone()),
+                record: KeyedRecord::Alerts {
+                    alerts,
+                    origin: origin.clone(),
+                },
+            })
+            .collect();
         for (probe, actor) in self.acknowledges {
             for shard in engine.shards_of(&probe) {
                 records.push(Keyed {

@@ -12,6 +12,11 @@ pub fn consumed(topic: &str, outcome: &'static str, count: usize) {
         .increment(count as u64);
 }
 
+/// Alerts from the keyed topic whose effect a shard stored.
+pub fn alerts_applied(count: usize) {
+    counter!("incidentd_kafka_alerts_applied_total").increment(count as u64);
+}
+
 pub fn produced(topic: &str, kind: &'static str, ok: bool) {
     let outcome = if ok { "acked" } else { "failed" };
     counter!("incidentd_kafka_produced_total", "topic" => topic.to_string(), "kind" => kind, "outcome" => outcome)

@@ -94,7 +94,7 @@ struct Worker {
     payload: Payload,
     applied: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
-    /// Highest `Origin::ordinal` applied per re-keyed source partition, from
+    /// Highest source offset applied per re-keyed source partition, from
     /// the shard's snapshot at assignment, then as records pass.
     origins: HashMap<String, i64>,
 }
@@ -150,16 +150,16 @@ impl Worker {
             let mut origin_seen: Option<Origin> = None;
             let (alerts, records, problem) = match self.payload {
                 Payload::Keyed => match KeyedRecord::decode(payload) {
-                    Ok(KeyedRecord::Alert { alert, origin }) => match origin {
+                    Ok(KeyedRecord::Alerts { alerts, origin }) => match origin {
                         Some(origin) if !self.first_read(&origin) => {
                             telemetry::consumed(&self.topic, "replayed", 1);
                             (Vec::new(), Vec::new(), None)
                         }
                         Some(origin) => {
                             origin_seen = Some(origin);
-                            (vec![alert], Vec::new(), None)
+                            (alerts, Vec::new(), None)
                         }
-                        None => (vec![alert], Vec::new(), None),
+                        None => (alerts, Vec::new(), None),
                     },
                     Ok(record) => (Vec::new(), vec![record], None),
                     Err(problem) => (Vec::new(), Vec::new(), Some(problem)),
@@ -175,7 +175,6 @@ impl Worker {
                     let origin = Origin {
                         source: self.source.clone(),
                         offset,
-                        index: 0,
                     };
                     let Some((alerts, records)) = self
                         .keep_mine(input.into_records(&self.shared.engine, Some(origin)))
@@ -198,8 +197,7 @@ impl Worker {
             }
             telemetry::consumed(&self.topic, "received", 1);
             let origins: BTreeMap<String, i64> = origin_seen
-                .map(|o| (o.ordinal(), o.source))
-                .map(|(ordinal, source)| (source, ordinal))
+                .map(|o| (o.source, o.offset))
                 .into_iter()
                 .collect();
             match steps.last_mut() {
@@ -240,15 +238,14 @@ impl Worker {
     /// a source re-read after a crash is re-keyed again, and those copies
     /// must change nothing.
     fn first_read(&mut self, origin: &Origin) -> bool {
-        let ordinal = origin.ordinal();
         match self.origins.get_mut(&origin.source) {
-            Some(applied) if ordinal <= *applied => false,
+            Some(applied) if origin.offset <= *applied => false,
             Some(applied) => {
-                *applied = ordinal;
+                *applied = origin.offset;
                 true
             }
             None => {
-                self.origins.insert(origin.source.clone(), ordinal);
+                self.origins.insert(origin.source.clone(), origin.offset);
                 true
             }
         }
@@ -276,7 +273,7 @@ impl Worker {
         let mut others = Vec::new();
         for keyed in mine {
             match keyed.record {
-                KeyedRecord::Alert { alert, .. } => alerts.push(alert),
+                KeyedRecord::Alerts { alerts: mine, .. } => alerts.extend(mine),
                 record => others.push(record),
             }
         }
@@ -329,13 +326,15 @@ impl Worker {
                 let result = engine
                     .submit_to_shard(self.shard, alerts.clone(), progress)
                     .await
-                    .map(|_| ());
+                    .map(|_| telemetry::alerts_applied(alerts.len()));
                 (*offset, result)
             }
             Step::Record { record, offset } => {
                 let position = Some(self.position(*offset));
                 let (request, outcome) = match record.as_ref() {
-                    KeyedRecord::Alert { .. } => unreachable!("alerts are batched in Step::Alerts"),
+                    KeyedRecord::Alerts { .. } => {
+                        unreachable!("alerts are batched in Step::Alerts")
+                    }
                     KeyedRecord::Command {
                         incident,
                         command,
