@@ -78,12 +78,16 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     );
     let started_at = chrono::Utc::now().to_rfc3339();
     let recorder = Arc::new(Recorder::new());
-    let (observer, stream) =
-        observe::Observer::connect(&scenario.base_url(), gen.prefix(), recorder.clone())
-            .await
-            .context("the SSE stream is needed to measure latency")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let observing = tokio::spawn(observer.run(stream, stop_rx));
+    let observing = if scenario.observe {
+        let (observer, stream) =
+            observe::Observer::connect(&scenario.base_url(), gen.prefix(), recorder.clone())
+                .await
+                .context("the SSE stream is needed to measure latency (or set observe = false)")?;
+        Some(tokio::spawn(observer.run(stream, stop_rx)))
+    } else {
+        None
+    };
     let stop_sampler = Arc::new(AtomicBool::new(false));
     let sampler = (scenario.mode == Mode::Kafka).then(|| {
         kafka::sample_durable(
@@ -113,14 +117,17 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
                 }
             }
         }
-        if recorder.pending_groups() == 0 && (sampler.is_none() || durable_done.is_some()) {
+        let observed = observing.is_none() || recorder.pending_groups() == 0;
+        if observed && (sampler.is_none() || durable_done.is_some()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_tx.send(true);
     stop_sampler.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = observing.await;
+    if let Some(observing) = observing {
+        let _ = observing.await;
+    }
     if let Some(sampler) = sampler {
         let _ = sampler.await;
     }

@@ -100,6 +100,11 @@ pub struct Scenario {
     /// Seed of the alert generator (random when absent).
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Read the target's SSE stream to time each group's `created` event.
+    /// false for a target that has none (Prometheus Alertmanager, in the
+    /// comparison run): then only acknowledgements are timed.
+    #[serde(default = "default_observe")]
+    pub observe: bool,
 }
 
 fn default_batch_size() -> usize {
@@ -114,6 +119,10 @@ fn default_groups() -> u64 {
 fn default_fingerprints() -> u64 {
     10
 }
+fn default_observe() -> bool {
+    true
+}
+
 fn default_severity() -> String {
     "critical".into()
 }
