@@ -30,6 +30,9 @@ pub fn encode_incident(incident: &Incident) -> Vec<u8> {
         .expect("writing to a Vec cannot fail and every field is serializable");
     bincode::serde::encode_into_std_write(&incident.escalation.last_fired, &mut bytes, config())
         .expect("writing to a Vec cannot fail and every field is serializable");
+    // A passivated incident is kept as these bytes: growth by doubling
+    // would leave up to half of the allocation unused for as long.
+    bytes.shrink_to_fit();
     bytes
 }
 

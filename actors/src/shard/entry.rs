@@ -5,8 +5,10 @@ use ractor::ActorRef;
 use crate::incident::IncidentMsg;
 use crate::model::Timestamp;
 
-/// The group an incident belongs to: (tenant, group key).
-pub(crate) type GroupRef = (String, String);
+/// The group an incident belongs to: (tenant, group key). Shared between
+/// the incident's entry and the shard's group map, so a million passivated
+/// incidents do not hold their group strings twice.
+pub(crate) type GroupRef = Arc<(String, String)>;
 
 /// A live incident as its shard holds it.
 pub(crate) enum Entry {

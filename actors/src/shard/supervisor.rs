@@ -168,7 +168,7 @@ impl Actor for ShardSupervisor {
             if !window.is_zero() {
                 redelivered.extend(incident.recent_escalation(now, window));
             }
-            let group = (incident.tenant.clone(), incident.group_key.clone());
+            let group = Arc::new((incident.tenant.clone(), incident.group_key.clone()));
             state.groups.insert(group.clone(), incident.id);
             state.timers.set(
                 incident.id,
@@ -269,7 +269,7 @@ impl Actor for ShardSupervisor {
                 alerts,
             } => {
                 let now = state.context.clock.now();
-                let group = (tenant, group_key);
+                let group = Arc::new((tenant, group_key));
                 match state.groups.get(&group).copied() {
                     // Handed back alerts count from now: their first arrival is not kept.
                     Some(current) if current != from => {
@@ -447,7 +447,7 @@ impl ShardState {
             Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
         let summary = events.last().map(|e| e.incident.clone());
         self.context.publish(&incident, events);
-        let group = (incident.tenant.clone(), incident.group_key.clone());
+        let group = Arc::new((incident.tenant.clone(), incident.group_key.clone()));
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
         let _ = reply.send(
@@ -772,6 +772,7 @@ fn by_group(alerts: Vec<RoutedAlert>) -> Vec<(GroupRef, Arc<RouteSettings>, Vec<
         match index.get(&group) {
             Some(&i) => groups[i].2.push(routed.alert),
             None => {
+                let group = Arc::new(group);
                 index.insert(group.clone(), groups.len());
                 groups.push((group, routed.route, vec![routed.alert]));
             }
