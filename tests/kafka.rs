@@ -131,12 +131,14 @@ async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u
         .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
 }
 
-/// A replica's config: the keyed topic, dead letters and sources of `names`.
-fn cluster_config(names: &Names, sources: &str, extra: &str) -> String {
+/// A replica's config: the keyed topic, dead letters and sources of `names`;
+/// `engine` adds lines to `[engine]`, `extra` tables at the end.
+fn cluster_config(names: &Names, engine: &str, sources: &str, extra: &str) -> String {
     format!(
         r#"
 [engine]
 shards = {SHARDS}
+{engine}
 [engine.passivation]
 enabled = true
 
@@ -321,6 +323,7 @@ format = "alertmanager_webhook"
     );
     let service = Service::start(&cluster_config(
         &names,
+        "",
         &sources,
         "[routing]\ngroup_by = [\"alertname\"]\n",
     ))
@@ -481,7 +484,7 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
     create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
     let receiver = WebhookReceiver::start(Vec::new()).await;
     let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
-    let config = cluster_config(&names, &sources, &paging_config(&receiver.url, "4s"));
+    let config = cluster_config(&names, "", &sources, &paging_config(&receiver.url, "4s"));
     let mut a = Service::start(&config).await;
     let b = Service::start(&config).await;
     wait_for_shared_shards(
@@ -650,6 +653,7 @@ async fn replaying_every_topic_from_the_start_changes_nothing() {
     let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
     let mut service = Service::start(&cluster_config(
         &names,
+        "",
         &sources,
         "[routing]\ngroup_by = [\"alertname\"]\n",
     ))
@@ -827,6 +831,7 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     );
     let service = Service::start(&cluster_config(
         &names,
+        "",
         &sources,
         "[routing]\ngroup_by = [\"alertname\"]\n",
     ))
@@ -861,4 +866,44 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     )
     .await;
     assert!(rekeyed > 0.0, "strays went through the keyed topic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_shard_pauses_its_partition_and_nothing_is_lost() {
+    let names = Names::new("pause");
+    let (alerts, keyed, dead) = (
+        names.topic("alerts"),
+        names.topic("keyed"),
+        names.topic("dead"),
+    );
+    create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    // A shard holds at most 5 alerts not yet stored and a partition buffers
+    // 20 messages, so a burst read straight by the shard consumers (a
+    // shard-keyed source) must pause partitions. (The kafka keys go before
+    // the sources' array of tables.)
+    let sources = format!(
+        "max_batch = 5\npartition_buffer = 20\n[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\nkeyed_by_group_key = true\n"
+    );
+    let service = Service::start(&cluster_config(
+        &names,
+        "shard_capacity = 5",
+        &sources,
+        "[routing]\ngroup_by = [\"alertname\"]\n",
+    ))
+    .await;
+    let producer = producer();
+    let sends = (0..3_000).map(|i| {
+        let payload =
+            serde_json::to_vec(&native_alert(&format!("P{}", i % 50), i, "warning")).unwrap();
+        let producer = &producer;
+        let alerts = &alerts;
+        async move { produce(producer, alerts, &format!("p{i}"), &payload).await }
+    });
+    futures::future::join_all(sends).await;
+    wait_for_groups(&service, 50, 60).await;
+    let pauses = metric(&service, "incidentd_kafka_partition_pauses_total", &[]).await;
+    assert!(
+        pauses > 0.0,
+        "a partition was paused while its shard was full"
+    );
 }
