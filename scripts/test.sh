@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, unit and
 # integration tests. Installs and starts the real services the tests need
-# with scripts/services.sh (Redis and Kafka) and leaves them running for the
-# next run. Tests find them through INCIDENTD_TEST_REDIS_URL
-# (redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}) and
-# INCIDENTD_TEST_KAFKA_BROKERS (127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}).
+# with scripts/services.sh (Redis, Kafka and Pulsar) and leaves them running
+# for the next run. Tests find them through INCIDENTD_TEST_REDIS_URL
+# (redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}),
+# INCIDENTD_TEST_KAFKA_BROKERS (127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}) and
+# INCIDENTD_TEST_PULSAR_URL (pulsar://127.0.0.1:${INCIDENTD_PULSAR_PORT:-6660}).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/incidentd-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+scripts/ensure-protoc.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -20,9 +23,10 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== services"
-scripts/services.sh up redis kafka
+scripts/services.sh up redis kafka pulsar
 export INCIDENTD_TEST_REDIS_URL="redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}"
 export INCIDENTD_TEST_KAFKA_BROKERS="127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}"
+export INCIDENTD_TEST_PULSAR_URL="pulsar://127.0.0.1:${INCIDENTD_PULSAR_PORT:-6660}"
 
 echo "== cargo test"
 log="$(mktemp)"

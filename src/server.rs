@@ -21,7 +21,7 @@ use crate::ingest::PagerDutyKeys;
 use crate::intake::{Intake, KafkaIntake};
 use crate::kafka::Cluster;
 use crate::notify::Notifier;
-use crate::sinks::{Fanout, KafkaEventSink};
+use crate::sinks::{start_kafka, start_pulsar, Fanout};
 use crate::state::{AppState, Directory};
 use crate::store::{LocalStore, RedisStore};
 use crate::telemetry;
@@ -167,7 +167,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         } else {
             &sink.brokers
         };
-        topics.push(KafkaEventSink::start(sink, brokers).map_err(|e| anyhow::anyhow!(e))?);
+        topics.push(start_kafka(sink, brokers).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    for sink in &config.events.pulsar {
+        topics.push(start_pulsar(sink));
     }
     let ports = Ports {
         store,

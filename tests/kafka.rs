@@ -13,6 +13,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use common::events::{incidents_with_notes, SeqOrder};
 use common::{paging_config, Service, WebhookReceiver};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -742,77 +743,24 @@ brokers = "{brokers}"
     );
     let service = Service::start(&config).await;
 
-    // 100 incidents, then 5 notes on each: 1 + 5 events apiece, at least.
-    let alerts: Vec<Value> = (0..100)
-        .map(|i| native_alert(&format!("E{i}"), i, "warning"))
-        .collect();
-    let response = service.post_json("/api/v1/alerts", &json!(alerts)).await;
-    assert_eq!(response.status(), 200);
-    let incidents = service.all_incidents().await;
-    assert_eq!(incidents.len(), 100);
-    for note in 0..5 {
-        let notes = incidents.iter().map(|incident| {
-            let path = format!(
-                "/api/v1/incidents/{}/notes",
-                incident["id"].as_str().unwrap()
-            );
-            let service = &service;
-            async move {
-                let response = service
-                    .post_json(
-                        &path,
-                        &json!({"text": format!("note {note}"), "actor": "bob"}),
-                    )
-                    .await;
-                assert_eq!(response.status(), 200);
-            }
-        });
-        futures::future::join_all(notes).await;
-    }
-    let last_seq: BTreeMap<String, u64> = service
-        .all_incidents()
-        .await
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                i["seq"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let last_seq = incidents_with_notes(&service, 100, 5).await;
 
     // Read the topic: per incident, seq 1..n in order, no gap.
     let consumer = reader(&names, &events);
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut order = SeqOrder::default();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen != last_seq && Instant::now() < deadline {
+    while order.seen != last_seq && Instant::now() < deadline {
         let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
         else {
             continue;
         };
-        let event: Value = serde_json::from_slice(message.payload().expect("payload")).unwrap();
-        let subject = event["subject"].as_str().expect("subject").to_string();
-        assert_eq!(
-            message.key(),
-            Some(subject.as_bytes()),
-            "keyed by incident id"
-        );
-        assert_eq!(event["specversion"], "1.0");
-        let seq = event["data"]["seq"].as_u64().expect("seq");
-        assert_eq!(event["id"], format!("{subject}-{seq}"));
-        assert!(event["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("incidentd.incident."));
-        let previous = seen.insert(subject.clone(), seq).unwrap_or(0);
-        assert_eq!(
-            seq,
-            previous + 1,
-            "incident {subject}: seq {seq} after {previous}"
-        );
+        let key = message
+            .key()
+            .map(|k| std::str::from_utf8(k).expect("utf-8 key"));
+        order.check(key, message.payload().expect("payload"));
     }
     assert_eq!(
-        seen, last_seq,
+        order.seen, last_seq,
         "every incident's events, up to its last seq"
     );
 }

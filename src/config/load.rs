@@ -178,6 +178,20 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    for sink in &config.events.pulsar {
+        if !(sink.url.starts_with("pulsar://") || sink.url.starts_with("pulsar+ssl://")) {
+            errors.push(format!(
+                "events.pulsar {:?}: url {:?} must start with pulsar:// or pulsar+ssl://",
+                sink.topic, sink.url
+            ));
+        }
+        if sink.topic.is_empty() || sink.produce_timeout.is_zero() || sink.batch_size == 0 {
+            errors.push(format!(
+                "events.pulsar {:?}: topic, produce_timeout and batch_size must be set and above zero",
+                sink.topic
+            ));
+        }
+    }
     if config.kafka.enabled() && config.store.kind != StoreKind::Redis {
         errors.push("kafka: cluster mode needs store.kind = \"redis\" (shards move between replicas with their snapshots)".into());
     }

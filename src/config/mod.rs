@@ -15,7 +15,7 @@ use incidentd_actors::EngineSettings;
 use serde::{Deserialize, Serialize};
 
 pub use crate::kafka::{KafkaConfig, KafkaSource, SourceFormat};
-pub use crate::sinks::{EventsConfig, KafkaEventsConfig};
+pub use crate::sinks::{EventsConfig, KafkaEventsConfig, PulsarEventsConfig};
 pub use load::{load, ConfigError, Overrides};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 mod cloudevent;
 mod fanout;
 mod kafka;
+mod outbound;
+mod pulsar;
 
 use std::time::Duration;
 
@@ -10,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub use cloudevent::{CloudEvent, EventData, SOURCE};
 pub use fanout::Fanout;
-pub use kafka::KafkaEventSink;
+pub use kafka::start_kafka;
+pub use outbound::Outbound;
+pub use pulsar::start_pulsar;
 
 use crate::bus::EventFilter;
 
@@ -20,6 +24,59 @@ use crate::bus::EventFilter;
 pub struct EventsConfig {
     /// Kafka topics, each with its own filter.
     pub kafka: Vec<KafkaEventsConfig>,
+    /// Apache Pulsar topics, each with its own filter.
+    pub pulsar: Vec<PulsarEventsConfig>,
+}
+
+/// One Pulsar topic of incident events; partition and ordering key are the
+/// incident id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsarEventsConfig {
+    /// Broker service URL, e.g. "pulsar://127.0.0.1:6660".
+    pub url: String,
+    /// e.g. "persistent://public/default/incident-events".
+    pub topic: String,
+    /// Longest wait for the broker to acknowledge an event (and for a
+    /// connection); a shard does not store its changes until their events
+    /// are acknowledged.
+    #[serde(with = "humantime_serde", default = "default_produce_timeout")]
+    pub produce_timeout: Duration,
+    /// Events per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Bytes per batch.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// A batch goes out at the latest this long after its first event.
+    #[serde(with = "humantime_serde", default = "default_batch_delay")]
+    pub batch_delay: Duration,
+    #[serde(default)]
+    pub compression: PulsarCompression,
+    /// Which events go to this topic (all when left out).
+    #[serde(default)]
+    pub filter: EventFilter,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PulsarCompression {
+    None,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+fn default_batch_size() -> u32 {
+    1_000
+}
+
+fn default_batch_bytes() -> usize {
+    128 * 1024
+}
+
+fn default_batch_delay() -> Duration {
+    Duration::from_millis(2)
 }
 
 /// One Kafka topic of incident events, keyed by incident id.

@@ -1,0 +1,78 @@
+//! Event-topic checks shared by the Kafka and Pulsar tests: drive some
+//! incident changes, then check what a topic carried, per incident.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::Service;
+
+/// Opens `incidents` incidents (one alert each) and adds `notes` notes to
+/// each; returns every incident's last seq (its number of events).
+pub async fn incidents_with_notes(
+    service: &Service,
+    incidents: usize,
+    notes: usize,
+) -> BTreeMap<String, u64> {
+    let alerts: Vec<Value> = (0..incidents)
+        .map(|i| json!({"status": "firing", "labels": {"alertname": format!("E{i}")}}))
+        .collect();
+    let response = service.post_json("/api/v1/alerts", &json!(alerts)).await;
+    assert_eq!(response.status(), 200);
+    let opened = service.all_incidents().await;
+    assert_eq!(opened.len(), incidents);
+    for note in 0..notes {
+        let adds = opened.iter().map(|incident| {
+            let path = format!(
+                "/api/v1/incidents/{}/notes",
+                incident["id"].as_str().unwrap()
+            );
+            async move {
+                let body = json!({"text": format!("note {note}"), "actor": "bob"});
+                let response = service.post_json(&path, &body).await;
+                assert_eq!(response.status(), 200);
+            }
+        });
+        futures::future::join_all(adds).await;
+    }
+    service
+        .all_incidents()
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Follows what one topic carried: every record must be a CloudEvent of
+/// an incident, keyed by it, with seq one above the incident's previous.
+#[derive(Default)]
+pub struct SeqOrder {
+    pub seen: BTreeMap<String, u64>,
+}
+
+impl SeqOrder {
+    /// Checks one record (its key and JSON payload).
+    pub fn check(&mut self, key: Option<&str>, payload: &[u8]) {
+        let event: Value = serde_json::from_slice(payload).expect("a JSON event");
+        let subject = event["subject"].as_str().expect("subject").to_string();
+        assert_eq!(key, Some(subject.as_str()), "keyed by incident id");
+        assert_eq!(event["specversion"], "1.0");
+        let seq = event["data"]["seq"].as_u64().expect("seq");
+        assert_eq!(event["id"], format!("{subject}-{seq}"));
+        assert!(event["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("incidentd.incident."));
+        let previous = self.seen.insert(subject.clone(), seq).unwrap_or(0);
+        assert_eq!(
+            seq,
+            previous + 1,
+            "incident {subject}: seq {seq} after {previous}"
+        );
+    }
+}
