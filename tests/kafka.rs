@@ -13,7 +13,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::events::{incidents_with_notes, SeqOrder};
+use common::events::{incidents_with_notes, NoGap, SeqOrder};
 use common::{paging_config, Service, WebhookReceiver};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -854,4 +854,71 @@ async fn a_full_shard_pauses_its_partition_and_nothing_is_lost() {
         pauses > 0.0,
         "a partition was paused while its shard was full"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_events_flow_repeats_events_but_skips_none() {
+    let names = Names::new("crash");
+    let events = names.topic("events");
+    create_topics(&[(&events, SHARDS)]).await;
+    let config = format!(
+        "[engine]\nshards = {SHARDS}\n[routing]\ngroup_by = [\"alertname\"]\n[[events.kafka]]\ntopic = \"{events}\"\nbrokers = \"{}\"\n",
+        brokers()
+    );
+    let mut service = Service::start(&config).await;
+
+    // 40 rounds of one new alert for each of 50 groups, each round sent
+    // until it is answered 2xx (the service is killed in the middle).
+    let url = format!("{}/api/v1/alerts", service.base);
+    let loader = tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        for round in 0..40 {
+            let alerts: Vec<Value> = (0..50)
+                .map(|g| native_alert(&format!("C{g}"), round, "warning"))
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match client.post(&url).json(&alerts).send().await {
+                    Ok(r) if r.status().is_success() => break,
+                    _ => assert!(Instant::now() < deadline, "round {round} never accepted"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.restart().await; // SIGKILL, then start again on the same data dir
+    loader.await.expect("loader");
+
+    let last_seq: BTreeMap<String, u64> = service
+        .all_incidents()
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(last_seq.len(), 50);
+    let consumer = reader(&names, &events);
+    let mut order = NoGap::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while order.highest != last_seq && Instant::now() < deadline {
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
+        else {
+            continue;
+        };
+        order.check(message.payload().expect("payload"));
+    }
+    assert_eq!(
+        order.highest, last_seq,
+        "every incident's events, up to its last seq"
+    );
+    println!("events repeated after the crash: {}", order.repeats);
 }

@@ -76,3 +76,29 @@ impl SeqOrder {
         );
     }
 }
+
+/// Follows a topic across a crash: an incident's events may repeat (same
+/// seq, sent again after the restart) but none may be skipped.
+#[derive(Default)]
+pub struct NoGap {
+    /// Highest seq seen per incident.
+    pub highest: BTreeMap<String, u64>,
+    pub repeats: usize,
+}
+
+impl NoGap {
+    pub fn check(&mut self, payload: &[u8]) {
+        let event: Value = serde_json::from_slice(payload).expect("a JSON event");
+        let subject = event["subject"].as_str().expect("subject").to_string();
+        let seq = event["data"]["seq"].as_u64().expect("seq");
+        let highest = self.highest.entry(subject.clone()).or_insert(0);
+        assert!(
+            seq <= *highest + 1,
+            "incident {subject}: seq {seq} after {highest}: a gap"
+        );
+        if seq <= *highest {
+            self.repeats += 1;
+        }
+        *highest = (*highest).max(seq);
+    }
+}
