@@ -114,6 +114,18 @@ fn reader(names: &Names, topic: &str) -> StreamConsumer {
     consumer
 }
 
+/// Creates a cluster's topics for `names`: the source `source`, the keyed
+/// topic and the dead-letter topic; returns the source's full name.
+async fn cluster_topics(names: &Names, source: &str) -> String {
+    let (source, keyed, dead) = (
+        names.topic(source),
+        names.topic("keyed"),
+        names.topic("dead"),
+    );
+    create_topics(&[(&source, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    source
+}
+
 fn producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -299,19 +311,9 @@ fn native_alert(alertname: &str, instance: usize, severity: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_in_mixed_formats_become_incidents_and_poison_is_dead_lettered() {
     let names = Names::new("ingest");
-    let (native, webhook, keyed, dead) = (
-        names.topic("native"),
-        names.topic("webhook"),
-        names.topic("keyed"),
-        names.topic("dead"),
-    );
-    create_topics(&[
-        (&native, SHARDS),
-        (&webhook, SHARDS),
-        (&keyed, SHARDS),
-        (&dead, 1),
-    ])
-    .await;
+    let native = cluster_topics(&names, "native").await;
+    let (webhook, dead) = (names.topic("webhook"), names.topic("dead"));
+    create_topics(&[(&webhook, SHARDS)]).await;
     let sources = format!(
         r#"
 [[kafka.sources]]
@@ -477,12 +479,7 @@ async fn incident_owned_by(service: &Service) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
     let names = Names::new("failover");
-    let (alerts, keyed, dead) = (
-        names.topic("alerts"),
-        names.topic("keyed"),
-        names.topic("dead"),
-    );
-    create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let alerts = cluster_topics(&names, "alerts").await;
     let receiver = WebhookReceiver::start(Vec::new()).await;
     let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
     let config = cluster_config(&names, "", &sources, &paging_config(&receiver.url, "4s"));
@@ -645,12 +642,7 @@ async fn reset_group(group: &str, topics: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_every_topic_from_the_start_changes_nothing() {
     let names = Names::new("replay");
-    let (alerts, keyed, dead) = (
-        names.topic("alerts"),
-        names.topic("keyed"),
-        names.topic("dead"),
-    );
-    create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let alerts = cluster_topics(&names, "alerts").await;
     let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
     let mut service = Service::start(&cluster_config(
         &names,
@@ -672,7 +664,7 @@ async fn replaying_every_topic_from_the_start_changes_nothing() {
     let before = state_of(&service).await;
 
     assert_eq!(service.terminate(), Some(0), "a clean stop");
-    reset_group(&names.run, &[&keyed]).await;
+    reset_group(&names.run, &[&names.topic("keyed")]).await;
     reset_group(&format!("{}.sources", names.run), &[&alerts]).await;
     service.restart().await;
 
@@ -768,12 +760,7 @@ brokers = "{brokers}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     let names = Names::new("direct");
-    let (direct, keyed, dead) = (
-        names.topic("direct"),
-        names.topic("keyed"),
-        names.topic("dead"),
-    );
-    create_topics(&[(&direct, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let direct = cluster_topics(&names, "direct").await;
     let sources = format!(
         "[[kafka.sources]]\ntopic = \"{direct}\"\nformat = \"native\"\nkeyed_by_group_key = true\n"
     );
@@ -819,12 +806,7 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_shard_pauses_its_partition_and_nothing_is_lost() {
     let names = Names::new("pause");
-    let (alerts, keyed, dead) = (
-        names.topic("alerts"),
-        names.topic("keyed"),
-        names.topic("dead"),
-    );
-    create_topics(&[(&alerts, SHARDS), (&keyed, SHARDS), (&dead, 1)]).await;
+    let alerts = cluster_topics(&names, "alerts").await;
     // A shard holds at most 5 alerts not yet stored and a partition buffers
     // 20 messages, so a burst read straight by the shard consumers (a
     // shard-keyed source) must pause partitions. (The kafka keys go before
