@@ -13,7 +13,7 @@ use incidentd_actors::model::{
     Alert, Command, CommandError, IncidentId, IncidentSummary, NewIncident, Timestamp,
 };
 use incidentd_actors::{Engine, EngineError};
-use serde_json::json;
+use serde::Serialize;
 use ulid::Ulid;
 
 use crate::kafka::{Keyed, KeyedProducer, KeyedRecord, PendingReplies, SourceInput};
@@ -45,17 +45,27 @@ pub enum Applied {
     Queued { incident: IncidentId },
 }
 
+/// The answer to a command queued for another replica (HTTP 202).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueuedBody {
+    /// Always "accepted".
+    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub incident: IncidentId,
+    pub message: &'static str,
+}
+
 impl IntoResponse for Applied {
     fn into_response(self) -> Response {
         match self {
             Applied::Done(summary) => Json(summary).into_response(),
             Applied::Queued { incident } => (
                 StatusCode::ACCEPTED,
-                Json(json!({
-                    "status": "accepted",
-                    "incident": incident,
-                    "message": "queued for the replica that owns the incident, in order with its alerts; read the incident to see the change",
-                })),
+                Json(QueuedBody {
+                    status: "accepted",
+                    incident,
+                    message: "queued for the replica that owns the incident, in order with its alerts; read the incident to see the change",
+                }),
             )
                 .into_response(),
         }

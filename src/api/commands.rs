@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use super::actor::actor_of;
 use super::error::{ApiError, ErrorBody};
 use super::request;
-use crate::intake::Applied;
+use crate::intake::{Applied, QueuedBody};
 use crate::state::AppState;
 
 type Changed = Result<Applied, ApiError>;
@@ -68,6 +68,7 @@ impl Lifecycle {
     request_body(content = Option<ActorBody>, description = "Optional"),
     responses(
         (status = 200, description = "Changed and stored", body = IncidentSummary),
+        (status = 202, description = "Cluster mode: queued for the replica that owns the incident", body = QueuedBody),
         (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "Unknown incident or action", body = ErrorBody),
         (status = 409, description = "Does not apply now (e.g. resolving a resolved incident)", body = ErrorBody),
@@ -128,6 +129,7 @@ impl SnoozeBody {
     request_body = SnoozeBody,
     responses(
         (status = 200, description = "Snoozed and stored", body = IncidentSummary),
+        (status = 202, description = "Cluster mode: queued for the replica that owns the incident", body = QueuedBody),
         (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "Unknown incident", body = ErrorBody),
         (status = 409, description = "Resolved or already snoozed", body = ErrorBody),
@@ -169,6 +171,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     request_body = AssignBody,
     responses(
         (status = 200, description = "Assigned and stored", body = IncidentSummary),
+        (status = 202, description = "Cluster mode: queued for the replica that owns the incident", body = QueuedBody),
         (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "Unknown incident", body = ErrorBody),
         (status = 409, description = "Already has that assignee", body = ErrorBody),
@@ -205,6 +208,7 @@ pub struct NoteBody {
     request_body = NoteBody,
     responses(
         (status = 200, description = "Note stored", body = IncidentSummary),
+        (status = 202, description = "Cluster mode: queued for the replica that owns the incident", body = QueuedBody),
         (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "Unknown incident", body = ErrorBody),
         (status = 422, description = "text missing, blank or too long", body = ErrorBody),
@@ -238,6 +242,7 @@ pub struct UpdateBody {
     request_body = UpdateBody,
     responses(
         (status = 200, description = "Changed and stored", body = IncidentSummary),
+        (status = 202, description = "Cluster mode: queued for the replica that owns the incident", body = QueuedBody),
         (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "Unknown incident", body = ErrorBody),
         (status = 409, description = "It already has that severity or title", body = ErrorBody),

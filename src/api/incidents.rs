@@ -15,7 +15,7 @@ use super::actor::actor_of;
 use super::error::{ApiError, ErrorBody};
 use super::list_query::{IncidentPage, ListQuery};
 use super::request;
-use crate::intake::Applied;
+use crate::intake::{Applied, QueuedBody};
 use crate::state::AppState;
 
 /// Lists live incidents, filtered, sorted and paged.
@@ -126,6 +126,7 @@ pub struct CreateIncident {
     request_body = CreateIncident,
     responses(
         (status = 201, description = "Opened and stored; `Location` names it", body = IncidentSummary),
+        (status = 202, description = "Cluster mode: queued for the replica that owns the incident", body = QueuedBody),
         (status = 400, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "A field is missing or invalid; the message names it", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry", body = ErrorBody),
