@@ -162,12 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     bus.add_listener(notifier.clone());
     let mut topics: Vec<Arc<dyn EventSink>> = Vec::new();
     for sink in &config.events.kafka {
-        let brokers = if sink.brokers.is_empty() {
-            &config.kafka.brokers
-        } else {
-            &sink.brokers
-        };
-        topics.push(start_kafka(sink, brokers).map_err(|e| anyhow::anyhow!(e))?);
+        topics.push(start_kafka(sink, &config.kafka).map_err(|e| anyhow::anyhow!(e))?);
     }
     for sink in &config.events.pulsar {
         topics.push(start_pulsar(sink));

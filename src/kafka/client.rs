@@ -18,7 +18,7 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
 }
 
 /// `kafka.options` last, so an operator's setting always wins.
-fn with_options(mut client: ClientConfig, config: &KafkaConfig) -> ClientConfig {
+pub fn with_options(mut client: ClientConfig, config: &KafkaConfig) -> ClientConfig {
     for (key, value) in &config.options {
         client.set(key, value);
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use incidentd_actors::Engine;
 
-pub use client::producer_settings;
+pub use client::{producer_settings, with_options};
 pub use config::{KafkaConfig, KafkaSource, SourceFormat};
 pub use pending::{Outcome, PendingReplies};
 pub use producer::{Keyed, KeyedProducer};

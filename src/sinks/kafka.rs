@@ -8,7 +8,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::outbound::{Ack, Outbound, Transport};
 use super::KafkaEventsConfig;
-use crate::kafka::producer_settings;
+use crate::kafka::{producer_settings, with_options, KafkaConfig};
 
 struct KafkaTransport {
     producer: FutureProducer,
@@ -34,8 +34,21 @@ impl Transport for KafkaTransport {
 }
 
 /// Connects the producer and starts delivering to `config.topic`.
-pub fn start_kafka(config: &KafkaEventsConfig, brokers: &str) -> Result<Arc<Outbound>, String> {
-    let producer: FutureProducer = producer_settings(brokers, config.produce_timeout)
+/// With no brokers of its own, the topic is on the cluster's Kafka and its
+/// producer takes the cluster's settings (`kafka.brokers`, `kafka.options`).
+pub fn start_kafka(
+    config: &KafkaEventsConfig,
+    cluster: &KafkaConfig,
+) -> Result<Arc<Outbound>, String> {
+    let settings = if config.brokers.is_empty() {
+        with_options(
+            producer_settings(&cluster.brokers, config.produce_timeout),
+            cluster,
+        )
+    } else {
+        producer_settings(&config.brokers, config.produce_timeout)
+    };
+    let producer: FutureProducer = settings
         .create()
         .map_err(|e| format!("kafka event producer for {:?}: {e}", config.topic))?;
     let transport = KafkaTransport {

@@ -84,7 +84,8 @@ fn default_batch_delay() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct KafkaEventsConfig {
     pub topic: String,
-    /// Bootstrap servers; empty means `kafka.brokers`.
+    /// Bootstrap servers; empty means the cluster's: `kafka.brokers`, with
+    /// `kafka.options`.
     #[serde(default)]
     pub brokers: String,
     /// Longest wait for the broker to acknowledge an event; a shard does not
