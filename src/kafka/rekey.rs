@@ -62,7 +62,6 @@ pub fn start_rekey(
         consumer,
         shared,
         formats,
-        max_batch: config.max_batch,
         shutdown,
     };
     Ok(Some(tokio::spawn(rekey.run())))
@@ -72,7 +71,6 @@ struct Rekey {
     consumer: StreamConsumer<LagContext>,
     shared: Arc<WorkerShared>,
     formats: HashMap<String, SourceFormat>,
-    max_batch: usize,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -119,7 +117,7 @@ impl Rekey {
             }
             Err(_) => return batch,
         }
-        while batch.len() < self.shared.max_batch.min(self.max_batch) {
+        while batch.len() < self.shared.max_batch {
             match tokio::time::timeout(BATCH_WAIT, self.consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(message.detach()),
                 _ => break,

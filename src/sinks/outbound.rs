@@ -130,13 +130,24 @@ impl Outbound {
 #[async_trait]
 impl EventSink for Outbound {
     fn publish(&self, events: &[IncidentEvent]) {
+        // Encoded before taking the lock: every shard's incidents publish
+        // through this one queue.
+        let encoded: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .filter(|e| self.filter.matches(e))
+            .map(|e| (e.incident_id.to_string(), CloudEvent::of(e).to_json()))
+            .collect();
+        if encoded.is_empty() {
+            return;
+        }
         let mut queued = self.queued.lock().expect("queue lock");
-        for event in events.iter().filter(|e| self.filter.matches(e)) {
+        for (key, payload) in encoded {
+            // Numbered under the lock, so queue order is number order.
             let number = self.published.fetch_add(1, Ordering::AcqRel) + 1;
             queued.push_back(Record {
                 number,
-                key: event.incident_id.to_string(),
-                payload: CloudEvent::of(event).to_json(),
+                key,
+                payload,
             });
         }
         drop(queued);
