@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorRef, ActorStatus};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -270,10 +270,19 @@ impl Engine {
         }
     }
 
+    /// The shard's actor while it runs: a shard that stopped by itself
+    /// (fenced by a newer owner) is not owned any more, though its slot is
+    /// only emptied by the next acquire or release.
     fn shard_ref(&self, shard: usize) -> Option<ActorRef<ShardMsg>> {
         self.slots
             .get(shard)
             .and_then(|slot| slot.read().expect("shard slot lock").clone())
+            .filter(|actor| {
+                !matches!(
+                    actor.get_status(),
+                    ActorStatus::Stopping | ActorStatus::Stopped
+                )
+            })
     }
 
     /// Casts to a shard this replica owns.
