@@ -13,7 +13,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::events::{incidents_with_notes, NoGap, SeqOrder};
+use common::events::{incidents_with_notes, last_seqs, NoGap, SeqOrder};
 use common::{paging_config, Service, WebhookReceiver};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -876,17 +876,7 @@ async fn a_crash_while_events_flow_repeats_events_but_skips_none() {
     service.restart().await; // SIGKILL, then start again on the same data dir
     loader.await.expect("loader");
 
-    let last_seq: BTreeMap<String, u64> = service
-        .all_incidents()
-        .await
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                i["seq"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let last_seq = last_seqs(&service).await;
     assert_eq!(last_seq.len(), 50);
     let consumer = reader(&names, &events);
     let mut order = NoGap::default();

@@ -35,6 +35,11 @@ pub async fn incidents_with_notes(
         });
         futures::future::join_all(adds).await;
     }
+    last_seqs(service).await
+}
+
+/// Every incident's last seq (its number of events), by incident id.
+pub async fn last_seqs(service: &Service) -> BTreeMap<String, u64> {
     service
         .all_incidents()
         .await
