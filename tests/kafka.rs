@@ -13,10 +13,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::events::{incidents_with_notes, last_seqs, NoGap, SeqOrder};
+use common::kafka::{brokers, create_topics, reader, Names};
+use common::load::native_alert;
 use common::{paging_config, Service, WebhookReceiver};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -25,93 +24,10 @@ use serde_json::{json, Value};
 
 const SHARDS: i32 = 8;
 
-fn brokers() -> String {
-    std::env::var("INCIDENTD_TEST_KAFKA_BROKERS").expect(
-        "INCIDENTD_TEST_KAFKA_BROKERS is not set: run scripts/test.sh, or scripts/services.sh up kafka and export INCIDENTD_TEST_KAFKA_BROKERS=127.0.0.1:9192",
-    )
-}
-
 fn redis_url() -> String {
     std::env::var("INCIDENTD_TEST_REDIS_URL").expect(
         "INCIDENTD_TEST_REDIS_URL is not set: run scripts/test.sh, or scripts/services.sh up redis and export INCIDENTD_TEST_REDIS_URL=redis://127.0.0.1:6390",
     )
-}
-
-/// Names unique to one test run, so reruns never see old data.
-struct Names {
-    run: String,
-}
-
-impl Names {
-    fn new(test: &str) -> Names {
-        Names {
-            run: format!("{test}-{}", ulid::Ulid::new().to_string().to_lowercase()),
-        }
-    }
-    fn topic(&self, name: &str) -> String {
-        format!("{}.{name}", self.run)
-    }
-}
-
-async fn create_topics(topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("kafka admin client");
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let results = admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "creating topics on {} failed (is Kafka up? scripts/services.sh up kafka): {e}",
-                brokers()
-            )
-        });
-    for result in results {
-        result.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e}"));
-    }
-    // Created is not yet visible everywhere: wait until metadata shows them.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (name, partitions) in topics {
-        loop {
-            let metadata = admin
-                .inner()
-                .fetch_metadata(Some(name), Duration::from_secs(5))
-                .expect("kafka metadata");
-            let visible = metadata.topics().iter().any(|t| {
-                t.name() == *name
-                    && t.error().is_none()
-                    && t.partitions().len() == *partitions as usize
-            });
-            if visible {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "topic {name} not visible after 30s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// A consumer of `topic` from its first message, in a group of its own.
-fn reader(names: &Names, topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("{}.check", names.run))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("kafka consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    consumer
 }
 
 /// Creates a cluster's topics for `names`: the source `source`, the keyed
@@ -180,22 +96,6 @@ handover_timeout = "15s"
 }
 
 /// The sum of a metric's samples whose line contains every one of `parts`.
-async fn metric(service: &Service, name: &str, parts: &[&str]) -> f64 {
-    let text = service
-        .client
-        .get(format!("{}/metrics", service.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Waits until both replicas own shards and together own all of them.
 async fn wait_for_shared_shards(what: &str, within: Duration, a: &Service, b: &Service) {
     wait_until(what, within, &[a, b], || async {
@@ -211,7 +111,7 @@ async fn wait_for_shared_shards(what: &str, within: Duration, a: &Service, b: &S
 
 /// How many shards a replica owns now.
 async fn owned_shards(service: &Service) -> usize {
-    metric(service, "incidentd_kafka_owned_shards", &[]).await as usize
+    service.metric("incidentd_kafka_owned_shards", &[]).await as usize
 }
 
 /// Polls `check` until it passes; on timeout fails with what it saw last
@@ -297,15 +197,6 @@ async fn alerts_by_group(service: &Service) -> Result<BTreeMap<String, u64>, Str
             )
         })
         .collect())
-}
-
-fn native_alert(alertname: &str, instance: usize, severity: &str) -> Value {
-    json!({
-        "status": "firing",
-        "severity": severity,
-        "labels": {"alertname": alertname, "instance": format!("i{instance}"), "severity": severity},
-        "annotations": {"summary": format!("{alertname} on i{instance}")},
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -674,12 +565,9 @@ async fn replaying_every_topic_from_the_start_changes_nothing() {
         Duration::from_secs(60),
         &[&service],
         || async {
-            let replayed = metric(
-                &service,
-                "incidentd_kafka_messages_total",
-                &["outcome=\"replayed\""],
-            )
-            .await;
+            let replayed = service
+                .metric("incidentd_kafka_messages_total", &["outcome=\"replayed\""])
+                .await;
             if replayed >= 2_000.0 {
                 Ok(())
             } else {
@@ -714,47 +602,6 @@ async fn state_of(service: &Service) -> BTreeMap<String, (String, u64, u64, u64)
             )
         })
         .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incident_events_reach_a_kafka_topic_in_order_per_incident() {
-    let names = Names::new("events");
-    let events = names.topic("events");
-    create_topics(&[(&events, SHARDS)]).await;
-    let config = format!(
-        r#"
-[engine]
-shards = {SHARDS}
-[routing]
-group_by = ["alertname"]
-[[events.kafka]]
-topic = "{events}"
-brokers = "{brokers}"
-"#,
-        brokers = brokers()
-    );
-    let service = Service::start(&config).await;
-
-    let last_seq = incidents_with_notes(&service, 100, 5).await;
-
-    // Read the topic: per incident, seq 1..n in order, no gap.
-    let consumer = reader(&names, &events);
-    let mut order = SeqOrder::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while order.seen != last_seq && Instant::now() < deadline {
-        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
-        else {
-            continue;
-        };
-        let key = message
-            .key()
-            .map(|k| std::str::from_utf8(k).expect("utf-8 key"));
-        order.check(key, message.payload().expect("payload"));
-    }
-    assert_eq!(
-        order.seen, last_seq,
-        "every incident's events, up to its last seq"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -794,12 +641,9 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     });
     futures::future::join_all(sends).await;
     wait_for_groups(&service, 100, 4).await;
-    let rekeyed = metric(
-        &service,
-        "incidentd_kafka_messages_total",
-        &["outcome=\"rekeyed\""],
-    )
-    .await;
+    let rekeyed = service
+        .metric("incidentd_kafka_messages_total", &["outcome=\"rekeyed\""])
+        .await;
     assert!(rekeyed > 0.0, "strays went through the keyed topic");
 }
 
@@ -831,66 +675,11 @@ async fn a_full_shard_pauses_its_partition_and_nothing_is_lost() {
     });
     futures::future::join_all(sends).await;
     wait_for_groups(&service, 50, 60).await;
-    let pauses = metric(&service, "incidentd_kafka_partition_pauses_total", &[]).await;
+    let pauses = service
+        .metric("incidentd_kafka_partition_pauses_total", &[])
+        .await;
     assert!(
         pauses > 0.0,
         "a partition was paused while its shard was full"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_while_events_flow_repeats_events_but_skips_none() {
-    let names = Names::new("crash");
-    let events = names.topic("events");
-    create_topics(&[(&events, SHARDS)]).await;
-    let config = format!(
-        "[engine]\nshards = {SHARDS}\n[routing]\ngroup_by = [\"alertname\"]\n[[events.kafka]]\ntopic = \"{events}\"\nbrokers = \"{}\"\n",
-        brokers()
-    );
-    let mut service = Service::start(&config).await;
-
-    // 40 rounds of one new alert for each of 50 groups, each round sent
-    // until it is answered 2xx (the service is killed in the middle).
-    let url = format!("{}/api/v1/alerts", service.base);
-    let loader = tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        for round in 0..40 {
-            let alerts: Vec<Value> = (0..50)
-                .map(|g| native_alert(&format!("C{g}"), round, "warning"))
-                .collect();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match client.post(&url).json(&alerts).send().await {
-                    Ok(r) if r.status().is_success() => break,
-                    _ => assert!(Instant::now() < deadline, "round {round} never accepted"),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    service.restart().await; // SIGKILL, then start again on the same data dir
-    loader.await.expect("loader");
-
-    let last_seq = last_seqs(&service).await;
-    assert_eq!(last_seq.len(), 50);
-    let consumer = reader(&names, &events);
-    let mut order = NoGap::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while order.highest != last_seq && Instant::now() < deadline {
-        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
-        else {
-            continue;
-        };
-        order.check(message.payload().expect("payload"));
-    }
-    assert_eq!(
-        order.highest, last_seq,
-        "every incident's events, up to its last seq"
-    );
-    println!("events repeated after the crash: {}", order.repeats);
 }

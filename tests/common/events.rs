@@ -3,38 +3,62 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::load::native_alert;
 use super::Service;
 
-/// Opens `incidents` incidents (one alert each) and adds `notes` notes to
-/// each; returns every incident's last seq (its number of events).
-pub async fn incidents_with_notes(
+/// Opens `incidents` incidents and changes each of them about 20 times, in
+/// most of the ways an incident changes: alerts joining, acknowledge and
+/// its reversal, assignment, notes, severity and title, resolve and reopen.
+/// Returns every incident's last seq (its number of events).
+pub async fn incidents_with_many_changes(
     service: &Service,
     incidents: usize,
-    notes: usize,
 ) -> BTreeMap<String, u64> {
-    let alerts: Vec<Value> = (0..incidents)
-        .map(|i| json!({"status": "firing", "labels": {"alertname": format!("E{i}")}}))
-        .collect();
-    let response = service.post_json("/api/v1/alerts", &json!(alerts)).await;
-    assert_eq!(response.status(), 200);
+    for instance in 0..8 {
+        let alerts: Vec<Value> = (0..incidents)
+            .map(|i| native_alert(&format!("E{i}"), instance, "warning"))
+            .collect();
+        let response = service.post_json("/api/v1/alerts", &json!(alerts)).await;
+        assert_eq!(response.status(), 200, "alerts of instance {instance}");
+    }
     let opened = service.all_incidents().await;
     assert_eq!(opened.len(), incidents);
-    for note in 0..notes {
-        let adds = opened.iter().map(|incident| {
-            let path = format!(
-                "/api/v1/incidents/{}/notes",
-                incident["id"].as_str().unwrap()
-            );
-            async move {
-                let body = json!({"text": format!("note {note}"), "actor": "bob"});
-                let response = service.post_json(&path, &body).await;
-                assert_eq!(response.status(), 200);
+    let commands: [(&str, Value); 12] = [
+        ("acknowledge", json!({})),
+        ("notes", json!({"text": "looking"})),
+        ("assign", json!({"assignee": "bob"})),
+        ("", json!({"severity": "critical"})),
+        ("unacknowledge", json!({})),
+        ("notes", json!({"text": "still there"})),
+        ("", json!({"title": "renamed"})),
+        ("resolve", json!({})),
+        ("reopen", json!({})),
+        ("assign", json!({"assignee": null})),
+        ("notes", json!({"text": "cause found"})),
+        ("notes", json!({"text": "done"})),
+    ];
+    let changes = opened.iter().map(|incident| {
+        let base = format!("/api/v1/incidents/{}", incident["id"].as_str().unwrap());
+        let commands = &commands;
+        async move {
+            // One incident's commands in order; incidents side by side.
+            for (action, body) in commands {
+                let response = if action.is_empty() {
+                    service.patch_json(&base, body).await
+                } else {
+                    service.post_json(&format!("{base}/{action}"), body).await
+                };
+                assert_eq!(response.status(), 200, "{action} {body} on {base}");
             }
-        });
-        futures::future::join_all(adds).await;
-    }
+        }
+    });
+    futures::stream::iter(changes)
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
     last_seqs(service).await
 }
 

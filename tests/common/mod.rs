@@ -5,6 +5,9 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod events;
+pub mod kafka;
+pub mod load;
+pub mod pulsar;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,6 +198,15 @@ impl Service {
             .expect("POST")
     }
 
+    pub async fn patch_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .patch(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self
             .client
@@ -208,6 +220,24 @@ impl Service {
             response.status()
         );
         response.json().await.expect("JSON body")
+    }
+
+    /// The sum of the samples of metric `name` whose line contains every
+    /// one of `parts` (label pairs such as `outcome="acked"`).
+    pub async fn metric(&self, name: &str, parts: &[&str]) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Every incident, following `next` cursors.

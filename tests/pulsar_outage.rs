@@ -1,0 +1,101 @@
+//! A Pulsar outage under load, against the real broker that
+//! `scripts/services.sh up pulsar` starts (`scripts/test.sh` does), named by
+//! INCIDENTD_TEST_PULSAR_URL. This test stops and starts that broker, so it
+//! lives in a test binary of its own: cargo runs test binaries one at a
+//! time, and no other test sees the outage.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::events::{last_seqs, NoGap};
+use common::load::alert_rounds;
+use common::Service;
+use futures::StreamExt;
+
+const OUTAGE: Duration = Duration::from_secs(15);
+
+/// Runs `scripts/services.sh <action> pulsar`.
+fn pulsar_service(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
+    let status = Command::new("bash")
+        .args([script, action, "pulsar"])
+        .status()
+        .unwrap_or_else(|e| panic!("running {script} {action} pulsar: {e}"));
+    assert!(
+        status.success(),
+        "{script} {action} pulsar failed: {status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_held_during_a_pulsar_outage_all_arrive_after_it() {
+    let run = ulid::Ulid::new().to_string().to_lowercase();
+    let topic = format!("persistent://public/default/outage-{run}");
+    let subscription = format!("outage-check-{run}");
+    // Subscribed before anything is published, so the broker keeps it all
+    // for this subscription, across its own restart.
+    {
+        let client = common::pulsar::client().await;
+        common::pulsar::subscribe(&client, &topic, &subscription).await;
+    }
+    let config = format!(
+        r#"
+[engine]
+shards = 8
+[routing]
+group_by = ["alertname"]
+[[events.pulsar]]
+url = "{url}"
+topic = "{topic}"
+produce_timeout = "2s"
+"#,
+        url = common::pulsar::pulsar_url()
+    );
+    let service = Service::start(&config).await;
+
+    // Rounds keep coming during the outage; each is sent again until taken.
+    let patience = OUTAGE + Duration::from_secs(120);
+    let loader = alert_rounds(&service.base, "O", 60, 50, patience);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pulsar_service("down");
+    let outage_began = Instant::now();
+    tokio::time::sleep(OUTAGE).await;
+    pulsar_service("up");
+    println!("Pulsar was down for {:?}", outage_began.elapsed());
+    loader.await.expect("loader");
+
+    let retried = service
+        .metric("incidentd_events_published_total", &["outcome=\"retried\""])
+        .await;
+    assert!(
+        retried > 0.0,
+        "the service saw the outage (no event was retried)"
+    );
+    let last_seq = last_seqs(&service).await;
+    assert_eq!(last_seq.len(), 50);
+    let events: u64 = last_seq.values().sum();
+
+    let client = common::pulsar::client().await;
+    let mut consumer = common::pulsar::subscribe(&client, &topic, &subscription).await;
+    let mut order = NoGap::default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while order.highest != last_seq && Instant::now() < deadline {
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
+        else {
+            continue;
+        };
+        consumer.ack(&message).await.expect("ack");
+        order.check(&message.payload.data);
+    }
+    assert_eq!(
+        order.highest, last_seq,
+        "every incident's events, up to its last seq, after the outage"
+    );
+    println!(
+        "{events} events, {} repeated, {retried} sends retried during the outage",
+        order.repeats
+    );
+}
