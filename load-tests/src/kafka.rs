@@ -13,6 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::Semaphore;
 
 use crate::generate::{self, AlertSpec, Generator};
+use crate::metrics_page;
 use crate::pace::Pacer;
 use crate::record::Recorder;
 use crate::scenario::Scenario;
@@ -90,10 +91,11 @@ fn kafka_error(e: &KafkaError) -> String {
     }
 }
 
-/// Samples, every second until `stop`, the alerts the service has durably
-/// applied from Kafka since the start: its counter
-/// `incidentd_kafka_alerts_applied_total`, which a shard consumer adds to
-/// only after the snapshot holding the alerts' effect is stored.
+/// Alerts the service has durably applied from Kafka: a shard consumer
+/// adds to it only after the snapshot holding the alerts' effect is stored.
+const APPLIED: &str = "incidentd_kafka_alerts_applied_total";
+
+/// Samples, every second until `stop`, APPLIED since the start.
 pub fn sample_durable(
     metrics_url: String,
     recorder: Arc<Recorder>,
@@ -105,15 +107,8 @@ pub fn sample_durable(
             .build()
             .expect("HTTP client");
         let read = || async {
-            let text = client
-                .get(&metrics_url)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            Some(applied_alerts(&text))
+            let page = metrics_page::fetch(&client, &metrics_url).await?;
+            Some(metrics_page::counter(&page, APPLIED, None))
         };
         let baseline = read().await.unwrap_or(0);
         while !stop.load(Ordering::Relaxed) {
@@ -124,25 +119,4 @@ pub fn sample_durable(
             tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
         }
     })
-}
-
-/// The value of `incidentd_kafka_alerts_applied_total` in a Prometheus text page.
-fn applied_alerts(text: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with("incidentd_kafka_alerts_applied_total "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_applied_counter() {
-        let page = "# TYPE incidentd_kafka_alerts_applied_total counter\nincidentd_kafka_alerts_applied_total 1234\nother 5\n";
-        assert_eq!(applied_alerts(page), 1234);
-        assert_eq!(applied_alerts("nothing here"), 0);
-    }
 }

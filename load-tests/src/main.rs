@@ -6,7 +6,9 @@
 mod generate;
 mod http;
 mod kafka;
+mod metrics_page;
 mod observe;
+mod observe_topic;
 mod pace;
 mod record;
 mod report;
@@ -24,7 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::generate::Generator;
 use crate::record::Recorder;
-use crate::report::{Alerts, Durable, Groups, Report, Series, Sse};
+use crate::report::{Alerts, Durable, EventsPublished, Groups, Report, Series, Sse};
 use crate::scenario::{Mode, Scenario};
 
 #[derive(Parser)]
@@ -79,22 +81,28 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now().to_rfc3339();
     let recorder = Arc::new(Recorder::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let observing = if scenario.observe {
-        let (observer, stream) =
-            observe::Observer::connect(&scenario.base_url(), gen.prefix(), recorder.clone())
+    let observing = match (&scenario.observe, &scenario.events_topic) {
+        (false, _) => None,
+        (true, Some(topic)) => Some(
+            observe_topic::start(topic, gen.prefix(), recorder.clone(), stop_rx)
                 .await
-                .context("the SSE stream is needed to measure latency (or set observe = false)")?;
-        Some(tokio::spawn(observer.run(stream, stop_rx)))
-    } else {
-        None
+                .context("the events topic is needed to measure latency")?,
+        ),
+        (true, None) => {
+            let (observer, stream) =
+                observe::Observer::connect(&scenario.base_url(), gen.prefix(), recorder.clone())
+                    .await
+                    .context(
+                        "the SSE stream is needed to measure latency (or set observe = false)",
+                    )?;
+            Some(tokio::spawn(observer.run(stream, stop_rx)))
+        }
     };
+    let metrics_url = format!("{}/metrics", scenario.base_url());
+    let events_before = published_events(&metrics_url).await;
     let stop_sampler = Arc::new(AtomicBool::new(false));
     let sampler = (scenario.mode == Mode::Kafka).then(|| {
-        kafka::sample_durable(
-            format!("{}/metrics", scenario.base_url()),
-            recorder.clone(),
-            stop_sampler.clone(),
-        )
+        kafka::sample_durable(metrics_url.clone(), recorder.clone(), stop_sampler.clone())
     });
     let progress = progress_bar(&scenario, recorder.clone());
 
@@ -124,6 +132,17 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_tx.send(true);
+    let events_published = match (events_before, published_events(&metrics_url).await) {
+        (Some(before), Some(after)) if after > before => {
+            let seconds = send_start.elapsed().as_secs_f64();
+            Some(EventsPublished {
+                events: after - before,
+                seconds,
+                events_per_s: (after - before) as f64 / seconds,
+            })
+        }
+        _ => None,
+    };
     stop_sampler.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(observing) = observing {
         let _ = observing.await;
@@ -169,6 +188,7 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
         generated: gen.stats,
         throughput_alerts_per_s: acked as f64 / send_seconds,
         durable,
+        events_published,
         latency_ms: report::latency(&samples),
         ack_latency_ms: report::latency(&recorder.ack_latencies()),
         groups: Groups {
@@ -192,6 +212,18 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     report.write(&out)?;
     println!("wrote {}/result.json and plot.svg", out.display());
     Ok(())
+}
+
+/// Events the service's broker topics acknowledged so far, if it has any.
+async fn published_events(metrics_url: &str) -> Option<u64> {
+    let client = reqwest::Client::new();
+    let page = metrics_page::fetch(&client, metrics_url).await?;
+    let acked = Some("outcome=\"acked\"");
+    Some(metrics_page::counter(
+        &page,
+        "incidentd_events_published_total",
+        acked,
+    ))
 }
 
 /// A progress bar over the send phase, hidden when stdout is not a terminal.

@@ -110,7 +110,8 @@ impl Observer {
                 self.recorder.resets.fetch_add(1, Ordering::Relaxed);
             }
             "created" => {
-                if let Some(key) = incident_key(&event.data, &self.prefix) {
+                let data = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                if let Some(key) = incident_key(&data, &self.prefix) {
                     self.recorder.observed(&key, at);
                 }
             }
@@ -122,8 +123,9 @@ impl Observer {
 /// The alertname of the incident an event is about, if it is one of this
 /// run's: the `alertname` label, else the `alertname="..."` part of the
 /// group key (`root:{alertname="X"}` with `group_by = ["alertname"]`).
-pub fn incident_key(data: &str, prefix: &str) -> Option<String> {
-    let event: Value = serde_json::from_str(data).ok()?;
+/// `event` is the SSE event's data or a CloudEvent's `data`: both carry
+/// `incident` and `group_key`.
+pub fn incident_key(event: &Value, prefix: &str) -> Option<String> {
     if let Some(name) = event["incident"]["labels"]["alertname"].as_str() {
         if name.starts_with(prefix) {
             return Some(name.to_string());
@@ -222,13 +224,11 @@ mod tests {
     #[test]
     fn finds_the_alertname() {
         let by_label = r#"{"group_key":"x","incident":{"labels":{"alertname":"load-r-1"}}}"#;
-        assert_eq!(
-            incident_key(by_label, "load-r-").as_deref(),
-            Some("load-r-1")
-        );
+        let key = |data: &str| incident_key(&serde_json::from_str(data).unwrap(), "load-r-");
+        assert_eq!(key(by_label).as_deref(), Some("load-r-1"));
         let by_key = r#"{"group_key":"root:{alertname=\"load-r-2\"}","incident":{"labels":{}}}"#;
-        assert_eq!(incident_key(by_key, "load-r-").as_deref(), Some("load-r-2"));
+        assert_eq!(key(by_key).as_deref(), Some("load-r-2"));
         let other = r#"{"group_key":"root:{alertname=\"Other\"}","incident":{"labels":{}}}"#;
-        assert_eq!(incident_key(other, "load-r-"), None);
+        assert_eq!(key(other), None);
     }
 }

@@ -25,6 +25,9 @@ pub struct Report {
     pub throughput_alerts_per_s: f64,
     /// Kafka mode with the keyed-topic sampler: alerts in durable state.
     pub durable: Option<Durable>,
+    /// Events the service's broker topics acknowledged during the run
+    /// (send phase and drain), when it publishes to any.
+    pub events_published: Option<EventsPublished>,
     /// From sending a group's first alert to its `created` event on SSE.
     pub latency_ms: Latency,
     /// From send to the acknowledgement of each request (HTTP: stored by
@@ -65,6 +68,13 @@ pub struct Latency {
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventsPublished {
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +168,14 @@ impl Report {
                 )
             );
             let _ = writeln!(out, "{:<28} {:>14.0}", "durable alerts/s", d.alerts_per_s);
+        }
+        if let Some(e) = &self.events_published {
+            let _ = writeln!(out, "{:<28} {:>14}", "events to broker topics", e.events);
+            let _ = writeln!(
+                out,
+                "{:<28} {:>14.0}",
+                "events/s (send + drain)", e.events_per_s
+            );
         }
         let _ = writeln!(
             out,

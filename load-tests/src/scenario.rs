@@ -105,6 +105,21 @@ pub struct Scenario {
     /// comparison run): then only acknowledgements are timed.
     #[serde(default = "default_observe")]
     pub observe: bool,
+    /// With `observe`: time `created` events where the service publishes
+    /// them to a broker topic (its `[[events.kafka]]` or `[[events.pulsar]]`)
+    /// instead of on SSE, i.e. from send to consumed through the broker.
+    /// `{ broker = "kafka", brokers = "127.0.0.1:9192", topic = "..." }` or
+    /// `{ broker = "pulsar", url = "pulsar://127.0.0.1:6660", topic = "..." }`.
+    #[serde(default)]
+    pub events_topic: Option<EventsTopic>,
+}
+
+/// A broker topic of the service's incident events (CloudEvents JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "broker", rename_all = "snake_case")]
+pub enum EventsTopic {
+    Kafka { brokers: String, topic: String },
+    Pulsar { url: String, topic: String },
 }
 
 fn default_batch_size() -> usize {
@@ -208,6 +223,17 @@ impl Scenario {
             _ if kafka_fields => bail!("kafka_brokers and kafka_topic are for mode kafka only"),
             _ => {}
         }
+        match &self.events_topic {
+            Some(EventsTopic::Kafka { brokers, .. }) => check_brokers(brokers)?,
+            Some(EventsTopic::Pulsar { url, .. }) => {
+                let parsed =
+                    Url::parse(url).with_context(|| format!("pulsar url {url:?} is not a URL"))?;
+                if parsed.scheme() != "pulsar" || !is_loopback(parsed.host_str().unwrap_or("")) {
+                    bail!("pulsar url {url:?} must be pulsar:// on a loopback address");
+                }
+            }
+            None => {}
+        }
         Ok(())
     }
 }
@@ -217,16 +243,18 @@ fn check_loopback_url(target: &str) -> anyhow::Result<()> {
     if url.scheme() != "http" {
         bail!("target must be http://");
     }
-    let host = url.host_str().unwrap_or("");
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || matches!(
-            host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>(),
-            Ok(ip) if ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
-        );
-    if !loopback {
+    if !is_loopback(url.host_str().unwrap_or("")) {
         bail!("target {target:?} is not a loopback address (127.0.0.1, localhost or [::1])");
     }
     Ok(())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || matches!(
+            host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>(),
+            Ok(ip) if ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+        )
 }
 
 fn check_brokers(brokers: &str) -> anyhow::Result<()> {
@@ -315,5 +343,26 @@ mod tests {
         assert!(Scenario::parse(&remote).is_err());
         let http_with_kafka = format!("{OK}\nkafka_topic = \"alerts\"");
         assert!(Scenario::parse(&http_with_kafka).is_err());
+    }
+
+    #[test]
+    fn events_topics_must_be_local() {
+        let pulsar = |url: &str| {
+            format!("{OK}\n[events_topic]\nbroker = \"pulsar\"\nurl = \"{url}\"\ntopic = \"t\"")
+        };
+        Scenario::parse(&pulsar("pulsar://127.0.0.1:6660")).unwrap();
+        assert!(Scenario::parse(&pulsar("pulsar://pulsar.example:6650")).is_err());
+        assert!(Scenario::parse(&pulsar("http://127.0.0.1:6660")).is_err());
+        let kafka = |brokers: &str| {
+            format!(
+                "{OK}\n[events_topic]\nbroker = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"t\""
+            )
+        };
+        Scenario::parse(&kafka("127.0.0.1:9192")).unwrap();
+        assert!(Scenario::parse(&kafka("kafka.example:9092")).is_err());
+        assert!(Scenario::parse(&format!(
+            "{OK}\n[events_topic]\nbroker = \"nats\"\ntopic = \"t\""
+        ))
+        .is_err());
     }
 }
