@@ -7,6 +7,11 @@ use incidentd_actors::model::{
     Change, IncidentEvent, IncidentId, IncidentStatus, IncidentSummary, Severity, Timestamp,
 };
 
+/// The integration tests' schema validator, compiled here too so that the
+/// unit tests check emitted events with the same code.
+#[path = "../tests/common/schemas.rs"]
+pub mod event_schemas;
+
 pub fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
     query
         .iter()

@@ -10,6 +10,7 @@ mod incidents;
 mod list_query;
 mod openapi;
 pub mod request;
+mod schemas;
 mod stream;
 mod stream_filter;
 #[cfg(test)]
@@ -39,5 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/incidents/{id}/assign", post(commands::assign))
         .route("/api/v1/incidents/{id}/notes", post(commands::add_note))
         .route("/api/v1/events", get(stream::events))
+        .route("/api/v1/schemas", get(schemas::list_schemas))
+        .route("/api/v1/schemas/{name}", get(schemas::get_schema))
         .merge(openapi::router())
 }

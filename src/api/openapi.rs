@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{commands, incidents, stream};
+use super::{commands, incidents, schemas, stream};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -32,6 +32,8 @@ use crate::state::AppState;
         commands::assign,
         commands::add_note,
         stream::events,
+        schemas::list_schemas,
+        schemas::get_schema,
         crate::ingest::http::alertmanager_v2,
         crate::ingest::http::alertmanager_webhook,
         crate::ingest::http::native,
@@ -45,6 +47,7 @@ use crate::state::AppState;
         (name = "incidents", description = "List, read and open incidents"),
         (name = "commands", description = "Change an incident; answers with its summary once stored"),
         (name = "events", description = "Live incident events (Server-Sent Events)"),
+        (name = "schemas", description = "JSON Schemas of the incident events sent to Kafka and Pulsar topics"),
         (name = "ingest", description = "Alerts in, in the wire formats alerting tools speak"),
     ),
 )]

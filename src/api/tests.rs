@@ -784,6 +784,8 @@ async fn openapi_lists_every_path_and_docs_are_served() {
         "/api/v1/incidents/{id}/assign",
         "/api/v1/incidents/{id}/notes",
         "/api/v1/events",
+        "/api/v1/schemas",
+        "/api/v1/schemas/{name}",
         "/api/v2/alerts",
         "/api/v1/webhooks/alertmanager",
         "/api/v1/alerts",
@@ -839,4 +841,18 @@ async fn openapi_lists_every_path_and_docs_are_served() {
 
 fn schemas_of(doc: &Value) -> &Value {
     &doc["components"]["schemas"]
+}
+
+#[tokio::test]
+async fn event_schemas_are_routed_with_the_rest_of_the_api() {
+    let app = app().await;
+    let (status, list) = app.get("/api/v1/schemas").await;
+    assert_eq!(status, StatusCode::OK);
+    let created = &list["schemas"][1];
+    let (status, schema) = app.get(created["url"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(schema["title"], created["type"]);
+    let (status, error) = app.get("/api/v1/schemas/nope.json").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error["error"], "not_found");
 }

@@ -62,10 +62,13 @@ impl<'a> CloudEvent<'a> {
 
 #[cfg(test)]
 mod tests {
-    use incidentd_actors::model::IncidentId;
-    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    use incidentd_actors::model::{EventKind, IncidentId, IncidentStatus, Severity};
+    use serde_json::{json, Value};
 
     use super::*;
+    use crate::test_support::event_schemas::EventSchemas;
     use crate::test_support::{event, summary};
 
     #[test]
@@ -80,5 +83,114 @@ mod tests {
         assert_eq!(json["data"]["seq"], 3);
         assert_eq!(json["data"]["incident"]["id"], id.to_string());
         assert!(json["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// A change of `kind` with every field set.
+    fn change_of(kind: EventKind) -> Change {
+        match kind {
+            EventKind::Created => Change::Created {
+                fingerprint: Some("f1".into()),
+            },
+            EventKind::AlertAdded => Change::AlertAdded {
+                fingerprint: "f2".into(),
+                severity: Severity::Error,
+                summary: "disk full".into(),
+                refire: false,
+            },
+            EventKind::AlertResolved => Change::AlertResolved {
+                fingerprint: "f2".into(),
+            },
+            EventKind::Acknowledged => Change::Acknowledged,
+            EventKind::Unacknowledged => Change::Unacknowledged,
+            EventKind::AckTimedOut => Change::AckTimedOut,
+            EventKind::Escalated => Change::Escalated {
+                policy: "page".into(),
+                step: 0,
+                loop_index: 1,
+                targets: vec!["user:alice".into()],
+                channels: vec!["log".into()],
+                idempotency_key: "k".into(),
+            },
+            EventKind::Resolved => Change::Resolved { automatic: true },
+            EventKind::Reopened => Change::Reopened { reopen_count: 1 },
+            EventKind::Assigned => Change::Assigned { assignee: None },
+            EventKind::NoteAdded => Change::NoteAdded { text: "hi".into() },
+            EventKind::SeverityChanged => Change::SeverityChanged {
+                from: Severity::Info,
+                to: Severity::Critical,
+            },
+            EventKind::TitleChanged => Change::TitleChanged {
+                from: "a".into(),
+                to: "b".into(),
+            },
+            EventKind::Snoozed => Change::Snoozed {
+                until: Timestamp(3_600_000),
+            },
+            EventKind::SnoozeExpired => Change::SnoozeExpired,
+            EventKind::Archived => Change::Archived,
+        }
+    }
+
+    /// The wire form of a `kind` event, as JSON.
+    fn wire_event(kind: EventKind) -> Value {
+        let id = IncidentId(ulid::Ulid::from_parts(7, 7));
+        let incident = IncidentSummary {
+            status: IncidentStatus::Acknowledged,
+            service: Some("db".into()),
+            labels: BTreeMap::from([("alertname".into(), "DiskFull".into())]),
+            acknowledged_at: Some(Timestamp(1_500)),
+            ..summary(id)
+        };
+        let event = event(incident, 2, change_of(kind));
+        serde_json::from_slice(&CloudEvent::of(&event).to_json()).unwrap()
+    }
+
+    #[test]
+    fn every_kind_of_event_matches_its_schema() {
+        let schemas = EventSchemas::load();
+        for kind in EventKind::ALL {
+            let json = wire_event(kind);
+            if let Err(e) = schemas.validate(&json) {
+                panic!("{kind:?} does not match its schema: {e}\n{json:#}");
+            }
+        }
+    }
+
+    /// What a mutation breaks, and how.
+    type Mutation = (&'static str, fn(&mut Value));
+
+    #[test]
+    fn an_event_unlike_its_schema_is_refused() {
+        let schemas = EventSchemas::load();
+        let mutations: [Mutation; 6] = [
+            ("missing title", |e| {
+                e["data"]["incident"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("title");
+            }),
+            ("unknown severity", |e| {
+                e["data"]["incident"]["severity"] = json!("urgent");
+            }),
+            ("extra field in change", |e| {
+                e["data"]["change"]["extra"] = json!(1);
+            }),
+            ("extra field in data", |e| e["data"]["extra"] = json!(1)),
+            ("change of another kind", |e| {
+                e["data"]["change"]["kind"] = json!("resolved");
+            }),
+            ("time without milliseconds", |e| {
+                e["time"] = json!("2026-11-27T10:00:00Z");
+            }),
+        ];
+        for (what, mutate) in mutations {
+            let mut json = wire_event(EventKind::SeverityChanged);
+            mutate(&mut json);
+            assert!(schemas.validate(&json).is_err(), "{what} was accepted");
+        }
+        let mut unknown = wire_event(EventKind::Created);
+        unknown["type"] = json!("incidentd.incident.exploded.v1");
+        let error = schemas.validate(&unknown).unwrap_err();
+        assert!(error.contains("no schema"), "{error}");
     }
 }

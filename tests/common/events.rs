@@ -7,6 +7,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::load::native_alert;
+use super::schemas::EventSchemas;
 use super::Service;
 
 /// Opens `incidents` incidents and changes each of them about 20 times, in
@@ -77,26 +78,42 @@ pub async fn last_seqs(service: &Service) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// A record's payload as JSON, after checking it against the schema of
+/// its event type (`schemas/`).
+fn valid_event(schemas: &EventSchemas, payload: &[u8]) -> Value {
+    let event: Value = serde_json::from_slice(payload).expect("a JSON event");
+    if let Err(e) = schemas.validate(&event) {
+        panic!("an event unlike its schema: {e}\n{event:#}");
+    }
+    event
+}
+
 /// Follows what one topic carried: every record must be a CloudEvent of
-/// an incident, keyed by it, with seq one above the incident's previous.
-#[derive(Default)]
+/// an incident that matches its schema, keyed by the incident, with seq
+/// one above the incident's previous.
 pub struct SeqOrder {
     pub seen: BTreeMap<String, u64>,
+    schemas: EventSchemas,
+}
+
+/// Starts with no incident seen, and the schemas loaded.
+impl Default for SeqOrder {
+    fn default() -> SeqOrder {
+        SeqOrder {
+            seen: BTreeMap::new(),
+            schemas: EventSchemas::load(),
+        }
+    }
 }
 
 impl SeqOrder {
     /// Checks one record (its key and JSON payload).
     pub fn check(&mut self, key: Option<&str>, payload: &[u8]) {
-        let event: Value = serde_json::from_slice(payload).expect("a JSON event");
+        let event = valid_event(&self.schemas, payload);
         let subject = event["subject"].as_str().expect("subject").to_string();
         assert_eq!(key, Some(subject.as_str()), "keyed by incident id");
-        assert_eq!(event["specversion"], "1.0");
         let seq = event["data"]["seq"].as_u64().expect("seq");
         assert_eq!(event["id"], format!("{subject}-{seq}"));
-        assert!(event["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("incidentd.incident."));
         let previous = self.seen.insert(subject.clone(), seq).unwrap_or(0);
         assert_eq!(
             seq,
@@ -107,17 +124,29 @@ impl SeqOrder {
 }
 
 /// Follows a topic across a crash: an incident's events may repeat (same
-/// seq, sent again after the restart) but none may be skipped.
-#[derive(Default)]
+/// seq, sent again after the restart) but none may be skipped, and each
+/// must match its schema.
 pub struct NoGap {
     /// Highest seq seen per incident.
     pub highest: BTreeMap<String, u64>,
     pub repeats: usize,
+    schemas: EventSchemas,
+}
+
+/// Starts with no incident seen, and the schemas loaded.
+impl Default for NoGap {
+    fn default() -> NoGap {
+        NoGap {
+            highest: BTreeMap::new(),
+            repeats: 0,
+            schemas: EventSchemas::load(),
+        }
+    }
 }
 
 impl NoGap {
     pub fn check(&mut self, payload: &[u8]) {
-        let event: Value = serde_json::from_slice(payload).expect("a JSON event");
+        let event = valid_event(&self.schemas, payload);
         let subject = event["subject"].as_str().expect("subject").to_string();
         let seq = event["data"]["seq"].as_u64().expect("seq");
         let highest = self.highest.entry(subject.clone()).or_insert(0);

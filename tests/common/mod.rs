@@ -8,6 +8,7 @@ pub mod events;
 pub mod kafka;
 pub mod load;
 pub mod pulsar;
+pub mod schemas;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
