@@ -19,8 +19,8 @@
 #   ${INCIDENTD_SERVICES_DIR:-$HOME/.cache/incidentd-services}/kafka/lib;
 #   config, cluster id, data (data/), pidfile and logs are beside them.
 #   After start it creates, when missing, the topics the service uses by
-#   default: alerts and incidentd.alerts.keyed (8 partitions each) and
-#   incidentd.alerts.dead-letter (1 partition). Topics are not created
+#   default: alerts, incidentd.alerts.keyed and incidentd.incident-events
+#   (8 partitions each) and incidentd.alerts.dead-letter (1 partition). Topics are not created
 #   automatically on first use (auto.create.topics.enable=false): tests
 #   create their own with the admin client.
 #   INCIDENTD_KAFKA_HEAP overrides the broker heap (default
@@ -91,7 +91,7 @@ KAFKA_START_SECONDS=90
 # while, after that it gets SIGKILL.
 KAFKA_STOP_SECONDS=30
 # The topics the service uses by default: NAME:PARTITIONS.
-KAFKA_TOPICS=(alerts:8 incidentd.alerts.keyed:8 incidentd.alerts.dead-letter:1)
+KAFKA_TOPICS=(alerts:8 incidentd.alerts.keyed:8 incidentd.alerts.dead-letter:1 incidentd.incident-events:8)
 
 # 4.0.7 is the newest 4.0 (LTS) release that Maven Central serves here with
 # all of its dependencies: 4.0.8 lacks org.apache.pulsar:jetcd-core-shaded

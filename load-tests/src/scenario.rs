@@ -283,6 +283,22 @@ mod tests {
     "#;
 
     #[test]
+    fn every_shipped_scenario_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            checked += 1;
+        }
+        assert!(
+            checked >= 6,
+            "only {checked} scenarios in {}",
+            dir.display()
+        );
+    }
+
+    #[test]
     fn parses_with_defaults() {
         let s = Scenario::parse(OK).unwrap();
         assert_eq!(s.mode, Mode::AlertmanagerV2);
