@@ -12,6 +12,7 @@ mod openapi;
 pub mod request;
 mod stream;
 mod stream_filter;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 
@@ -39,5 +40,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/incidents/{id}/assign", post(commands::assign))
         .route("/api/v1/incidents/{id}/notes", post(commands::add_note))
         .route("/api/v1/events", get(stream::events))
+        .route(
+            "/api/v1/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}",
+            get(subscriptions::get).delete(subscriptions::delete),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/deliveries",
+            get(subscriptions::deliveries),
+        )
         .merge(openapi::router())
 }

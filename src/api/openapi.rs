@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{commands, incidents, stream};
+use super::{commands, incidents, stream, subscriptions};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -32,6 +32,11 @@ use crate::state::AppState;
         commands::assign,
         commands::add_note,
         stream::events,
+        subscriptions::create,
+        subscriptions::list,
+        subscriptions::get,
+        subscriptions::delete,
+        subscriptions::deliveries,
         crate::ingest::http::alertmanager_v2,
         crate::ingest::http::alertmanager_webhook,
         crate::ingest::http::native,
@@ -45,6 +50,7 @@ use crate::state::AppState;
         (name = "incidents", description = "List, read and open incidents"),
         (name = "commands", description = "Change an incident; answers with its summary once stored"),
         (name = "events", description = "Live incident events (Server-Sent Events)"),
+        (name = "subscriptions", description = "Webhooks that receive incident events"),
         (name = "ingest", description = "Alerts in, in the wire formats alerting tools speak"),
     ),
 )]

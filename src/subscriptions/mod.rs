@@ -12,13 +12,18 @@
 
 mod config;
 mod dead_letter;
+mod registry;
+mod stats;
 mod store;
 mod subscription;
+mod worker;
 
 pub use config::SubscriptionsConfig;
 pub use dead_letter::DeadLetter;
+pub use registry::{Deliveries, SubscriptionError, Subscriptions};
+pub use stats::DeliveryCounts;
 pub(crate) use store::decode;
 pub use store::SubscriptionStore;
 #[cfg(test)]
-pub(crate) use store::contract;
+pub(crate) use store::{contract, memory};
 pub use subscription::{NewSubscription, Subscription, SubscriptionView};
