@@ -13,6 +13,8 @@ pub mod server;
 pub mod sinks;
 pub mod state;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod webhook;

@@ -24,6 +24,7 @@ use crate::notify::Notifier;
 use crate::sinks::{start_kafka, start_pulsar, Fanout};
 use crate::state::{AppState, Directory};
 use crate::store::{LocalStore, RedisStore};
+use crate::subscriptions::{SubscriptionStore, Subscriptions};
 use crate::telemetry;
 
 /// The whole HTTP surface: operations endpoints open, everything else
@@ -138,7 +139,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::metrics();
     let (tree, policies) = compile_rules(&config.routing, config.escalation_policies.clone())
         .map_err(|errors| anyhow::anyhow!("invalid configuration:\n  {}", errors.join("\n  ")))?;
-    let (store, directory): (Arc<dyn SnapshotStore>, Directory) = match config.store.kind {
+    let (store, subscription_store, directory): (
+        Arc<dyn SnapshotStore>,
+        Arc<dyn SubscriptionStore>,
+        Directory,
+    ) = match config.store.kind {
         StoreKind::Local => {
             let store = LocalStore::open(&config.server.data_dir).with_context(|| {
                 format!(
@@ -146,7 +151,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     config.server.data_dir.display()
                 )
             })?;
-            (Arc::new(store), Directory::Local)
+            (Arc::new(store.clone()), Arc::new(store), Directory::Local)
         }
         StoreKind::Redis => {
             let store = Arc::new(
@@ -154,12 +159,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     .await
                     .context("connecting to the snapshot store (store.redis_url)")?,
             );
-            (store.clone(), Directory::Redis(store))
+            (store.clone(), store.clone(), Directory::Redis(store))
         }
     };
     let bus = Arc::new(EventBus::new(config.server.sse_replay_events));
     let notifier = Notifier::start(&config.notifier);
     bus.add_listener(notifier.clone());
+    let client = reqwest::Client::builder()
+        .build()
+        .context("building the HTTP client of webhook subscriptions")?;
+    let subscriptions =
+        Subscriptions::start(subscription_store, config.subscriptions.clone(), client)
+            .await
+            .context("loading webhook subscriptions from the store")?;
+    bus.add_listener(subscriptions.clone());
     let mut topics: Vec<Arc<dyn EventSink>> = Vec::new();
     for sink in &config.events.kafka {
         topics.push(start_kafka(sink, &config.kafka).map_err(|e| anyhow::anyhow!(e))?);
@@ -222,6 +235,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         intake,
         pagerduty,
         bus,
+        subscriptions: subscriptions.clone(),
         config: config.clone(),
         metrics,
         shutting_down: Default::default(),
@@ -234,7 +248,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutting_down = state.shutting_down.clone();
     let engine = state.engine.clone();
     // One deadline, set when the signal comes, bounds draining requests,
-    // storing the shards and delivering queued notifications together.
+    // storing the shards and delivering queued notifications and
+    // subscription events together.
     let (deadline_tx, deadline_rx) = tokio::sync::watch::channel(None::<Instant>);
     let timeout = config.server.shutdown_timeout;
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
@@ -279,9 +294,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "shards did not finish storing in time; exiting anyway"
         );
     }
-    notifier
-        .stop(deadline.saturating_duration_since(Instant::now()))
-        .await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::join!(notifier.stop(left), subscriptions.stop(left));
     tracing::info!("stopped");
     Ok(())
 }

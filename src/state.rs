@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::ingest::PagerDutyKeys;
 use crate::intake::Intake;
 use crate::store::RedisStore;
+use crate::subscriptions::Subscriptions;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub struct AppState {
     /// PagerDuty triggers, for their later acknowledge and resolve events.
     pub pagerduty: Arc<PagerDutyKeys>,
     pub bus: Arc<EventBus>,
+    pub subscriptions: Arc<Subscriptions>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub shutting_down: Arc<AtomicBool>,

@@ -15,6 +15,10 @@ pub const ALERTS_RECEIVED: &str = "incidentd_alerts_received_total";
 pub const ALERTS_REJECTED: &str = "incidentd_alerts_rejected_total";
 pub const INGEST_DURABLE: &str = "incidentd_ingest_to_durable_seconds";
 pub const NOTIFICATIONS: &str = "incidentd_notifications_total";
+/// Webhook subscription events by `outcome`: delivered, dead_lettered, queue_full.
+pub const SUBSCRIPTION_DELIVERIES: &str = "incidentd_subscription_deliveries_total";
+/// Webhook subscription attempts after an event's first.
+pub const SUBSCRIPTION_RETRIES: &str = "incidentd_subscription_retries_total";
 pub const STORE_COMMAND_DURATION: &str = "incidentd_store_command_duration_seconds";
 pub const STORE_FENCED_WRITES: &str = "incidentd_store_fenced_writes_total";
 pub const STORE_ERRORS: &str = "incidentd_store_errors_total";

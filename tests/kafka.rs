@@ -683,3 +683,108 @@ async fn a_full_shard_pauses_its_partition_and_nothing_is_lost() {
         "a partition was paused while its shard was full"
     );
 }
+
+/// Each replica delivers the events of the shards it owns, so a webhook
+/// subscription must run on every replica: one created on A reaches B at
+/// B's next reload, and a deletion on A stops B too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_made_on_one_replica_delivers_from_every_replica() {
+    let names = Names::new("subscriptions");
+    let alerts = cluster_topics(&names, "alerts").await;
+    let receiver = WebhookReceiver::start(Vec::new()).await;
+    let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
+    let extra = "[subscriptions]\nrefresh_interval = \"200ms\"\n";
+    let config = cluster_config(&names, "", &sources, extra);
+    let a = Service::start(&config).await;
+    let b = Service::start(&config).await;
+    wait_for_shared_shards(
+        "both replicas share the 8 shards",
+        Duration::from_secs(60),
+        &a,
+        &b,
+    )
+    .await;
+
+    let subscription = json!({ "url": receiver.url, "filter": { "types": ["created"] } });
+    let response = a.post_json("/api/v1/subscriptions", &subscription).await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Several reloads' time, so B runs it too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let producer = producer();
+    let groups = 40;
+    for g in 0..groups {
+        let payload = serde_json::to_vec(&native_alert(&format!("S{g}"), g, "critical")).unwrap();
+        produce(&producer, &alerts, &format!("s{g}"), &payload).await;
+    }
+    let created = || {
+        receiver
+            .received()
+            .iter()
+            .map(|r| r.headers["ce-id"].to_str().unwrap().to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    wait_until(
+        "every incident's created event delivered",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || async {
+            let delivered = created().len();
+            if delivered == groups {
+                Ok(())
+            } else {
+                Err(format!("{delivered} of {groups} delivered"))
+            }
+        },
+    )
+    .await;
+    let path = format!("/api/v1/subscriptions/{id}/deliveries");
+    for replica in [&a, &b] {
+        let delivered = replica.get_json(&path).await["counts"]["delivered"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            delivered > 0,
+            "{} delivered none: it owns shards, so it must deliver their events",
+            replica.base
+        );
+    }
+
+    let response = a
+        .client
+        .delete(format!("{}/api/v1/subscriptions/{id}", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = receiver.received().len();
+    for g in groups..groups + 20 {
+        let payload = serde_json::to_vec(&native_alert(&format!("S{g}"), g, "critical")).unwrap();
+        produce(&producer, &alerts, &format!("s{g}"), &payload).await;
+    }
+    wait_until(
+        "the new incidents opened",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || async {
+            let open = try_all_incidents(&b).await?.len();
+            if open == groups + 20 {
+                Ok(())
+            } else {
+                Err(format!("{open} incidents"))
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        before,
+        "no replica delivers after the delete"
+    );
+}

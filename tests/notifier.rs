@@ -51,7 +51,7 @@ initial_backoff = "20ms"
         let signature = attempt.headers["x-incidentd-signature"].to_str().unwrap();
         assert_eq!(
             signature,
-            incidentd::notify::signature("s3cret", &attempt.body)
+            incidentd::webhook::signature("s3cret", &attempt.body)
         );
     }
     let body: Value = serde_json::from_slice(&got[2].body).unwrap();

@@ -13,6 +13,7 @@ pub mod request;
 mod schemas;
 mod stream;
 mod stream_filter;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 
@@ -42,5 +43,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events", get(stream::events))
         .route("/api/v1/schemas", get(schemas::list_schemas))
         .route("/api/v1/schemas/{name}", get(schemas::get_schema))
+        .route(
+            "/api/v1/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}",
+            get(subscriptions::get).delete(subscriptions::delete),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/deliveries",
+            get(subscriptions::deliveries),
+        )
         .merge(openapi::router())
 }

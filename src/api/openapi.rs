@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{commands, incidents, schemas, stream};
+use super::{commands, incidents, schemas, stream, subscriptions};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -34,6 +34,11 @@ use crate::state::AppState;
         stream::events,
         schemas::list_schemas,
         schemas::get_schema,
+        subscriptions::create,
+        subscriptions::list,
+        subscriptions::get,
+        subscriptions::delete,
+        subscriptions::deliveries,
         crate::ingest::http::alertmanager_v2,
         crate::ingest::http::alertmanager_webhook,
         crate::ingest::http::native,
@@ -48,6 +53,7 @@ use crate::state::AppState;
         (name = "commands", description = "Change an incident; answers with its summary once stored"),
         (name = "events", description = "Live incident events (Server-Sent Events)"),
         (name = "schemas", description = "JSON Schemas of the incident events sent to Kafka and Pulsar topics"),
+        (name = "subscriptions", description = "Webhooks that receive incident events"),
         (name = "ingest", description = "Alerts in, in the wire formats alerting tools speak"),
     ),
 )]

@@ -80,6 +80,13 @@ async fn app() -> App {
         pagerduty: Arc::new(crate::ingest::PagerDutyKeys::new(1_000)),
         engine,
         bus,
+        subscriptions: crate::subscriptions::Subscriptions::start(
+            Arc::new(crate::subscriptions::memory::MemorySubscriptions::default()),
+            config.subscriptions.clone(),
+            reqwest::Client::new(),
+        )
+        .await
+        .unwrap(),
         config: Arc::new(config),
         metrics: crate::telemetry::metrics(),
         shutting_down: Default::default(),
@@ -786,6 +793,9 @@ async fn openapi_lists_every_path_and_docs_are_served() {
         "/api/v1/events",
         "/api/v1/schemas",
         "/api/v1/schemas/{name}",
+        "/api/v1/subscriptions",
+        "/api/v1/subscriptions/{id}",
+        "/api/v1/subscriptions/{id}/deliveries",
         "/api/v2/alerts",
         "/api/v1/webhooks/alertmanager",
         "/api/v1/alerts",
@@ -818,6 +828,11 @@ async fn openapi_lists_every_path_and_docs_are_served() {
         "IncidentEvent",
         "IncidentPage",
         "ErrorBody",
+        "NewSubscription",
+        "SubscriptionView",
+        "Deliveries",
+        "DeadLetter",
+        "EventFilter",
     ] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
@@ -855,4 +870,66 @@ async fn event_schemas_are_routed_with_the_rest_of_the_api() {
     let (status, error) = app.get("/api/v1/schemas/nope.json").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error["error"], "not_found");
+}
+
+#[tokio::test]
+async fn subscriptions_are_created_listed_and_deleted_without_showing_the_secret() {
+    let app = app().await;
+    let (status, body) = app
+        .post(
+            "/api/v1/subscriptions",
+            json!({ "url": "ftp://hooks.example/" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("url"), "{body}");
+    let (status, body) = app
+        .post(
+            "/api/v1/subscriptions",
+            json!({ "url": "http://hooks.example/", "filters": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("filters"),
+        "{body}"
+    );
+
+    let (status, created) = app
+        .post(
+            "/api/v1/subscriptions",
+            json!({
+                "url": "http://hooks.example/",
+                "secret": "s3cret",
+                "filter": { "severities": ["critical"], "types": ["created"] },
+                "description": "pager bridge",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["has_secret"], true);
+    assert!(created.get("secret").is_none());
+    assert_eq!(created["filter"]["types"], json!(["created"]));
+    let path = format!("/api/v1/subscriptions/{}", created["id"].as_str().unwrap());
+
+    assert_eq!(app.get("/api/v1/subscriptions").await.1, json!([created]));
+    assert_eq!(app.get(&path).await.1, created);
+    let (status, deliveries) = app.get(&format!("{path}/deliveries")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deliveries["dead_letters"], json!([]));
+    assert_eq!(deliveries["counts"]["delivered"], 0);
+
+    assert_eq!(
+        app.call(Method::DELETE, &path, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get(&path).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/api/v1/subscriptions/nope").await.0,
+        StatusCode::BAD_REQUEST
+    );
 }

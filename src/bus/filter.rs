@@ -1,11 +1,11 @@
 //! Which incident events a consumer wants: SSE clients (from the query
-//! string) and event topics (from config) share it. Unset fields match
-//! every event.
+//! string), event topics (from config) and webhook subscriptions share it.
+//! Unset fields match every event.
 
 use incidentd_actors::model::{EventKind, IncidentEvent, Severity};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventFilter {
     /// Only this tenant's incidents.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::kafka::{KafkaConfig, KafkaSource, SourceFormat};
 pub use crate::sinks::{EventsConfig, KafkaEventsConfig, PulsarEventsConfig};
+pub use crate::subscriptions::SubscriptionsConfig;
 pub use load::{load, ConfigError, Overrides};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +29,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub kafka: KafkaConfig,
     pub events: EventsConfig,
+    pub subscriptions: SubscriptionsConfig,
     /// The root of the routing tree.
     pub routing: RouteConfig,
     pub escalation_policies: Vec<EscalationPolicy>,

@@ -16,8 +16,6 @@ use crate::bus::EventListener;
 use crate::config::NotifierConfig;
 use crate::telemetry;
 
-pub use webhook::{signature, SIGNATURE_HEADER};
-
 /// What a webhook receives for one escalation step.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notification {

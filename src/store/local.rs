@@ -19,10 +19,10 @@ const OFFSETS: TableDefinition<(u32, &str), i64> = TableDefinition::new("source_
 /// batch is one transaction, committed durably before the engine answers.
 #[derive(Clone)]
 pub struct LocalStore {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("local store: {what}: {e}"))
 }
 
@@ -41,6 +41,7 @@ impl LocalStore {
         }
         txn.open_table(OFFSETS)
             .map_err(|e| unavailable("create table", e))?;
+        super::local_subscriptions::create_tables(&txn)?;
         txn.commit().map_err(|e| unavailable("commit", e))?;
         Ok(LocalStore { db: Arc::new(db) })
     }

@@ -8,6 +8,8 @@
 //! - `<prefix>:{shard-N}:archive:<id>` STRING, expires after `archive_ttl`
 //! - `<prefix>:{shard-N}:quarantine`  HASH incident id -> bytes the engine could not decode
 //!
+//! Webhook subscriptions have keys of their own (`redis_subscriptions.rs`).
+//!
 //! Fencing (invariant 6): `load_shard` claims the shard by incrementing its
 //! epoch, and every save checks, inside the same script that writes, that
 //! the epoch is still the one this handle claimed. A replica that lost the
@@ -79,8 +81,8 @@ return 1
 /// The Redis snapshot store. One handle per process; the connection is
 /// multiplexed and reconnects by itself with backoff.
 pub struct RedisStore {
-    connection: ConnectionManager,
-    key_prefix: String,
+    pub(super) connection: ConnectionManager,
+    pub(super) key_prefix: String,
     command_timeout: Duration,
     archive_ttl_secs: u64,
     /// The epoch this handle claimed per shard at load; every save carries it.
@@ -125,7 +127,7 @@ impl RedisStore {
     }
 
     /// Reads a whole hash in pages with HSCAN (never one giant reply).
-    async fn scan_hash(
+    pub(super) async fn scan_hash(
         &self,
         key: &str,
         command: &'static str,
@@ -211,7 +213,7 @@ impl RedisStore {
 
     /// Runs one command within the command timeout; every failure becomes
     /// `Unavailable` naming what was being done, and is counted.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         command: &'static str,
         what: &str,
