@@ -14,7 +14,8 @@ use incidentd_actors::routing::RouteConfig;
 use incidentd_actors::EngineSettings;
 use serde::{Deserialize, Serialize};
 
-pub use crate::kafka::{KafkaConfig, KafkaSource, SourceFormat};
+pub use crate::ingest::SourceFormat;
+pub use crate::kafka::{KafkaConfig, KafkaSource};
 pub use crate::sinks::{EventsConfig, KafkaEventsConfig, PulsarEventsConfig};
 pub use load::{load, ConfigError, Overrides};
 
