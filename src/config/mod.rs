@@ -14,6 +14,7 @@ use incidentd_actors::routing::RouteConfig;
 use incidentd_actors::EngineSettings;
 use serde::{Deserialize, Serialize};
 
+pub use crate::ingest::pulsar::{PulsarSource, PulsarSourceConfig, PulsarSubscriptionType};
 pub use crate::ingest::SourceFormat;
 pub use crate::kafka::{KafkaConfig, KafkaSource};
 pub use crate::sinks::{EventsConfig, KafkaEventsConfig, PulsarEventsConfig};
@@ -28,6 +29,7 @@ pub struct Config {
     pub notifier: NotifierConfig,
     pub store: StoreConfig,
     pub kafka: KafkaConfig,
+    pub pulsar: PulsarSourceConfig,
     pub events: EventsConfig,
     /// The root of the routing tree.
     pub routing: RouteConfig,

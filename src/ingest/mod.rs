@@ -10,6 +10,7 @@ pub mod http;
 mod native;
 mod pagerduty;
 pub mod pagerduty_keys;
+pub mod pulsar;
 mod topic_message;
 
 pub use alertmanager_v2::decode_alertmanager_v2;
