@@ -1,0 +1,272 @@
+//! Alerts consumed from Apache Pulsar topics, against the real broker that
+//! `scripts/services.sh up pulsar` starts (`scripts/test.sh` does), named
+//! by INCIDENTD_TEST_PULSAR_URL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::Service;
+use futures::StreamExt;
+use pulsar::consumer::Message;
+use pulsar::{Consumer, Producer, Pulsar, SubType, TokioExecutor};
+use serde_json::{json, Value};
+
+fn pulsar_url() -> String {
+    std::env::var("INCIDENTD_TEST_PULSAR_URL").expect(
+        "INCIDENTD_TEST_PULSAR_URL is not set: run scripts/test.sh, or scripts/services.sh up pulsar and export INCIDENTD_TEST_PULSAR_URL=pulsar://127.0.0.1:6660",
+    )
+}
+
+/// Connects, retrying for a while: someone may be restarting Pulsar.
+async fn client() -> Pulsar<TokioExecutor> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Pulsar::builder(pulsar_url(), TokioExecutor).build().await {
+            Ok(client) => return client,
+            Err(e) if Instant::now() > deadline => panic!(
+                "connecting to Pulsar at {} (scripts/services.sh up pulsar): {e}",
+                pulsar_url()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+async fn subscribe(
+    client: &Pulsar<TokioExecutor>,
+    topic: &str,
+    subscription: &str,
+    sub_type: SubType,
+) -> Consumer<Vec<u8>, TokioExecutor> {
+    client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription(subscription)
+        .with_subscription_type(sub_type)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("subscribing to {topic}: {e}"))
+}
+
+async fn producer(client: &Pulsar<TokioExecutor>, topic: &str) -> Producer<TokioExecutor> {
+    client
+        .producer()
+        .with_topic(topic)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("producer for {topic}: {e}"))
+}
+
+async fn produce(producer: &mut Producer<TokioExecutor>, payload: Vec<u8>) {
+    producer
+        .send_non_blocking(payload)
+        .await
+        .expect("send")
+        .await
+        .expect("broker receipt");
+}
+
+fn webhook(alertname: &str, instances: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{alertname}\"}}"),
+        "status": "firing",
+        "receiver": "incidentd",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"alertname": alertname},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": instances.iter().map(|i| json!({
+            "status": "firing",
+            "labels": {"alertname": alertname, "instance": i},
+            "annotations": {},
+            "startsAt": "2026-11-27T00:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "",
+            "fingerprint": format!("{alertname}-{i}"),
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+fn native(alertname: &str, instance: &str) -> Value {
+    json!({"status": "firing", "labels": {"alertname": alertname, "instance": instance}})
+}
+
+/// Per alertname: (alert_count, total_alerts, seq) of its incident.
+async fn incidents(service: &Service) -> BTreeMap<String, (u64, u64, u64)> {
+    service
+        .all_incidents()
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["labels"]["alertname"]
+                    .as_str()
+                    .expect("alertname label")
+                    .to_string(),
+                (
+                    i["alert_count"].as_u64().expect("alert_count"),
+                    i["total_alerts"].as_u64().expect("total_alerts"),
+                    i["seq"].as_u64().expect("seq"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the incidents have exactly these alert counts.
+async fn wait_for_alert_counts(service: &Service, expected: &BTreeMap<&str, u64>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: BTreeMap<String, u64> = incidents(service)
+            .await
+            .into_iter()
+            .map(|(name, (alerts, _, _))| (name, alerts))
+            .collect();
+        let wanted: BTreeMap<String, u64> =
+            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        if seen == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "incidents {seen:?}, expected {wanted:?}; log:\n{}",
+            service.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn next_dead_letter(dead: &mut Consumer<Vec<u8>, TokioExecutor>) -> Message<Vec<u8>> {
+    let message = tokio::time::timeout(Duration::from_secs(30), dead.next())
+        .await
+        .expect("a dead letter within 30 s")
+        .expect("dead-letter stream open")
+        .expect("dead letter");
+    dead.ack(&message).await.expect("ack");
+    message
+}
+
+fn property(message: &Message<Vec<u8>>, key: &str) -> String {
+    message
+        .metadata()
+        .properties
+        .iter()
+        .find(|p| p.key == key)
+        .unwrap_or_else(|| panic!("property {key} on the dead letter"))
+        .value
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_on_pulsar_topics_become_incidents_and_poison_is_dead_lettered() {
+    let run = ulid::Ulid::new().to_string().to_lowercase();
+    let native_topic = format!("persistent://public/default/alerts-native-{run}");
+    let webhook_topic = format!("persistent://public/default/alerts-webhook-{run}");
+    let dead_topic = format!("persistent://public/default/alerts-dead-{run}");
+    let subscription = format!("incidentd-{run}");
+    let client = client().await;
+
+    // Pulsar keeps messages only for existing subscriptions: the dead-letter
+    // checker's, and the service's own, created here and left for it.
+    let mut dead = subscribe(&client, &dead_topic, "check", SubType::Exclusive).await;
+    for topic in [&native_topic, &webhook_topic] {
+        let mut consumer = subscribe(&client, topic, &subscription, SubType::KeyShared).await;
+        consumer.close().await.expect("close");
+    }
+    let config = format!(
+        r#"
+[engine]
+shards = 4
+[routing]
+group_by = ["alertname"]
+[pulsar]
+url = "{url}"
+subscription = "{subscription}"
+dead_letter_topic = "{dead_topic}"
+[[pulsar.sources]]
+topic = "{native_topic}"
+format = "native"
+[[pulsar.sources]]
+topic = "{webhook_topic}"
+format = "alertmanager_webhook"
+"#,
+        url = pulsar_url()
+    );
+    let mut service = Service::start(&config).await;
+    let mut natives = producer(&client, &native_topic).await;
+    let mut webhooks = producer(&client, &webhook_topic).await;
+
+    produce(
+        &mut natives,
+        serde_json::to_vec(&native("NativeOne", "i1")).unwrap(),
+    )
+    .await;
+    produce(
+        &mut natives,
+        serde_json::to_vec(&json!([
+            native("NativeTwo", "i1"),
+            native("NativeTwo", "i2")
+        ]))
+        .unwrap(),
+    )
+    .await;
+    produce(&mut natives, b"{not json".to_vec()).await;
+    // Partly valid: the good line is taken, the message still dead-lettered.
+    let mixed = format!(
+        "{}\n{}\n",
+        native("NativeMixed", "i1"),
+        json!({"labels": {"alertname": "NativeMixed"}})
+    );
+    produce(&mut natives, mixed.into_bytes()).await;
+    produce(
+        &mut natives,
+        serde_json::to_vec(&native("NativeAfterPoison", "i1")).unwrap(),
+    )
+    .await;
+    produce(&mut webhooks, webhook("Webhook", &["w1", "w2", "w3"])).await;
+
+    let mut expected = BTreeMap::from([
+        ("NativeOne", 1),
+        ("NativeTwo", 2),
+        ("NativeMixed", 1),
+        ("NativeAfterPoison", 1),
+        ("Webhook", 3),
+    ]);
+    wait_for_alert_counts(&service, &expected).await;
+
+    let poison = next_dead_letter(&mut dead).await;
+    assert_eq!(poison.payload.data, b"{not json");
+    assert!(
+        property(&poison, "incidentd-reason").contains("malformed JSON"),
+        "{}",
+        property(&poison, "incidentd-reason")
+    );
+    assert_eq!(property(&poison, "incidentd-source-topic"), native_topic);
+    assert!(!property(&poison, "incidentd-source-message-id").is_empty());
+    let partly = next_dead_letter(&mut dead).await;
+    assert!(
+        property(&partly, "incidentd-reason").contains("1 invalid alert(s) not taken (1 taken)"),
+        "{}",
+        property(&partly, "incidentd-reason")
+    );
+
+    // Acknowledged messages are not redelivered after a restart: nothing
+    // is applied twice. A message produced while it is down is taken.
+    let before = incidents(&service).await;
+    assert_eq!(service.terminate(), Some(0), "a clean stop");
+    produce(&mut webhooks, webhook("WhileDown", &["d1", "d2"])).await;
+    service.restart().await;
+    expected.insert("WhileDown", 2);
+    wait_for_alert_counts(&service, &expected).await;
+    // Time for a redelivery, were there one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut after = incidents(&service).await;
+    after.remove("WhileDown");
+    assert_eq!(after, before, "restored, and no message applied twice");
+    let no_more = tokio::time::timeout(Duration::from_secs(1), dead.next()).await;
+    assert!(no_more.is_err(), "no further dead letters");
+}
