@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod events;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -126,14 +126,17 @@ impl PulsarSourceConfig {
 pub enum PulsarSubscriptionType {
     /// Every replica takes part; messages of one key (the producer's
     /// ordering or partition key, e.g. the alert's group) always go to one
-    /// replica, in order. Pick it to spread a busy topic over replicas when
-    /// producers key their messages; unkeyed messages all go to one replica.
-    /// Poison-retry is bounded by `max_redeliveries`.
+    /// replica. Pick it to spread a busy topic over replicas when producers
+    /// key their messages; unkeyed messages all go to one replica. Retries
+    /// are bounded by `max_redeliveries`, but a redelivered message may be
+    /// applied after later messages of its key.
     KeyShared,
-    /// One active replica per topic (partition), the others on standby;
-    /// strict order for every message, keyed or not. Pick it when producers
-    /// do not set keys or a topic's volume fits one replica. The broker does
-    /// not count redeliveries here, so `max_redeliveries` does not apply.
+    /// One active replica per topic (partition), the others on standby.
+    /// Pick it when producers do not set keys, or when strict order matters
+    /// more than spreading load: after a failure the consumer starts over
+    /// from the failed message, so order holds across retries. The broker
+    /// counts no redeliveries here: `max_redeliveries` does not apply and a
+    /// batch is retried until it can be stored.
     Failover,
 }
 

@@ -1,6 +1,8 @@
 //! One source topic: connect, take batches, dead-letter the poison, hand
-//! the rest to intake, acknowledge once durable; on any failure start over
-//! on a new connection after a backoff.
+//! the rest to intake, acknowledge once durable, negatively acknowledge
+//! what could not be stored. A broken connection (or, on a failover
+//! subscription, a batch that could not be stored) starts over on a new
+//! connection after a backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,8 +122,17 @@ impl TopicSource {
     /// Batches until stopped (Ok) or until something fails (Err).
     async fn consume(&mut self, session: &mut Session, delay: &mut Duration) -> Result<(), String> {
         while let Some(batch) = self.next_batch(&mut session.consumer).await? {
-            self.take(session, batch).await?;
-            *delay = FIRST_RETRY_DELAY;
+            if self.take(session, batch).await? {
+                *delay = FIRST_RETRY_DELAY;
+            } else if self.shared.config.subscription_type == PulsarSubscriptionType::Failover {
+                // Messages behind the batch may already be queued here. On
+                // a failover subscription the broker rewinds to the batch
+                // for a new consumer, so starting over keeps strict order
+                // (it counts no redeliveries there, so nothing is lost).
+                // Key_Shared goes on instead: starting over would reset the
+                // broker's redelivery counts that bound poison retries.
+                return Err("starting over to be redelivered in order".into());
+            }
         }
         Ok(())
     }
@@ -148,13 +159,14 @@ impl TopicSource {
     }
 
     /// Dead-letters the poison, applies the rest, then acknowledges every
-    /// message; or, when the alerts cannot be stored, holds the batch for
-    /// `redelivery_delay` and negatively acknowledges it.
+    /// message (true); or, when the alerts cannot be stored, holds the batch
+    /// for `redelivery_delay` and negatively acknowledges it (false). The
+    /// hold is also the backoff while the store is out.
     async fn take(
         &mut self,
         session: &mut Session,
         batch: Vec<Message<Vec<u8>>>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let topic = &self.source.topic;
         let mut inputs = Vec::with_capacity(batch.len());
         for message in &batch {
@@ -185,10 +197,11 @@ impl TopicSource {
                         .map_err(|e| format!("acknowledging: {e}"))?;
                 }
                 telemetry::messages(topic, "taken", usable);
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 telemetry::submit_failed(topic);
+                tracing::warn!(%topic, error = %e, messages = batch.len(), "pulsar source: alerts could not be stored; redelivering");
                 // Held until then, the batch is redelivered (to any
                 // replica) no sooner than redelivery_delay.
                 sleep_unless_stopped(&mut self.stop, self.shared.config.redelivery_delay).await;
@@ -200,12 +213,7 @@ impl TopicSource {
                         .map_err(|e| format!("negatively acknowledging: {e}"))?;
                 }
                 telemetry::messages(topic, "nacked", batch.len());
-                // Messages behind the batch may already be queued here;
-                // starting over has the broker redeliver them after it, so
-                // one key's alerts stay in order.
-                Err(format!(
-                    "alerts could not be stored ({e}); their messages are redelivered"
-                ))
+                Ok(false)
             }
         }
     }
