@@ -4,8 +4,9 @@ use metrics::counter;
 
 /// Source messages by what became of them: `taken` (its alerts are durable
 /// and it was acknowledged), `dead_lettered` (its copy is stored on the
-/// dead-letter topic; a partly valid message is also `taken`), `nacked`
-/// (its batch could not be stored; it is redelivered).
+/// dead-letter topic; a wholly invalid message is then acknowledged, a
+/// partly valid one is also `taken` or `nacked`), `nacked` (its alerts
+/// could not be stored; it is redelivered).
 pub fn messages(topic: &str, outcome: &'static str, count: usize) {
     counter!("incidentd_pulsar_messages_total", "topic" => topic.to_string(), "outcome" => outcome)
         .increment(count as u64);

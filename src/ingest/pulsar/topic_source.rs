@@ -159,9 +159,9 @@ impl TopicSource {
     }
 
     /// Dead-letters the poison, applies the rest, then acknowledges every
-    /// message (true); or, when the alerts cannot be stored, holds the batch
-    /// for `redelivery_delay` and negatively acknowledges it (false). The
-    /// hold is also the backoff while the store is out.
+    /// message (true); or, when the alerts cannot be stored, holds those
+    /// messages for `redelivery_delay` and negatively acknowledges them
+    /// (false). The hold is also the backoff while the store is out.
     async fn take(
         &mut self,
         session: &mut Session,
@@ -169,7 +169,8 @@ impl TopicSource {
     ) -> Result<bool, String> {
         let topic = &self.source.topic;
         let mut inputs = Vec::with_capacity(batch.len());
-        for message in &batch {
+        let mut waiting = Vec::with_capacity(batch.len());
+        for message in batch {
             let input = decode_source(
                 self.source.format,
                 &message.payload.data,
@@ -177,42 +178,44 @@ impl TopicSource {
                 &self.shared.pagerduty,
             );
             if let Some(reason) = &input.problem {
-                self.dead_letter(&mut session.dead_letters, message, reason)
+                self.dead_letter(&mut session.dead_letters, &message, reason)
                     .await?;
                 telemetry::messages(topic, "dead_lettered", 1);
+                if input.alerts.is_empty() && input.acknowledges.is_empty() {
+                    // Nothing in it to store: done once its dead letter is,
+                    // whatever becomes of the rest of the batch.
+                    ack(&mut session.consumer, &message).await?;
+                    continue;
+                }
             }
             inputs.push(input);
+            waiting.push(message);
         }
-        let usable = inputs
-            .iter()
-            .filter(|i| i.problem.is_none() || !i.alerts.is_empty() || !i.acknowledges.is_empty())
-            .count();
+        if waiting.is_empty() {
+            return Ok(true);
+        }
         match batch::apply(&self.shared.intake, batch::steps(inputs)).await {
             Ok(()) => {
-                for message in &batch {
-                    session
-                        .consumer
-                        .ack(message)
-                        .await
-                        .map_err(|e| format!("acknowledging: {e}"))?;
+                for message in &waiting {
+                    ack(&mut session.consumer, message).await?;
                 }
-                telemetry::messages(topic, "taken", usable);
+                telemetry::messages(topic, "taken", waiting.len());
                 Ok(true)
             }
             Err(e) => {
                 telemetry::submit_failed(topic);
-                tracing::warn!(%topic, error = %e, messages = batch.len(), "pulsar source: alerts could not be stored; redelivering");
-                // Held until then, the batch is redelivered (to any
+                tracing::warn!(%topic, error = %e, messages = waiting.len(), "pulsar source: alerts could not be stored; redelivering");
+                // Held until then, the messages are redelivered (to any
                 // replica) no sooner than redelivery_delay.
                 sleep_unless_stopped(&mut self.stop, self.shared.config.redelivery_delay).await;
-                for message in &batch {
+                for message in &waiting {
                     session
                         .consumer
                         .nack(message)
                         .await
                         .map_err(|e| format!("negatively acknowledging: {e}"))?;
                 }
-                telemetry::messages(topic, "nacked", batch.len());
+                telemetry::messages(topic, "nacked", waiting.len());
                 Ok(false)
             }
         }
@@ -275,6 +278,16 @@ async fn sleep_unless_stopped(stop: &mut watch::Receiver<bool>, delay: Duration)
         _ = tokio::time::sleep(delay) => {}
         _ = stop.wait_for(|stop| *stop) => {}
     }
+}
+
+async fn ack(
+    consumer: &mut Consumer<Vec<u8>, TokioExecutor>,
+    message: &Message<Vec<u8>>,
+) -> Result<(), String> {
+    consumer
+        .ack(message)
+        .await
+        .map_err(|e| format!("acknowledging: {e}"))
 }
 
 fn received(
