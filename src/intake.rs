@@ -16,7 +16,8 @@ use incidentd_actors::{Engine, EngineError};
 use serde::Serialize;
 use ulid::Ulid;
 
-use crate::kafka::{Keyed, KeyedProducer, KeyedRecord, PendingReplies, SourceInput};
+use crate::ingest::SourceInput;
+use crate::kafka::{Keyed, KeyedProducer, KeyedRecord, PendingReplies};
 use crate::store::RedisStore;
 
 #[derive(Clone)]

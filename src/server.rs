@@ -17,6 +17,7 @@ use crate::api::error::ApiError;
 use crate::bus::EventBus;
 use crate::config::{Config, StoreKind};
 use crate::ingest::pagerduty_keys::PAGERDUTY_KEYS;
+use crate::ingest::pulsar::PulsarSources;
 use crate::ingest::PagerDutyKeys;
 use crate::intake::{Intake, KafkaIntake};
 use crate::kafka::Cluster;
@@ -230,6 +231,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let engine = Arc::new(engine);
         (engine.clone(), Intake::standalone(engine), None)
     };
+    let pulsar_sources = config.pulsar.enabled().then(|| {
+        PulsarSources::start(
+            &config.pulsar,
+            intake.clone(),
+            pagerduty.clone(),
+            config.ingest.default_tenant.clone(),
+        )
+    });
     let state = AppState {
         engine,
         intake,
@@ -278,6 +287,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             deadline
         }
     };
+    if let Some(sources) = pulsar_sources {
+        // Before the engine and the cluster: the batch in flight still
+        // needs them to become durable and be acknowledged.
+        sources
+            .stop(deadline.saturating_duration_since(Instant::now()))
+            .await;
+    }
     if let Some(cluster) = cluster {
         // Hands the shards over (stored, committed) so the other replicas
         // take them at once instead of after a session timeout.

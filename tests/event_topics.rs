@@ -14,7 +14,7 @@ use common::kafka::{create_topics, reader, Names};
 use common::load::alert_rounds;
 use common::Service;
 use futures::StreamExt;
-use pulsar::{Consumer, TokioExecutor};
+use pulsar::{Consumer, SubType, TokioExecutor};
 use rdkafka::message::Message;
 
 const SHARDS: i32 = 8;
@@ -104,7 +104,8 @@ async fn read_pulsar(
 async fn every_incident_s_events_reach_kafka_and_pulsar_in_order() {
     let topics = Topics::create("order").await;
     let pulsar = common::pulsar::client().await;
-    let mut subscription = common::pulsar::subscribe(&pulsar, &topics.pulsar, "order-check").await;
+    let mut subscription =
+        common::pulsar::subscribe(&pulsar, &topics.pulsar, "order-check", SubType::Exclusive).await;
     let service = Service::start(&topics.config()).await;
 
     let last_seq = incidents_with_many_changes(&service, 1000).await;
@@ -139,7 +140,8 @@ async fn every_incident_s_events_reach_kafka_and_pulsar_in_order() {
 async fn a_crash_while_events_flow_repeats_events_but_skips_none() {
     let topics = Topics::create("crash").await;
     let pulsar = common::pulsar::client().await;
-    let mut subscription = common::pulsar::subscribe(&pulsar, &topics.pulsar, "crash-check").await;
+    let mut subscription =
+        common::pulsar::subscribe(&pulsar, &topics.pulsar, "crash-check", SubType::Exclusive).await;
     let mut service = Service::start(&topics.config()).await;
 
     let loader = alert_rounds(&service.base, "C", 40, 50, Duration::from_secs(60));

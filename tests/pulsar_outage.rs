@@ -13,6 +13,7 @@ use common::events::{last_seqs, NoGap};
 use common::load::alert_rounds;
 use common::Service;
 use futures::StreamExt;
+use pulsar::SubType;
 
 const OUTAGE: Duration = Duration::from_secs(15);
 
@@ -38,7 +39,7 @@ async fn events_held_during_a_pulsar_outage_all_arrive_after_it() {
     // for this subscription, across its own restart.
     {
         let client = common::pulsar::client().await;
-        common::pulsar::subscribe(&client, &topic, &subscription).await;
+        common::pulsar::subscribe(&client, &topic, &subscription, SubType::Exclusive).await;
     }
     let config = format!(
         r#"
@@ -78,7 +79,8 @@ produce_timeout = "2s"
     let events: u64 = last_seq.values().sum();
 
     let client = common::pulsar::client().await;
-    let mut consumer = common::pulsar::subscribe(&client, &topic, &subscription).await;
+    let mut consumer =
+        common::pulsar::subscribe(&client, &topic, &subscription, SubType::Exclusive).await;
     let mut order = NoGap::default();
     let deadline = Instant::now() + Duration::from_secs(120);
     while order.highest != last_seq && Instant::now() < deadline {

@@ -162,6 +162,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     errors.extend(store_errors(&config.store));
     errors.extend(config.kafka.errors());
     errors.extend(config.subscriptions.errors());
+    errors.extend(config.pulsar.errors());
     for sink in &config.events.kafka {
         if sink.topic.is_empty() {
             errors.push("events.kafka: topic must not be empty".into());

@@ -14,7 +14,9 @@ use incidentd_actors::routing::RouteConfig;
 use incidentd_actors::EngineSettings;
 use serde::{Deserialize, Serialize};
 
-pub use crate::kafka::{KafkaConfig, KafkaSource, SourceFormat};
+pub use crate::ingest::pulsar::{PulsarSource, PulsarSourceConfig, PulsarSubscriptionType};
+pub use crate::ingest::SourceFormat;
+pub use crate::kafka::{KafkaConfig, KafkaSource};
 pub use crate::sinks::{EventsConfig, KafkaEventsConfig, PulsarEventsConfig};
 pub use crate::subscriptions::SubscriptionsConfig;
 pub use load::{load, ConfigError, Overrides};
@@ -28,6 +30,7 @@ pub struct Config {
     pub notifier: NotifierConfig,
     pub store: StoreConfig,
     pub kafka: KafkaConfig,
+    pub pulsar: PulsarSourceConfig,
     pub events: EventsConfig,
     pub subscriptions: SubscriptionsConfig,
     /// The root of the routing tree.

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ingest::SourceFormat;
+
 /// `[kafka]`: cluster mode. With `brokers` empty (the default) incidentd
 /// runs standalone and none of this is used. With brokers set, replicas
 /// share the shards through one Kafka consumer group: partition N of the
@@ -130,26 +132,4 @@ pub struct KafkaSource {
     /// re-keyed, never dropped.
     #[serde(default)]
     pub keyed_by_group_key: bool,
-}
-
-/// Message formats of alert topics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceFormat {
-    /// incidentd's own alert JSON: one object, an array, or NDJSON lines.
-    Native,
-    /// Alertmanager webhook payload, version 4.
-    AlertmanagerWebhook,
-    /// PagerDuty Events API v2 event.
-    Pagerduty,
-}
-
-impl SourceFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceFormat::Native => "native",
-            SourceFormat::AlertmanagerWebhook => "alertmanager_webhook",
-            SourceFormat::Pagerduty => "pagerduty",
-        }
-    }
 }

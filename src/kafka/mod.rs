@@ -23,11 +23,10 @@ use std::time::Duration;
 use incidentd_actors::Engine;
 
 pub use client::{producer_settings, with_options};
-pub use config::{KafkaConfig, KafkaSource, SourceFormat};
+pub use config::{KafkaConfig, KafkaSource};
 pub use pending::{Outcome, PendingReplies};
 pub use producer::{Keyed, KeyedProducer};
 pub use record::KeyedRecord;
-pub use source::{decode_source, SourceInput};
 
 use crate::ingest::PagerDutyKeys;
 use worker::WorkerShared;

@@ -17,10 +17,10 @@ use tokio::task::JoinHandle;
 use super::client::consumer_config;
 use super::producer::{self, Keyed};
 use super::record::Origin;
-use super::source::decode_source;
 use super::telemetry;
 use super::worker::WorkerShared;
-use super::{KafkaConfig, SourceFormat};
+use super::KafkaConfig;
+use crate::ingest::{decode_source, SourceFormat};
 
 /// How long a batch waits for more messages once it has one.
 const BATCH_WAIT: Duration = Duration::from_millis(2);

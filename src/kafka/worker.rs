@@ -16,10 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::producer::{Keyed, KeyedProducer, SourceMessage};
 use super::record::{KeyedRecord, Origin};
-use super::source::decode_source;
 use super::telemetry;
-use super::{PendingReplies, SourceFormat};
-use crate::ingest::PagerDutyKeys;
+use super::PendingReplies;
+use crate::ingest::{decode_source, PagerDutyKeys, SourceFormat};
 
 /// Longest pause between retries of input the shard could not take yet.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);

@@ -8,6 +8,7 @@ pub mod events;
 pub mod kafka;
 pub mod load;
 pub mod pulsar;
+pub mod redis;
 pub mod schemas;
 
 use std::net::SocketAddr;

@@ -1,6 +1,8 @@
 //! Pulsar helpers for the tests: the broker under test and a subscription
 //! that reads a topic from its start.
 
+use std::time::{Duration, Instant};
+
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
 use pulsar::{Consumer, Pulsar, SubType, TokioExecutor};
 
@@ -10,31 +12,35 @@ pub fn pulsar_url() -> String {
     )
 }
 
+/// Connects, retrying for a while: the broker may be (re)starting.
 pub async fn client() -> Pulsar<TokioExecutor> {
-    Pulsar::builder(pulsar_url(), TokioExecutor)
-        .build()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Pulsar::builder(pulsar_url(), TokioExecutor).build().await {
+            Ok(client) => return client,
+            Err(e) if Instant::now() > deadline => panic!(
                 "connecting to Pulsar at {} (scripts/services.sh up pulsar): {e}",
                 pulsar_url()
-            )
-        })
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
 }
 
-/// A durable exclusive subscription to `topic` from its earliest message.
-/// Subscribe before anything is produced: Pulsar keeps messages only for
-/// existing subscriptions.
+/// A durable subscription to `topic` from its earliest message. Subscribe
+/// before anything is produced: Pulsar keeps messages only for existing
+/// subscriptions.
 pub async fn subscribe(
     client: &Pulsar<TokioExecutor>,
     topic: &str,
     subscription: &str,
+    sub_type: SubType,
 ) -> Consumer<Vec<u8>, TokioExecutor> {
     client
         .consumer()
         .with_topic(topic)
         .with_subscription(subscription)
-        .with_subscription_type(SubType::Exclusive)
+        .with_subscription_type(sub_type)
         .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
         .build()
         .await
