@@ -14,6 +14,10 @@ pub const HTTP_DURATION: &str = "incidentd_http_request_duration_seconds";
 pub const ALERTS_RECEIVED: &str = "incidentd_alerts_received_total";
 pub const ALERTS_REJECTED: &str = "incidentd_alerts_rejected_total";
 pub const INGEST_DURABLE: &str = "incidentd_ingest_to_durable_seconds";
+/// Incident events to broker topics by `sink` and `outcome`: acked, retried.
+pub const EVENTS_PUBLISHED: &str = "incidentd_events_published_total";
+/// From handing an event to the broker's client to its acknowledgement.
+pub const EVENTS_ACK_DURATION: &str = "incidentd_events_ack_duration_seconds";
 pub const NOTIFICATIONS: &str = "incidentd_notifications_total";
 /// Webhook subscription events by `outcome`: delivered, dead_lettered, queue_full.
 pub const SUBSCRIPTION_DELIVERIES: &str = "incidentd_subscription_deliveries_total";

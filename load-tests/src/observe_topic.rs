@@ -84,9 +84,14 @@ fn kafka_at_end(brokers: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
         .with_context(|| format!("topic {topic} does not exist on {brokers}"))?
         .partitions()
         .len();
+    // Offset::End would be resolved at the first fetch, after events of
+    // this run may already be there: take each partition's end now.
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions as i32 {
-        assignment.add_partition_offset(topic, partition, Offset::End)?;
+        let (_, high) = probe
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .with_context(|| format!("end offset of {topic}/{partition}"))?;
+        assignment.add_partition_offset(topic, partition, Offset::Offset(high))?;
     }
     let consumer: StreamConsumer = config.create().context("Kafka consumer")?;
     consumer.assign(&assignment)?;

@@ -21,6 +21,7 @@ use tokio::sync::{watch, Notify};
 
 use super::cloudevent::CloudEvent;
 use crate::bus::EventFilter;
+use crate::telemetry;
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
@@ -40,6 +41,14 @@ struct Record {
     number: u64,
     key: String,
     payload: Vec<u8>,
+}
+
+/// A record handed to the client, until acknowledged or given up on.
+struct InFlight {
+    record: Record,
+    ack: Ack,
+    handed_at: tokio::time::Instant,
+    deadline: tokio::time::Instant,
 }
 
 pub struct Outbound {
@@ -76,24 +85,35 @@ impl Outbound {
         outbound
     }
 
-    /// Sends what is queued, then waits for the oldest acknowledgement, in
-    /// publish order, for as long as the process runs.
+    /// Hands whatever is queued to the client while it waits for the oldest
+    /// acknowledgement, so batches pipeline instead of each waiting for the
+    /// one before; counts acknowledgements in publish order, for as long as
+    /// the process runs.
     async fn deliver<T: Transport>(self: Arc<Self>, mut transport: T) {
-        let mut in_flight: VecDeque<(Record, Ack)> = VecDeque::new();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut delay = Duration::from_millis(50);
         loop {
             let queued: Vec<Record> = self.queued.lock().expect("queue lock").drain(..).collect();
             for record in queued {
-                let ack = self.hand_over(&mut transport, &record).await;
-                in_flight.push_back((record, ack));
+                in_flight.push_back(self.hand_over(&mut transport, record).await);
             }
-            let Some((record, ack)) = in_flight.pop_front() else {
+            let Some(oldest) = in_flight.front_mut() else {
                 self.wake.notified().await;
                 continue;
             };
-            match tokio::time::timeout(self.timeout, ack).await {
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout_at(oldest.deadline, &mut oldest.ack) => outcome,
+                // More events: hand them over too, then keep waiting.
+                _ = self.wake.notified() => continue,
+            };
+            let InFlight {
+                record, handed_at, ..
+            } = in_flight.pop_front().expect("the oldest is there");
+            match outcome {
                 Ok(Ok(())) => {
                     self.count("acked");
+                    metrics::histogram!(telemetry::EVENTS_ACK_DURATION, "sink" => self.name.clone())
+                        .record(handed_at.elapsed().as_secs_f64());
                     self.acked.send_replace(record.number);
                     delay = Duration::from_millis(50);
                 }
@@ -106,23 +126,29 @@ impl Outbound {
                     tracing::warn!(sink = %self.name, event = record.number, %error, "event not acknowledged; sending it again");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
-                    let ack = self.hand_over(&mut transport, &record).await;
-                    in_flight.push_front((record, ack));
+                    in_flight.push_front(self.hand_over(&mut transport, record).await);
                 }
             }
         }
     }
 
-    /// The record's acknowledgement, or an already failed one.
-    async fn hand_over<T: Transport>(&self, transport: &mut T, record: &Record) -> Ack {
-        match transport.send(&record.key, &record.payload).await {
+    /// The record with its acknowledgement (or an already failed one).
+    async fn hand_over<T: Transport>(&self, transport: &mut T, record: Record) -> InFlight {
+        let ack = match transport.send(&record.key, &record.payload).await {
             Ok(ack) => ack,
             Err(e) => Box::pin(std::future::ready(Err(e))),
+        };
+        let handed_at = tokio::time::Instant::now();
+        InFlight {
+            record,
+            ack,
+            handed_at,
+            deadline: handed_at + self.timeout,
         }
     }
 
     fn count(&self, outcome: &'static str) {
-        metrics::counter!("incidentd_events_published_total", "sink" => self.name.clone(), "outcome" => outcome)
+        metrics::counter!(telemetry::EVENTS_PUBLISHED, "sink" => self.name.clone(), "outcome" => outcome)
             .increment(1);
     }
 }
@@ -169,5 +195,107 @@ impl EventSink for Outbound {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use incidentd_actors::model::{Change, IncidentId};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::test_support::{event, summary};
+
+    /// A record's key, and the sender that completes its acknowledgement.
+    type Handed = (String, oneshot::Sender<Result<(), String>>);
+
+    /// Records what it is handed; each acknowledgement is completed by the
+    /// test through the matching sender.
+    struct Manual {
+        sent: Arc<Mutex<Vec<Handed>>>,
+    }
+
+    #[async_trait]
+    impl Transport for Manual {
+        async fn send(&mut self, key: &str, _payload: &[u8]) -> Result<Ack, String> {
+            let (tx, rx) = oneshot::channel();
+            self.sent.lock().unwrap().push((key.to_string(), tx));
+            Ok(Box::pin(async move {
+                rx.await.unwrap_or(Err("dropped".into()))
+            }))
+        }
+    }
+
+    fn note(incident: u64, seq: u64) -> IncidentEvent {
+        let id = IncidentId(ulid::Ulid::from_parts(incident, 1));
+        event(
+            summary(id),
+            seq,
+            Change::NoteAdded {
+                text: seq.to_string(),
+            },
+        )
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hands_over_while_waiting_resends_failures_and_flush_waits_for_all() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let outbound = Outbound::start(
+            "test".into(),
+            EventFilter::default(),
+            Duration::from_secs(5),
+            Manual { sent: sent.clone() },
+        );
+        outbound.publish(&[note(1, 1)]);
+        settle().await;
+        // The first is not acknowledged yet; the next is handed over anyway.
+        outbound.publish(&[note(2, 1)]);
+        settle().await;
+        assert_eq!(sent.lock().unwrap().len(), 2, "pipelined");
+
+        let flushed = {
+            let outbound = outbound.clone();
+            tokio::spawn(async move { outbound.flush().await })
+        };
+        let (first, second) = {
+            let mut sent = sent.lock().unwrap();
+            let second = sent.pop().unwrap();
+            (sent.pop().unwrap(), second)
+        };
+        second.1.send(Ok(())).unwrap();
+        first.1.send(Err("broker went away".into())).unwrap();
+        settle().await;
+        assert!(!flushed.is_finished(), "flush waits for the failed one");
+
+        // Sent again after the backoff, then acknowledged: the flush ends.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let resent = sent.lock().unwrap().pop().expect("resent");
+        assert_eq!(resent.0, first.0);
+        resent.1.send(Ok(())).unwrap();
+        assert!(flushed.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_fails_when_the_broker_never_answers() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let outbound = Outbound::start(
+            "test".into(),
+            EventFilter::default(),
+            Duration::from_secs(5),
+            Manual { sent: sent.clone() },
+        );
+        outbound.publish(&[note(1, 1)]);
+        let error = outbound.flush().await.unwrap_err();
+        assert!(
+            error.message.contains("1 events not acknowledged"),
+            "{}",
+            error.message
+        );
     }
 }
