@@ -241,25 +241,11 @@ format = "alertmanager_webhook"
 
 /// The `incidentd_pulsar_messages_total` count of `outcome` on `topic`.
 async fn messages_counted(service: &Service, topic: &str, outcome: &str) -> u64 {
-    let text = service
-        .client
-        .get(format!("{}/metrics", service.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let labels = [
-        format!("topic=\"{topic}\""),
-        format!("outcome=\"{outcome}\""),
-    ];
-    text.lines()
-        .filter(|l| l.starts_with("incidentd_pulsar_messages_total{"))
-        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
+    let topic = format!("topic=\"{topic}\"");
+    let outcome = format!("outcome=\"{outcome}\"");
+    service
+        .metric("incidentd_pulsar_messages_total{", &[&topic, &outcome])
+        .await as u64
 }
 
 /// A service whose snapshots live in a Redis of its own, consuming one

@@ -237,6 +237,18 @@ mod tests {
         )
     }
 
+    /// An outbound over a `Manual` transport, and what it was handed.
+    fn manual() -> (Arc<Outbound>, Arc<Mutex<Vec<Handed>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let outbound = Outbound::start(
+            "test".into(),
+            EventFilter::default(),
+            Duration::from_secs(5),
+            Manual { sent: sent.clone() },
+        );
+        (outbound, sent)
+    }
+
     async fn settle() {
         for _ in 0..10 {
             tokio::task::yield_now().await;
@@ -245,13 +257,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hands_over_while_waiting_resends_failures_and_flush_waits_for_all() {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let outbound = Outbound::start(
-            "test".into(),
-            EventFilter::default(),
-            Duration::from_secs(5),
-            Manual { sent: sent.clone() },
-        );
+        let (outbound, sent) = manual();
         outbound.publish(&[note(1, 1)]);
         settle().await;
         // The first is not acknowledged yet; the next is handed over anyway.
@@ -283,13 +289,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn flush_fails_when_the_broker_never_answers() {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let outbound = Outbound::start(
-            "test".into(),
-            EventFilter::default(),
-            Duration::from_secs(5),
-            Manual { sent: sent.clone() },
-        );
+        let (outbound, _) = manual();
         outbound.publish(&[note(1, 1)]);
         let error = outbound.flush().await.unwrap_err();
         assert!(
