@@ -15,8 +15,6 @@ use incidentd_actors::ports::{SnapshotBatch, SnapshotStore, TokioClock};
 use incidentd_actors::routing::{RouteConfig, RoutingTree};
 use incidentd_actors::{encode_incident, Engine, EngineSettings, IncidentRules, Ports};
 
-const SHARDS: usize = 2;
-
 fn redis_config() -> StoreConfig {
     let url = std::env::var("INCIDENTD_TEST_REDIS_URL")
         .expect("INCIDENTD_TEST_REDIS_URL is not set: run scripts/test.sh, or scripts/services.sh up redis and export it");
@@ -40,10 +38,11 @@ async fn seed(store: &RedisStore, count: usize) {
             })
             .expect("default routing"),
     );
-    for shard in 0..SHARDS {
+    let shards = shards();
+    for shard in 0..shards {
         store.load_shard(shard).await.expect("claim shard");
     }
-    let mut batches: Vec<SnapshotBatch> = (0..SHARDS).map(|_| SnapshotBatch::default()).collect();
+    let mut batches: Vec<SnapshotBatch> = (0..shards).map(|_| SnapshotBatch::default()).collect();
     for n in 0..count {
         let labels = BTreeMap::from([("alertname".to_string(), format!("a{n}"))]);
         let alert = Alert::firing(labels);
@@ -61,7 +60,7 @@ async fn seed(store: &RedisStore, count: usize) {
             &rules,
             &mut Vec::new(),
         );
-        let shard = n % SHARDS;
+        let shard = n % shards;
         batches[shard]
             .upserts
             .push((id, Arc::new(encode_incident(&incident))));
@@ -80,7 +79,7 @@ async fn start(config: &StoreConfig) -> (Engine, incidentd_actors::RestoreReport
     let (tree, policies) =
         incidentd_actors::compile_rules(&RouteConfig::default(), Vec::new()).unwrap();
     let settings = EngineSettings {
-        shards: SHARDS,
+        shards: shards(),
         ..EngineSettings::default()
     };
     let ports = Ports {
@@ -102,13 +101,24 @@ async fn cleanup(config: &StoreConfig) {
         .query_async(&mut connection)
         .await
         .unwrap();
+    // UNLINK frees in the background: a DEL of hashes holding a million
+    // incidents outlasts the client's response timeout.
     if !keys.is_empty() {
-        let () = redis::cmd("DEL")
+        let () = redis::cmd("UNLINK")
             .arg(keys)
             .query_async(&mut connection)
             .await
             .unwrap();
     }
+}
+
+/// 2 (one per core here) by default; `INCIDENTD_RESTORE_SHARDS` measures
+/// other counts (see benches/README.md).
+fn shards() -> usize {
+    std::env::var("INCIDENTD_RESTORE_SHARDS")
+        .ok()
+        .map(|v| v.parse().expect("INCIDENTD_RESTORE_SHARDS is a number"))
+        .unwrap_or(2)
 }
 
 /// 100,000 by default; `INCIDENTD_RESTORE_COUNT=1000000` measures a million
@@ -132,7 +142,7 @@ async fn restores_100k_incidents() {
         "restored {} incidents from Redis in {:.2}s ({} shards)",
         report.incidents,
         took.as_secs_f64(),
-        SHARDS
+        shards()
     );
     assert_eq!(report.incidents, count);
     assert!(report.rejected.is_empty());
