@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::kafka::{brokers, create_topics, reader, Names};
 use common::load::native_alert;
 use common::{paging_config, Service, WebhookReceiver};
+use pulsar::SubType;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -787,4 +788,51 @@ async fn a_subscription_made_on_one_replica_delivers_from_every_replica() {
         before,
         "no replica delivers after the delete"
     );
+}
+
+/// A Pulsar source feeds a cluster like HTTP does: each replica reads its
+/// share of the Pulsar topic and hands the alerts to the keyed topic, so
+/// they reach whichever replica owns their shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_from_a_pulsar_topic_reach_the_cluster_s_shards() {
+    let names = Names::new("pulsar-source");
+    cluster_topics(&names, "unused").await;
+    let topic = format!("persistent://public/default/{}", names.run);
+    let client = common::pulsar::client().await;
+    // The replicas' subscription exists before anything is produced.
+    common::pulsar::subscribe(&client, &topic, "incidentd", SubType::KeyShared).await;
+    let pulsar = format!(
+        "[pulsar]\nurl = \"{}\"\n[[pulsar.sources]]\ntopic = \"{topic}\"\nformat = \"native\"\n",
+        common::pulsar::pulsar_url()
+    );
+    let config = cluster_config(&names, "", "", &pulsar);
+    let a = Service::start(&config).await;
+    let b = Service::start(&config).await;
+    wait_for_shared_shards(
+        "both replicas share the 8 shards",
+        Duration::from_secs(60),
+        &a,
+        &b,
+    )
+    .await;
+
+    let mut producer = client
+        .producer()
+        .with_topic(&topic)
+        .build()
+        .await
+        .expect("pulsar producer");
+    let (groups, alerts) = (20, 3);
+    for g in 0..groups {
+        for instance in 0..alerts {
+            let alert = native_alert(&format!("P{g}"), instance, "warning");
+            producer
+                .send_non_blocking(serde_json::to_vec(&alert).unwrap())
+                .await
+                .expect("send")
+                .await
+                .expect("broker receipt");
+        }
+    }
+    wait_for_groups(&a, groups, alerts as u64).await;
 }
