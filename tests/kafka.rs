@@ -96,7 +96,20 @@ handover_timeout = "15s"
     )
 }
 
-/// The sum of a metric's samples whose line contains every one of `parts`.
+/// Starts two replicas of `config` and waits until they share the shards.
+async fn two_replicas(config: &str) -> (Service, Service) {
+    let a = Service::start(config).await;
+    let b = Service::start(config).await;
+    wait_for_shared_shards(
+        "both replicas share the 8 shards",
+        Duration::from_secs(60),
+        &a,
+        &b,
+    )
+    .await;
+    (a, b)
+}
+
 /// Waits until both replicas own shards and together own all of them.
 async fn wait_for_shared_shards(what: &str, within: Duration, a: &Service, b: &Service) {
     wait_until(what, within, &[a, b], || async {
@@ -375,15 +388,7 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
     let receiver = WebhookReceiver::start(Vec::new()).await;
     let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
     let config = cluster_config(&names, "", &sources, &paging_config(&receiver.url, "4s"));
-    let mut a = Service::start(&config).await;
-    let b = Service::start(&config).await;
-    wait_for_shared_shards(
-        "both replicas share the 8 shards",
-        Duration::from_secs(60),
-        &a,
-        &b,
-    )
-    .await;
+    let (mut a, b) = two_replicas(&config).await;
 
     // Load: 200 groups, 10 alerts each, in 4 waves; A dies after the second.
     let producer = producer();
@@ -696,15 +701,7 @@ async fn a_subscription_made_on_one_replica_delivers_from_every_replica() {
     let sources = format!("[[kafka.sources]]\ntopic = \"{alerts}\"\nformat = \"native\"\n");
     let extra = "[subscriptions]\nrefresh_interval = \"200ms\"\n";
     let config = cluster_config(&names, "", &sources, extra);
-    let a = Service::start(&config).await;
-    let b = Service::start(&config).await;
-    wait_for_shared_shards(
-        "both replicas share the 8 shards",
-        Duration::from_secs(60),
-        &a,
-        &b,
-    )
-    .await;
+    let (a, b) = two_replicas(&config).await;
 
     let subscription = json!({ "url": receiver.url, "filter": { "types": ["created"] } });
     let response = a.post_json("/api/v1/subscriptions", &subscription).await;
@@ -755,12 +752,7 @@ async fn a_subscription_made_on_one_replica_delivers_from_every_replica() {
         );
     }
 
-    let response = a
-        .client
-        .delete(format!("{}/api/v1/subscriptions/{id}", a.base))
-        .send()
-        .await
-        .unwrap();
+    let response = a.delete(&format!("/api/v1/subscriptions/{id}")).await;
     assert_eq!(response.status(), 204);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = receiver.received().len();
@@ -806,15 +798,7 @@ async fn alerts_from_a_pulsar_topic_reach_the_cluster_s_shards() {
         common::pulsar::pulsar_url()
     );
     let config = cluster_config(&names, "", "", &pulsar);
-    let a = Service::start(&config).await;
-    let b = Service::start(&config).await;
-    wait_for_shared_shards(
-        "both replicas share the 8 shards",
-        Duration::from_secs(60),
-        &a,
-        &b,
-    )
-    .await;
+    let (a, _b) = two_replicas(&config).await;
 
     let mut producer = client
         .producer()

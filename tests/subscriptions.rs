@@ -148,12 +148,7 @@ async fn filtered_signed_retried_kept_across_a_restart_and_stopped_by_delete() {
     assert_signed(&received[4]);
     assert_eq!(body(&received[4])["data"]["incident"]["title"], "DbDown");
 
-    let response = service
-        .client
-        .delete(format!("{}/api/v1/subscriptions/{id}", service.base))
-        .send()
-        .await
-        .unwrap();
+    let response = service.delete(&format!("/api/v1/subscriptions/{id}")).await;
     assert_eq!(response.status(), 204);
     alert(&service, "CacheDown", "critical").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -235,11 +230,6 @@ async fn with_the_redis_store_subscriptions_persist_in_redis() {
     assert_signed(&received[0]);
     assert_eq!(body(&received[0])["type"], "incidentd.incident.created.v1");
 
-    let response = service
-        .client
-        .delete(format!("{}/api/v1/subscriptions/{id}", service.base))
-        .send()
-        .await
-        .unwrap();
+    let response = service.delete(&format!("/api/v1/subscriptions/{id}")).await;
     assert_eq!(response.status(), 204);
 }

@@ -209,6 +209,14 @@ impl Service {
             .expect("PATCH")
     }
 
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self
             .client
