@@ -386,6 +386,7 @@ impl Engine {
         progress: Progress,
     ) -> Result<(), EngineError> {
         let received = Instant::now();
+        self.check_sink_room()?;
         self.reserve(&targets)?;
         let mut waits = Vec::new();
         let mut targets = targets.into_iter();
@@ -412,6 +413,14 @@ impl Engine {
             wait.await.map_err(|_| EngineError::NotOwned { shard })??;
         }
         Ok(())
+    }
+
+    /// Refuses new changes while the event sink is at its bound.
+    fn check_sink_room(&self) -> Result<(), EngineError> {
+        match self.ports.sink.backlog_full() {
+            Some(reason) => Err(EngineError::Retry(reason)),
+            None => Ok(()),
+        }
     }
 
     /// Reserves room on every shard a batch touches, or none at all.
@@ -504,6 +513,8 @@ impl Engine {
         message: ShardMsg,
         reply: oneshot::Receiver<Result<Arc<IncidentSummary>, CommandError>>,
     ) -> Result<Arc<IncidentSummary>, CommandError> {
+        self.check_sink_room()
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
         let summary = self.ask(shard, message, reply).await??;
         self.sync_shard(shard)
             .await

@@ -389,6 +389,37 @@ async fn commands_report_typed_errors() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_full_sink_backlog_refuses_alerts_and_commands_until_it_drains() {
+    let h = start(false).await;
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    let a = incident_of(&h, "A");
+    let events = h.sink.events().len();
+
+    h.sink
+        .set_backlog_full(Some("topic t: 10 events not acknowledged"));
+    let err = h.engine.submit(vec![firing("B", "1")]).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Retry(reason) if reason.contains("topic t")),
+        "{err}"
+    );
+    let err = h
+        .engine
+        .command(a, Command::Acknowledge, "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Unavailable(_)), "{err}");
+    settle(&h).await;
+    assert_eq!(h.sink.events().len(), events, "nothing applied meanwhile");
+
+    h.sink.set_backlog_full(None);
+    h.engine.submit(vec![firing("B", "1")]).await.unwrap();
+    h.engine
+        .command(a, Command::Acknowledge, "x")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn panicking_incident_restarts_from_last_state_and_neighbours_are_untouched() {
     let h = start(false).await;
     h.engine

@@ -23,6 +23,10 @@ impl EventSink for Fanout {
         }
     }
 
+    fn backlog_full(&self) -> Option<String> {
+        self.topics.iter().find_map(|topic| topic.backlog_full())
+    }
+
     async fn flush(&self) -> Result<(), SinkError> {
         for topic in &self.topics {
             topic.flush().await?;

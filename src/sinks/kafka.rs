@@ -59,6 +59,7 @@ pub fn start_kafka(
         format!("kafka:{}", config.topic),
         config.filter.clone(),
         config.produce_timeout,
+        config.max_backlog,
         transport,
     ))
 }

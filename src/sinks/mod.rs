@@ -42,6 +42,12 @@ pub struct PulsarEventsConfig {
     /// are acknowledged.
     #[serde(with = "humantime_serde", default = "default_produce_timeout")]
     pub produce_timeout: Duration,
+    /// Events published but not yet acknowledged that the topic may hold
+    /// (while the broker is slow or down). At this many the service takes
+    /// no new alerts or commands (503, sources pause) until it caught up:
+    /// events are never dropped.
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: usize,
     /// Events per batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
@@ -92,9 +98,17 @@ pub struct KafkaEventsConfig {
     /// store its changes until their events are acknowledged.
     #[serde(with = "humantime_serde", default = "default_produce_timeout")]
     pub produce_timeout: Duration,
+    /// As for Pulsar topics: the most unacknowledged events before new
+    /// input is refused.
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: usize,
     /// Which events go to this topic (all when left out).
     #[serde(default)]
     pub filter: EventFilter,
+}
+
+fn default_max_backlog() -> usize {
+    100_000
 }
 
 fn default_produce_timeout() -> Duration {

@@ -5,7 +5,10 @@
 //! snapshot that records the events) waits until every event published
 //! before it is acknowledged, or fails, so the shard does not store and
 //! retries. Nothing is dropped: while the broker is down the backlog grows,
-//! flushes fail, ingest answers 503, and no new alerts come.
+//! flushes fail, ingest answers 503, and no new alerts come; at
+//! `max_backlog` unacknowledged events the engine refuses every new alert
+//! and command until the broker caught up (escalation timers still fire:
+//! the bound is overshot by at most what they add meanwhile).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -55,6 +58,7 @@ pub struct Outbound {
     name: String,
     filter: EventFilter,
     timeout: Duration,
+    max_backlog: usize,
     queued: Mutex<VecDeque<Record>>,
     /// Events published so far.
     published: AtomicU64,
@@ -69,6 +73,7 @@ impl Outbound {
         name: String,
         filter: EventFilter,
         timeout: Duration,
+        max_backlog: usize,
         transport: T,
     ) -> Arc<Outbound> {
         let (acked, _) = watch::channel(0);
@@ -76,6 +81,7 @@ impl Outbound {
             name,
             filter,
             timeout,
+            max_backlog,
             queued: Mutex::new(VecDeque::new()),
             published: AtomicU64::new(0),
             acked,
@@ -180,6 +186,17 @@ impl EventSink for Outbound {
         self.wake.notify_one();
     }
 
+    fn backlog_full(&self) -> Option<String> {
+        let published = self.published.load(Ordering::Acquire);
+        let unacked = published.saturating_sub(*self.acked.borrow());
+        (unacked >= self.max_backlog as u64).then(|| {
+            format!(
+                "event sink {}: {unacked} events not yet acknowledged by the broker (max_backlog {})",
+                self.name, self.max_backlog
+            )
+        })
+    }
+
     async fn flush(&self) -> Result<(), SinkError> {
         let target = self.published.load(Ordering::Acquire);
         let mut acked = self.acked.subscribe();
@@ -244,6 +261,7 @@ mod tests {
             "test".into(),
             EventFilter::default(),
             Duration::from_secs(5),
+            2,
             Manual { sent: sent.clone() },
         );
         (outbound, sent)
@@ -261,9 +279,12 @@ mod tests {
         outbound.publish(&[note(1, 1)]);
         settle().await;
         // The first is not acknowledged yet; the next is handed over anyway.
+        assert!(outbound.backlog_full().is_none(), "1 of 2");
         outbound.publish(&[note(2, 1)]);
         settle().await;
         assert_eq!(sent.lock().unwrap().len(), 2, "pipelined");
+        let full = outbound.backlog_full().expect("2 unacknowledged of 2");
+        assert!(full.contains("2 events not yet acknowledged"), "{full}");
 
         let flushed = {
             let outbound = outbound.clone();
@@ -285,6 +306,7 @@ mod tests {
         assert_eq!(resent.0, first.0);
         resent.1.send(Ok(())).unwrap();
         assert!(flushed.await.unwrap().is_ok());
+        assert!(outbound.backlog_full().is_none(), "all acknowledged");
     }
 
     #[tokio::test(start_paused = true)]

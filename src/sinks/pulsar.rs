@@ -94,6 +94,7 @@ pub fn start_pulsar(config: &PulsarEventsConfig) -> Arc<Outbound> {
         format!("pulsar:{}", config.topic),
         config.filter.clone(),
         config.produce_timeout,
+        config.max_backlog,
         transport,
     )
 }

@@ -117,13 +117,19 @@ impl SnapshotStore for MemoryStore {
     }
 }
 
-/// An event sink that keeps every event, in publish order.
+/// An event sink that keeps every event, in publish order; tests can make
+/// it report a full backlog.
 #[derive(Default)]
 pub struct CollectingSink {
     events: Mutex<Vec<IncidentEvent>>,
+    full: Mutex<Option<String>>,
 }
 
 impl CollectingSink {
+    pub fn set_backlog_full(&self, reason: Option<&str>) {
+        *self.full.lock().unwrap() = reason.map(str::to_string);
+    }
+
     pub fn events(&self) -> Vec<IncidentEvent> {
         self.events.lock().unwrap().clone()
     }
@@ -140,5 +146,9 @@ impl CollectingSink {
 impl EventSink for CollectingSink {
     fn publish(&self, events: &[IncidentEvent]) {
         self.events.lock().unwrap().extend_from_slice(events);
+    }
+
+    fn backlog_full(&self) -> Option<String> {
+        self.full.lock().unwrap().clone()
     }
 }

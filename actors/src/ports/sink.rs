@@ -23,4 +23,12 @@ pub trait EventSink: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// Why the engine should take no new input now: the sink holds as many
+    /// undelivered events as it may. Events are never dropped, so a sink
+    /// keeps its bound by having the engine refuse new changes (callers
+    /// retry) until it caught up. None while there is room.
+    fn backlog_full(&self) -> Option<String> {
+        None
+    }
 }
