@@ -80,6 +80,11 @@ fn not_ready_reason(state: &AppState) -> Option<String> {
             "shard {shard} cannot store snapshots: {error}; alerts are held in memory and not acknowledged until it can"
         ));
     }
+    if let Some(reason) = state.engine.sink_backlog_full() {
+        return Some(format!(
+            "{reason}; new alerts and commands wait until it drains"
+        ));
+    }
     let full: Vec<usize> = loads
         .iter()
         .filter(|l| l.fullness() >= 1.0)

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::events::{last_seqs, NoGap};
-use common::load::alert_rounds;
+use common::load::{alert_rounds, native_alert};
 use common::Service;
 use futures::StreamExt;
 use pulsar::SubType;
@@ -28,6 +28,26 @@ fn pulsar_service(action: &str) {
         status.success(),
         "{script} {action} pulsar failed: {status}"
     );
+}
+
+/// Whether ingest refuses new alerts because the event backlog is at its
+/// bound, within `within`.
+async fn backlog_refuses_input(service: &Service, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    // One of the loaded groups, so an accepted probe opens no incident.
+    let probe = serde_json::json!([native_alert("O0", 1_000, "warning")]);
+    while Instant::now() < deadline {
+        let response = service.post_json("/api/v1/alerts", &probe).await;
+        if response.status() == 503 {
+            let body: serde_json::Value = response.json().await.expect("JSON body");
+            let message = body["message"].as_str().unwrap_or_default();
+            if message.contains("not yet acknowledged by the broker (max_backlog 20)") {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,6 +71,8 @@ group_by = ["alertname"]
 url = "{url}"
 topic = "{topic}"
 produce_timeout = "2s"
+# Small, so the outage reaches it: new input is then refused.
+max_backlog = 20
 "#,
         url = common::pulsar::pulsar_url()
     );
@@ -62,8 +84,13 @@ produce_timeout = "2s"
     tokio::time::sleep(Duration::from_secs(1)).await;
     pulsar_service("down");
     let outage_began = Instant::now();
-    tokio::time::sleep(OUTAGE).await;
+    let refusing = backlog_refuses_input(&service, OUTAGE).await;
+    tokio::time::sleep(OUTAGE.saturating_sub(outage_began.elapsed())).await;
     pulsar_service("up");
+    assert!(
+        refusing,
+        "during the outage ingest refused new alerts: the event backlog was at its bound"
+    );
     println!("Pulsar was down for {:?}", outage_began.elapsed());
     loader.await.expect("loader");
 

@@ -415,9 +415,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Why new alerts and commands are refused now, if they are: the
+    /// event sink holds as many undelivered events as it may.
+    pub fn sink_backlog_full(&self) -> Option<String> {
+        self.ports.sink.backlog_full()
+    }
+
     /// Refuses new changes while the event sink is at its bound.
     fn check_sink_room(&self) -> Result<(), EngineError> {
-        match self.ports.sink.backlog_full() {
+        match self.sink_backlog_full() {
             Some(reason) => Err(EngineError::Retry(reason)),
             None => Ok(()),
         }
