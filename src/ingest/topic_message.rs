@@ -22,16 +22,6 @@ pub enum SourceFormat {
     Pagerduty,
 }
 
-impl SourceFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceFormat::Native => "native",
-            SourceFormat::AlertmanagerWebhook => "alertmanager_webhook",
-            SourceFormat::Pagerduty => "pagerduty",
-        }
-    }
-}
-
 /// What one message asks for.
 #[derive(Debug, Default)]
 pub struct SourceInput {
