@@ -144,12 +144,19 @@ impl Subscriptions {
     async fn refresh(&self) -> Result<(), SubscriptionError> {
         let _changing = self.changes.lock().await;
         let stored = self.store.list().await?;
-        let stopped = {
+        let gone: Vec<Worker> = {
             let mut workers = self.workers.lock().expect("workers lock");
-            let before = workers.len();
-            workers.retain(|id, _| stored.iter().any(|s| s.id == *id));
-            before - workers.len()
+            let ids: Vec<Ulid> = workers
+                .keys()
+                .filter(|id| !stored.iter().any(|s| s.id == **id))
+                .copied()
+                .collect();
+            ids.iter().filter_map(|id| workers.remove(id)).collect()
         };
+        let stopped = gone.len();
+        // Deleted on another replica: stop as `delete` does here, without
+        // sending what is still queued.
+        gone.into_iter().for_each(Worker::abort);
         let mut started = 0;
         for subscription in &stored {
             if !self.is_running(subscription.id) {
