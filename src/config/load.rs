@@ -173,23 +173,25 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
                 sink.topic
             ));
         }
-        if sink.produce_timeout.is_zero() {
+        if sink.produce_timeout.is_zero() || sink.max_backlog == 0 {
             errors.push(format!(
-                "events.kafka {:?}: produce_timeout must be above zero",
+                "events.kafka {:?}: produce_timeout and max_backlog must be above zero",
                 sink.topic
             ));
         }
     }
     for sink in &config.events.pulsar {
-        if !(sink.url.starts_with("pulsar://") || sink.url.starts_with("pulsar+ssl://")) {
+        errors.extend(pulsar_url_error(
+            &format!("events.pulsar {:?}: url", sink.topic),
+            &sink.url,
+        ));
+        if sink.topic.is_empty()
+            || sink.produce_timeout.is_zero()
+            || sink.batch_size == 0
+            || sink.max_backlog == 0
+        {
             errors.push(format!(
-                "events.pulsar {:?}: url {:?} must start with pulsar:// or pulsar+ssl://",
-                sink.topic, sink.url
-            ));
-        }
-        if sink.topic.is_empty() || sink.produce_timeout.is_zero() || sink.batch_size == 0 {
-            errors.push(format!(
-                "events.pulsar {:?}: topic, produce_timeout and batch_size must be set and above zero",
+                "events.pulsar {:?}: topic, produce_timeout, batch_size and max_backlog must be set and above zero",
                 sink.topic
             ));
         }
@@ -206,6 +208,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
 
 /// The Redis settings are checked even with `kind = "local"`, so switching
 /// kinds never reveals an old mistake.
+/// The problem with a Pulsar service URL, if any; `setting` names it.
+pub fn pulsar_url_error(setting: &str, url: &str) -> Option<String> {
+    let valid = url.starts_with("pulsar://") || url.starts_with("pulsar+ssl://");
+    (!valid).then(|| format!("{setting} {url:?} must start with pulsar:// or pulsar+ssl://"))
+}
+
 fn store_errors(store: &StoreConfig) -> Vec<String> {
     let mut errors = Vec::new();
     if !store.redis_url.starts_with("redis://") {
@@ -293,6 +301,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("shardz"), "{err}");
+    }
+
+    #[test]
+    fn event_topics_need_a_pulsar_url_and_room_for_a_backlog() {
+        let file = write(
+            r#"
+            [[events.kafka]]
+            topic = "k"
+            brokers = "127.0.0.1:9192"
+            max_backlog = 0
+            [[events.pulsar]]
+            url = "http://broker:6650"
+            topic = "p"
+            max_backlog = 0
+            "#,
+        );
+        let err = load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "events.kafka \"k\": produce_timeout and max_backlog must be above zero",
+            "events.pulsar \"p\": url \"http://broker:6650\" must start with pulsar://",
+            "events.pulsar \"p\": topic, produce_timeout, batch_size and max_backlog",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing in: {err}");
+        }
     }
 
     #[test]

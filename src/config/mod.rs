@@ -19,7 +19,7 @@ pub use crate::ingest::SourceFormat;
 pub use crate::kafka::{KafkaConfig, KafkaSource};
 pub use crate::sinks::{EventsConfig, KafkaEventsConfig, PulsarEventsConfig};
 pub use crate::subscriptions::SubscriptionsConfig;
-pub use load::{load, ConfigError, Overrides};
+pub use load::{load, pulsar_url_error, ConfigError, Overrides};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

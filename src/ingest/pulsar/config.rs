@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::pulsar_url_error;
 use crate::ingest::SourceFormat;
 
 /// `[pulsar]`: alerts consumed from Apache Pulsar topics. With `url` empty
@@ -81,12 +82,7 @@ impl PulsarSourceConfig {
             }
             return errors;
         }
-        if !(self.url.starts_with("pulsar://") || self.url.starts_with("pulsar+ssl://")) {
-            errors.push(format!(
-                "pulsar.url {:?} must start with pulsar:// or pulsar+ssl://",
-                self.url
-            ));
-        }
+        errors.extend(pulsar_url_error("pulsar.url", &self.url));
         if self.sources.is_empty() {
             errors.push(
                 "pulsar.url is set but pulsar.sources is empty (add [[pulsar.sources]])".into(),
