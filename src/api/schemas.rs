@@ -10,12 +10,10 @@ use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
+use crate::sinks::EVENT_TYPE_PREFIX;
 
 /// Media type of a JSON Schema document.
 const SCHEMA_JSON: &str = "application/schema+json";
-
-/// Prefix of every event type, and so of every per-type schema's name.
-const EVENT_TYPE_PREFIX: &str = "incidentd.incident.";
 
 /// One file of `schemas/`.
 pub struct SchemaFile {
@@ -124,11 +122,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::sinks::event_type;
     use crate::test_support::event_schemas::EventSchemas;
-
-    fn event_type(kind: EventKind) -> String {
-        format!("{EVENT_TYPE_PREFIX}{}.v1", kind.as_str())
-    }
 
     #[test]
     fn every_kind_has_a_schema_and_the_table_is_the_folder() {

@@ -3,11 +3,20 @@
 //! every topic and on SSE, so consumers drop repeats by `id`; `subject` is
 //! the incident id; `type` is `incidentd.incident.<kind>.v1`.
 
-use incidentd_actors::model::{Change, IncidentEvent, IncidentSummary, Timestamp};
+use incidentd_actors::model::{Change, EventKind, IncidentEvent, IncidentSummary, Timestamp};
 use serde::Serialize;
 
 /// Where the events come from, as CloudEvents `source`.
 pub const SOURCE: &str = "/incidentd";
+
+/// How every event type starts.
+pub const EVENT_TYPE_PREFIX: &str = "incidentd.incident.";
+
+/// The CloudEvents `type` of a kind, e.g. `incidentd.incident.created.v1`;
+/// also the name (without `.json`) of its schema in `schemas/`.
+pub fn event_type(kind: EventKind) -> String {
+    format!("{EVENT_TYPE_PREFIX}{}.v1", kind.as_str())
+}
 
 #[derive(Serialize)]
 pub struct CloudEvent<'a> {
@@ -40,7 +49,7 @@ impl<'a> CloudEvent<'a> {
             specversion: "1.0",
             id: &event.id,
             source: SOURCE,
-            event_type: format!("incidentd.incident.{}.v1", event.kind.as_str()),
+            event_type: event_type(event.kind),
             subject: event.incident_id.to_string(),
             time: event.time,
             datacontenttype: "application/json",
@@ -64,7 +73,7 @@ impl<'a> CloudEvent<'a> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use incidentd_actors::model::{EventKind, IncidentId, IncidentStatus, Severity};
+    use incidentd_actors::model::{IncidentId, IncidentStatus, Severity};
     use serde_json::{json, Value};
 
     use super::*;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use cloudevent::{CloudEvent, EventData, SOURCE};
+pub use cloudevent::{event_type, CloudEvent, EventData, EVENT_TYPE_PREFIX, SOURCE};
 pub use fanout::Fanout;
 pub use kafka::start_kafka;
 pub use outbound::Outbound;
