@@ -7,7 +7,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
 use super::local::{unavailable, LocalStore};
-use crate::subscriptions::{decode, DeadLetter, Subscription, SubscriptionStore};
+use crate::subscriptions::{decode, encode, DeadLetter, Subscription, SubscriptionStore};
 
 /// Subscription id -> subscription (JSON).
 const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
@@ -26,7 +26,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 
 impl LocalStore {
     fn put_blocking(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(subscription).map_err(|e| unavailable("encode", e))?;
+        let json = encode(subscription);
         let txn = self.write()?;
         {
             let mut table = txn
@@ -85,7 +85,7 @@ impl LocalStore {
         letter: &DeadLetter,
         keep: usize,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(letter).map_err(|e| unavailable("encode", e))?;
+        let json = encode(letter);
         let id = id.to_string();
         let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
         let txn = self.write()?;

@@ -16,7 +16,7 @@ use redis::Script;
 use ulid::Ulid;
 
 use super::redis::RedisStore;
-use crate::subscriptions::{decode, DeadLetter, Subscription, SubscriptionStore};
+use crate::subscriptions::{decode, encode, DeadLetter, Subscription, SubscriptionStore};
 
 /// KEYS: the subscriptions hash, the subscription's list. ARGV: its id,
 /// the dead letter, how many to keep. Adds nothing for a subscription
@@ -34,11 +34,6 @@ return 1
     )
 });
 
-fn encode(what: &str, value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value)
-        .map_err(|e| StoreError::Unavailable(format!("redis: encode {what}: {e}")))
-}
-
 impl RedisStore {
     fn subscriptions_key(&self) -> String {
         format!("{}:{{subscriptions}}", self.key_prefix)
@@ -52,7 +47,7 @@ impl RedisStore {
 #[async_trait]
 impl SubscriptionStore for RedisStore {
     async fn put(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let json = encode("subscription", subscription)?;
+        let json = encode(subscription);
         let mut connection = self.connection.clone();
         let _: i64 = self
             .run(
@@ -106,7 +101,7 @@ impl SubscriptionStore for RedisStore {
         letter: &DeadLetter,
         keep: usize,
     ) -> Result<(), StoreError> {
-        let json = encode("dead letter", letter)?;
+        let json = encode(letter);
         let mut invocation = ADD_DEAD_LETTER.prepare_invoke();
         invocation
             .key(self.subscriptions_key())

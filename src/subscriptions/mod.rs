@@ -22,8 +22,8 @@ pub use config::SubscriptionsConfig;
 pub use dead_letter::DeadLetter;
 pub use registry::{Deliveries, SubscriptionError, Subscriptions};
 pub use stats::DeliveryCounts;
-pub(crate) use store::decode;
 pub use store::SubscriptionStore;
 #[cfg(test)]
 pub(crate) use store::{contract, memory};
+pub(crate) use store::{decode, encode};
 pub use subscription::{NewSubscription, Subscription, SubscriptionView};

@@ -26,8 +26,13 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     async fn dead_letters(&self, id: Ulid) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
-/// Both stores write records as JSON; a record that cannot be read back is
-/// skipped with a warning rather than hiding all the others.
+/// A record as both stores write it: JSON.
+pub(crate) fn encode(record: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(record).expect("subscriptions and dead letters always serialize")
+}
+
+/// Reads a record back; one that cannot be read is skipped with a warning
+/// rather than hiding all the others.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Option<T> {
     match serde_json::from_slice(bytes) {
         Ok(value) => Some(value),
