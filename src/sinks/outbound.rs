@@ -65,6 +65,25 @@ pub struct Outbound {
     /// Every event up to this number is acknowledged.
     acked: watch::Sender<u64>,
     wake: Notify,
+    metrics: SinkMetrics,
+}
+
+/// Registered once: the delivery task counts every event.
+struct SinkMetrics {
+    acked: metrics::Counter,
+    retried: metrics::Counter,
+    ack_duration: metrics::Histogram,
+}
+
+impl SinkMetrics {
+    fn of(sink: &str) -> SinkMetrics {
+        let published = |outcome: &'static str| metrics::counter!(telemetry::EVENTS_PUBLISHED, "sink" => sink.to_string(), "outcome" => outcome);
+        SinkMetrics {
+            acked: published("acked"),
+            retried: published("retried"),
+            ack_duration: metrics::histogram!(telemetry::EVENTS_ACK_DURATION, "sink" => sink.to_string()),
+        }
+    }
 }
 
 impl Outbound {
@@ -78,6 +97,7 @@ impl Outbound {
     ) -> Arc<Outbound> {
         let (acked, _) = watch::channel(0);
         let outbound = Arc::new(Outbound {
+            metrics: SinkMetrics::of(&name),
             name,
             filter,
             timeout,
@@ -117,8 +137,9 @@ impl Outbound {
             } = in_flight.pop_front().expect("the oldest is there");
             match outcome {
                 Ok(Ok(())) => {
-                    self.count("acked");
-                    metrics::histogram!(telemetry::EVENTS_ACK_DURATION, "sink" => self.name.clone())
+                    self.metrics.acked.increment(1);
+                    self.metrics
+                        .ack_duration
                         .record(handed_at.elapsed().as_secs_f64());
                     self.acked.send_replace(record.number);
                     delay = Duration::from_millis(50);
@@ -128,7 +149,7 @@ impl Outbound {
                         Ok(Err(e)) => e,
                         _ => format!("no acknowledgement within {:?}", self.timeout),
                     };
-                    self.count("retried");
+                    self.metrics.retried.increment(1);
                     tracing::warn!(sink = %self.name, event = record.number, %error, "event not acknowledged; sending it again");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
@@ -151,11 +172,6 @@ impl Outbound {
             handed_at,
             deadline: handed_at + self.timeout,
         }
-    }
-
-    fn count(&self, outcome: &'static str) {
-        metrics::counter!(telemetry::EVENTS_PUBLISHED, "sink" => self.name.clone(), "outcome" => outcome)
-            .increment(1);
     }
 }
 
