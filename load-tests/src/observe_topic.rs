@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -64,17 +64,14 @@ impl Matcher {
 
 /// Every partition of `topic`, assigned at its current end.
 fn kafka_at_end(brokers: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
-    let config = {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("group.id", format!("incidentd-load-{}", ulid::Ulid::new()))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "5");
-        config
-    };
-    let probe: BaseConsumer = config.create().context("Kafka consumer")?;
-    let metadata = probe
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("incidentd-load-{}", ulid::Ulid::new()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .context("Kafka consumer")?;
+    let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .with_context(|| format!("metadata of {topic} on {brokers}"))?;
     let partitions = metadata
@@ -88,12 +85,11 @@ fn kafka_at_end(brokers: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
     // this run may already be there: take each partition's end now.
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions as i32 {
-        let (_, high) = probe
+        let (_, high) = consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .with_context(|| format!("end offset of {topic}/{partition}"))?;
         assignment.add_partition_offset(topic, partition, Offset::Offset(high))?;
     }
-    let consumer: StreamConsumer = config.create().context("Kafka consumer")?;
     consumer.assign(&assignment)?;
     Ok(consumer)
 }
