@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::events::{incidents_with_many_changes, last_seqs, NoGap, SeqOrder};
 use common::kafka::{create_topics, reader, Names};
 use common::load::alert_rounds;
+use common::pulsar::read_until;
 use common::Service;
-use futures::StreamExt;
-use pulsar::{Consumer, SubType, TokioExecutor};
+use pulsar::SubType;
 use rdkafka::message::Message;
 
 const SHARDS: i32 = 8;
@@ -81,25 +81,6 @@ topic = "{pulsar}"
     }
 }
 
-/// Like `Topics::read_kafka`, for a Pulsar subscription.
-async fn read_pulsar(
-    consumer: &mut Consumer<Vec<u8>, TokioExecutor>,
-    mut take: impl FnMut(Option<&str>, &[u8]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
-        else {
-            continue;
-        };
-        consumer.ack(&message).await.expect("ack");
-        if take(message.key().as_deref(), &message.payload.data) {
-            return;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_incident_s_events_reach_kafka_and_pulsar_in_order() {
     let topics = Topics::create("order").await;
@@ -121,10 +102,14 @@ async fn every_incident_s_events_reach_kafka_and_pulsar_in_order() {
         on_kafka.check(key, payload);
         on_kafka.seen == last_seq
     });
-    let pulsar = read_pulsar(&mut subscription, |key, payload| {
-        on_pulsar.check(key, payload);
-        on_pulsar.seen == last_seq
-    });
+    let pulsar = read_until(
+        &mut subscription,
+        Duration::from_secs(60),
+        |key, payload| {
+            on_pulsar.check(key, payload);
+            on_pulsar.seen == last_seq
+        },
+    );
     futures::join!(kafka, pulsar);
     assert_eq!(
         on_kafka.seen, last_seq,
@@ -157,7 +142,7 @@ async fn a_crash_while_events_flow_repeats_events_but_skips_none() {
         on_kafka.check(payload);
         on_kafka.highest == last_seq
     });
-    let pulsar = read_pulsar(&mut subscription, |_, payload| {
+    let pulsar = read_until(&mut subscription, Duration::from_secs(60), |_, payload| {
         on_pulsar.check(payload);
         on_pulsar.highest == last_seq
     });

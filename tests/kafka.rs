@@ -800,22 +800,12 @@ async fn alerts_from_a_pulsar_topic_reach_the_cluster_s_shards() {
     let config = cluster_config(&names, "", "", &pulsar);
     let (a, _b) = two_replicas(&config).await;
 
-    let mut producer = client
-        .producer()
-        .with_topic(&topic)
-        .build()
-        .await
-        .expect("pulsar producer");
+    let mut producer = common::pulsar::producer(&client, &topic).await;
     let (groups, alerts) = (20, 3);
     for g in 0..groups {
         for instance in 0..alerts {
             let alert = native_alert(&format!("P{g}"), instance, "warning");
-            producer
-                .send_non_blocking(serde_json::to_vec(&alert).unwrap())
-                .await
-                .expect("send")
-                .await
-                .expect("broker receipt");
+            common::pulsar::produce(&mut producer, serde_json::to_vec(&alert).unwrap()).await;
         }
     }
     wait_for_groups(&a, groups, alerts as u64).await;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::events::{last_seqs, NoGap};
 use common::load::{alert_rounds, native_alert};
+use common::pulsar::read_until;
 use common::Service;
-use futures::StreamExt;
 use pulsar::SubType;
 
 const OUTAGE: Duration = Duration::from_secs(15);
@@ -109,16 +109,11 @@ max_backlog = 20
     let mut consumer =
         common::pulsar::subscribe(&client, &topic, &subscription, SubType::Exclusive).await;
     let mut order = NoGap::default();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while order.highest != last_seq && Instant::now() < deadline {
-        let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
-        else {
-            continue;
-        };
-        consumer.ack(&message).await.expect("ack");
-        order.check(&message.payload.data);
-    }
+    read_until(&mut consumer, Duration::from_secs(120), |_, payload| {
+        order.check(payload);
+        order.highest == last_seq
+    })
+    .await;
     assert_eq!(
         order.highest, last_seq,
         "every incident's events, up to its last seq, after the outage"

@@ -7,31 +7,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::pulsar::{client, pulsar_url, subscribe};
+use common::load::native_alert;
+use common::pulsar::{client, produce, producer, pulsar_url, subscribe};
 use common::redis::Redis;
 use common::Service;
 use futures::StreamExt;
 use pulsar::consumer::Message;
-use pulsar::{Consumer, Producer, Pulsar, SubType, TokioExecutor};
-use serde_json::{json, Value};
-
-async fn producer(client: &Pulsar<TokioExecutor>, topic: &str) -> Producer<TokioExecutor> {
-    client
-        .producer()
-        .with_topic(topic)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("producer for {topic}: {e}"))
-}
-
-async fn produce(producer: &mut Producer<TokioExecutor>, payload: Vec<u8>) {
-    producer
-        .send_non_blocking(payload)
-        .await
-        .expect("send")
-        .await
-        .expect("broker receipt");
-}
+use pulsar::{Consumer, Producer, SubType, TokioExecutor};
+use serde_json::json;
 
 fn webhook(alertname: &str, instances: &[&str]) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -54,10 +37,6 @@ fn webhook(alertname: &str, instances: &[&str]) -> Vec<u8> {
         })).collect::<Vec<_>>(),
     }))
     .unwrap()
-}
-
-fn native(alertname: &str, instance: &str) -> Value {
-    json!({"status": "firing", "labels": {"alertname": alertname, "instance": instance}})
 }
 
 /// Per alertname: (alert_count, total_alerts, seq) of its incident.
@@ -170,14 +149,14 @@ format = "alertmanager_webhook"
 
     produce(
         &mut natives,
-        serde_json::to_vec(&native("NativeOne", "i1")).unwrap(),
+        serde_json::to_vec(&native_alert("NativeOne", 1, "warning")).unwrap(),
     )
     .await;
     produce(
         &mut natives,
         serde_json::to_vec(&json!([
-            native("NativeTwo", "i1"),
-            native("NativeTwo", "i2")
+            native_alert("NativeTwo", 1, "warning"),
+            native_alert("NativeTwo", 2, "warning")
         ]))
         .unwrap(),
     )
@@ -186,13 +165,13 @@ format = "alertmanager_webhook"
     // Partly valid: the good line is taken, the message still dead-lettered.
     let mixed = format!(
         "{}\n{}\n",
-        native("NativeMixed", "i1"),
+        native_alert("NativeMixed", 1, "warning"),
         json!({"labels": {"alertname": "NativeMixed"}})
     );
     produce(&mut natives, mixed.into_bytes()).await;
     produce(
         &mut natives,
-        serde_json::to_vec(&native("NativeAfterPoison", "i1")).unwrap(),
+        serde_json::to_vec(&native_alert("NativeAfterPoison", 1, "warning")).unwrap(),
     )
     .await;
     produce(&mut webhooks, webhook("Webhook", &["w1", "w2", "w3"])).await;
@@ -313,7 +292,7 @@ format = "native"
     }
 
     async fn send(&mut self, alertname: &str) {
-        let alert = serde_json::to_vec(&native(alertname, "i1")).unwrap();
+        let alert = serde_json::to_vec(&native_alert(alertname, 1, "warning")).unwrap();
         produce(&mut self.alerts, alert).await;
     }
 
@@ -341,7 +320,7 @@ async fn key_shared_alerts_that_cannot_be_stored_are_redelivered_then_dead_lette
     let exhausted = next_dead_letter(&outage.service, &mut outage.dead).await;
     assert_eq!(
         exhausted.payload.data,
-        serde_json::to_vec(&native("DuringOutage", "i1")).unwrap()
+        serde_json::to_vec(&native_alert("DuringOutage", 1, "warning")).unwrap()
     );
     assert_eq!(property(&exhausted, "REAL_TOPIC"), outage.topic);
     assert!(

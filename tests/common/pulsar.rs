@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
-use pulsar::{Consumer, Pulsar, SubType, TokioExecutor};
+use pulsar::{Consumer, Producer, Pulsar, SubType, TokioExecutor};
 
 pub fn pulsar_url() -> String {
     std::env::var("INCIDENTD_TEST_PULSAR_URL").expect(
@@ -45,4 +46,44 @@ pub async fn subscribe(
         .build()
         .await
         .unwrap_or_else(|e| panic!("subscribing to {topic}: {e}"))
+}
+
+pub async fn producer(client: &Pulsar<TokioExecutor>, topic: &str) -> Producer<TokioExecutor> {
+    client
+        .producer()
+        .with_topic(topic)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("producer for {topic}: {e}"))
+}
+
+/// Sends one message and waits for the broker's receipt.
+pub async fn produce(producer: &mut Producer<TokioExecutor>, payload: Vec<u8>) {
+    producer
+        .send_non_blocking(payload)
+        .await
+        .expect("send")
+        .await
+        .expect("broker receipt");
+}
+
+/// Acknowledges every message of `consumer` and hands its key and payload
+/// to `take`, until `take` says it has all it wants or `within` passes.
+pub async fn read_until(
+    consumer: &mut Consumer<Vec<u8>, TokioExecutor>,
+    within: Duration,
+    mut take: impl FnMut(Option<&str>, &[u8]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
+        else {
+            continue;
+        };
+        consumer.ack(&message).await.expect("ack");
+        if take(message.key().as_deref(), &message.payload.data) {
+            return;
+        }
+    }
 }
