@@ -94,7 +94,15 @@ async fn start(config: &StoreConfig) -> (Engine, incidentd_actors::RestoreReport
 
 async fn cleanup(config: &StoreConfig) {
     let client = redis::Client::open(config.redis_url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    // Right after a million-incident run Redis may still be rewriting its
+    // append-only file and answer slowly; the default timeouts are seconds.
+    let patient = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(30)))
+        .set_response_timeout(Some(Duration::from_secs(60)));
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&patient)
+        .await
+        .unwrap();
     // Test-only clean-up of a prefix unique to this test; restore never uses KEYS.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", config.key_prefix))

@@ -15,7 +15,7 @@ use crate::ports::{
     Clock, EventSink, Progress, ShardSnapshot, SnapshotStore, SourcePosition, StoreError,
 };
 use crate::read_model::ReadModel;
-use crate::restore::{decode_shard, RejectedSnapshot};
+use crate::restore::{decode_shard, RejectedSnapshot, RestoreAt};
 use crate::routing::{RouteConfig, RoutingTree};
 use crate::settings::EngineSettings;
 use crate::shard::{
@@ -118,14 +118,24 @@ impl Engine {
                 tokio::spawn(async move { store.load_shard(shard).await })
             })
             .collect();
+        // Each shard decodes and starts as soon as its own read is done, all
+        // at once: a shard's start fills its maps on one core, so starting
+        // them one after the other left the other cores idle.
+        let engine_ref = &engine;
+        let starts = loading
+            .into_iter()
+            .enumerate()
+            .map(|(shard, loaded)| async move {
+                let snapshot = loaded.await.map_err(|e| EngineError::Spawn {
+                    shard,
+                    message: format!("restore task failed: {e}"),
+                })?;
+                let snapshot = snapshot.map_err(|source| EngineError::Restore { shard, source })?;
+                engine_ref.spawn_shard(shard, snapshot).await
+            });
         let mut report = RestoreReport::default();
-        for (shard, loaded) in loading.into_iter().enumerate() {
-            let snapshot = loaded.await.map_err(|e| EngineError::Spawn {
-                shard,
-                message: format!("restore task failed: {e}"),
-            })?;
-            let snapshot = snapshot.map_err(|source| EngineError::Restore { shard, source })?;
-            let (_, shard_report) = engine.spawn_shard(shard, snapshot).await?;
+        for started in futures::future::join_all(starts).await {
+            let (_, shard_report) = started?;
             report.incidents += shard_report.incidents;
             report.rejected.extend(shard_report.rejected);
         }
@@ -214,7 +224,11 @@ impl Engine {
         snapshot: ShardSnapshot,
     ) -> Result<(BTreeMap<String, i64>, RestoreReport), EngineError> {
         let started = Instant::now();
-        let (restored, rejected) = decode_shard(shard, snapshot.incidents).await;
+        let at = RestoreAt {
+            now: self.clock.now(),
+            redeliver_within: self.settings.redeliver_escalations_within,
+        };
+        let (restored, rejected) = decode_shard(shard, snapshot.incidents, at).await;
         for bad in &rejected {
             // Best effort: a failure here only means it is skipped again next time.
             if let Err(e) = self

@@ -10,5 +10,6 @@ mod supervisor;
 mod timers;
 
 pub(crate) use context::ShardContext;
+pub(crate) use entry::GroupRef;
 pub use load::ShardLoad;
 pub(crate) use supervisor::{shard_of, RoutedAlert, ShardArgs, ShardMsg, ShardSupervisor};

@@ -12,6 +12,7 @@ use crate::model::{
     Timestamp,
 };
 use crate::ports::{Progress, SourcePosition};
+use crate::restore::RestoredIncident;
 use crate::routing::RouteSettings;
 use crate::telemetry;
 
@@ -101,8 +102,8 @@ pub(crate) struct ShardSupervisor;
 
 pub(crate) struct ShardArgs {
     pub context: Arc<ShardContext>,
-    /// Decoded incidents with their stored bytes, from the restore.
-    pub restored: Vec<(Incident, Arc<Vec<u8>>)>,
+    /// The restored incidents, kept passivated until their next input.
+    pub restored: Vec<RestoredIncident>,
     pub offsets: BTreeMap<String, i64>,
 }
 
@@ -160,28 +161,26 @@ impl Actor for ShardSupervisor {
         // Ids are ULIDs, so in id order the newest incident of a group comes
         // last and becomes the group's current one.
         let mut restored = args.restored;
-        restored.sort_by_key(|(incident, _)| incident.id);
-        let now = state.context.clock.now();
-        let window = state.context.settings.redeliver_escalations_within;
+        restored.sort_unstable_by_key(|incident| incident.id);
+        state.incidents.reserve(restored.len());
+        state.groups.reserve(restored.len());
+        state.timers.reserve(restored.len());
         let mut redelivered = Vec::new();
-        for (incident, bytes) in restored {
-            if !window.is_zero() {
-                redelivered.extend(incident.recent_escalation(now, window));
-            }
-            let group = Arc::new((incident.tenant.clone(), incident.group_key.clone()));
-            state.groups.insert(group.clone(), incident.id);
-            state.timers.set(
-                incident.id,
-                incident.next_deadline(),
-                incident.timer_generation,
-            );
-            state
-                .context
-                .read_model
-                .insert(Arc::new(incident.summary()));
-            state
-                .incidents
-                .insert(incident.id, Entry::Passive { bytes, group });
+        for restored in restored {
+            let RestoredIncident {
+                id,
+                group,
+                deadline,
+                timer_generation,
+                summary,
+                bytes,
+                redelivery,
+            } = restored;
+            redelivered.extend(redelivery);
+            state.groups.insert(group.clone(), id);
+            state.timers.set(id, deadline, timer_generation);
+            state.context.read_model.insert(summary);
+            state.incidents.insert(id, Entry::Passive { bytes, group });
         }
         if !redelivered.is_empty() {
             telemetry::escalations_redelivered(redelivered.len());

@@ -29,6 +29,11 @@ impl TimerIndex {
         }
     }
 
+    /// Room for `additional` more incidents, before a restore fills it.
+    pub fn reserve(&mut self, additional: usize) {
+        self.by_id.reserve(additional);
+    }
+
     pub fn remove(&mut self, id: IncidentId) {
         if let Some((at, _)) = self.by_id.remove(&id) {
             self.by_time.remove(&(at, id));
