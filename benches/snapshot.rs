@@ -1,0 +1,75 @@
+//! What one flush costs per dirty incident: encoding its snapshot and
+//! building its read-model summary, for a small incident (one alert, as in
+//! the engine bench) and a large one (50 alerts and their timeline, as the
+//! HTTP load scenario builds). Figures are in benches/README.md.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use incidentd_actors::escalation::EscalationPolicies;
+use incidentd_actors::model::{Alert, Incident, IncidentId, Timestamp};
+use incidentd_actors::routing::RouteSettings;
+use incidentd_actors::{decode_incident, encode_incident, EngineSettings, IncidentRules};
+
+/// An alert shaped like the load generator's Alertmanager alerts.
+fn alert(instance: usize) -> Alert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "load-r1-17".to_string()),
+        ("instance", format!("instance-{instance}")),
+        ("severity", "critical".to_string()),
+        ("job", "incidentd-load".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut alert = Alert::firing(labels);
+    alert.summary = format!("load-r1-17 instance {instance}");
+    alert
+}
+
+/// An incident opened by one alert and then joined by `alerts - 1` more,
+/// each adding a timeline entry.
+fn incident(alerts: usize) -> Incident {
+    let rules = IncidentRules::new(EscalationPolicies::default(), &EngineSettings::default());
+    let route = Arc::new(RouteSettings::manual());
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let mut events = Vec::new();
+    let mut incident = Incident::open(
+        IncidentId::new(now),
+        ("default", "root:{alertname=\"load-r1-17\"}"),
+        &route,
+        &alert(0),
+        now,
+        &rules,
+        &mut events,
+    );
+    let rest = (1..alerts).map(alert).collect();
+    incident.apply_alerts(rest, now, &rules, &mut events);
+    incident
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot");
+    for (name, alerts) in [("small", 1), ("large", 50)] {
+        let incident = incident(alerts);
+        let bytes = encode_incident(&incident);
+        eprintln!(
+            "{name}: {} alerts, {} timeline entries, {} bytes encoded",
+            incident.alerts.len(),
+            incident.timeline.len(),
+            bytes.len()
+        );
+        group.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| encode_incident(&incident))
+        });
+        group.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| decode_incident("bench", &bytes).expect("decodes"))
+        });
+        group.bench_function(format!("summary/{name}"), |b| b.iter(|| incident.summary()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
