@@ -83,15 +83,16 @@ impl<'a> Fields<'a> {
     /// `0001-01-01T00:00:00Z` for "unset") read as absent.
     pub fn time(&mut self, field: &str) -> Option<Timestamp> {
         let text = self.string(field)?;
-        match Timestamp::parse_rfc3339(&text) {
-            Ok(t) if t.millis() <= 0 => None,
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.error(field, format!("{text:?} is not an RFC 3339 time: {e}"));
-                None
-            }
-        }
+        time_from(&text).unwrap_or_else(|e| {
+            self.error(field, format!("{text:?} is not an RFC 3339 time: {e}"));
+            None
+        })
     }
+}
+
+/// An RFC 3339 time; before the Unix epoch reads as absent (see `Fields::time`).
+pub fn time_from(text: &str) -> Result<Option<Timestamp>, chrono::ParseError> {
+    Timestamp::parse_rfc3339(text).map(|t| (t.millis() > 0).then_some(t))
 }
 
 pub fn kind(value: &Value) -> &'static str {
