@@ -50,6 +50,22 @@ wait_http() {
     done
 }
 
+# CPU seconds (user + system) a process has used so far: the host's speed
+# varies from run to run, the work per alert much less.
+cpu_seconds() {
+    awk -v tck="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / tck}' "/proc/$1/stat"
+}
+
+# Runs the load generator on scenario $2 into $out/$1 and writes the CPU
+# seconds process $3 used meanwhile to $out/$1/cpu_seconds.
+measure() {
+    local name="$1" scenario_file="$2" pid="$3" before
+    before="$(cpu_seconds "$pid")"
+    "$bin/incidentd-load" run "$scenario_file" --out "$out/$name"
+    awk -v after="$(cpu_seconds "$pid")" -v before="$before" \
+        'BEGIN {printf "%.2f\n", after - before}' >"$out/$name/cpu_seconds"
+}
+
 # The scenario with another target, and no event stream to read.
 scenario_for() {
     local target="$1" file="$2"
@@ -70,7 +86,7 @@ prometheus-alertmanager --config.file="$work/alertmanager.yml" \
 pids+=($!)
 wait_http http://127.0.0.1:19093/-/ready
 scenario_for http://127.0.0.1:19093 "$work/am.toml"
-"$bin/incidentd-load" run "$work/am.toml" --out "$out/alertmanager"
+measure alertmanager "$work/am.toml" "${pids[0]}"
 kill "${pids[0]}"
 
 printf '[routing]\ngroup_by = ["alertname"]\n' >"$work/incidentd.toml"
@@ -79,16 +95,19 @@ printf '[routing]\ngroup_by = ["alertname"]\n' >"$work/incidentd.toml"
 pids+=($!)
 wait_http http://127.0.0.1:18090/readyz
 scenario_for http://127.0.0.1:18090 "$work/incidentd.toml.scn"
-"$bin/incidentd-load" run "$work/incidentd.toml.scn" --out "$out/incidentd"
+measure incidentd "$work/incidentd.toml.scn" "${pids[1]}"
 
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
 rows = {name: json.load(open(f"{out}/{name}/result.json")) for name in ("alertmanager", "incidentd")}
-print(f"{'target':<14}{'acked alerts/s':>16}{'ack p50 ms':>12}{'ack p99 ms':>12}{'errors':>8}")
+per_cpu = {}
+print(f"{'target':<14}{'acked alerts/s':>16}{'ack p50 ms':>12}{'ack p99 ms':>12}{'errors':>8}{'CPU s':>8}{'alerts/CPU s':>14}")
 for name, r in rows.items():
     errors = sum(r["errors"].values()) if isinstance(r["errors"], dict) else r["errors"]
-    print(f"{name:<14}{r['throughput_alerts_per_s']:>16.0f}{r['ack_latency_ms']['p50']:>12.1f}{r['ack_latency_ms']['p99']:>12.1f}{errors:>8}")
+    cpu = float(open(f"{out}/{name}/cpu_seconds").read())
+    per_cpu[name] = r["alerts"]["acked"] / max(cpu, 1e-9)
+    print(f"{name:<14}{r['throughput_alerts_per_s']:>16.0f}{r['ack_latency_ms']['p50']:>12.1f}{r['ack_latency_ms']['p99']:>12.1f}{errors:>8}{cpu:>8.1f}{per_cpu[name]:>14.0f}")
 ratio = rows["incidentd"]["throughput_alerts_per_s"] / max(rows["alertmanager"]["throughput_alerts_per_s"], 1e-9)
-print(f"incidentd / alertmanager throughput: {ratio:.2f}x   (results in {out})")
+print(f"incidentd / alertmanager throughput: {ratio:.2f}x, per CPU second: {per_cpu['incidentd'] / max(per_cpu['alertmanager'], 1e-9):.2f}x   (results in {out})")
 PY
