@@ -364,15 +364,27 @@ format = "alertmanager_webhook"
     );
 }
 
-/// An incident `service` owns: a replica answers GET for its own shards only.
+/// GET `path` on `service`: the JSON body and where the service read it
+/// (`incidentd-source`: `owner` from its memory, `store` from Redis).
+async fn get_with_source(service: &Service, path: &str) -> (Value, String) {
+    let url = format!("{}{path}", service.base);
+    let response = service.client.get(url).send().await.expect("GET");
+    assert_eq!(response.status(), 200, "GET {path}");
+    let source = response.headers()["incidentd-source"]
+        .to_str()
+        .expect("header text")
+        .to_string();
+    (response.json().await.expect("JSON body"), source)
+}
+
+/// An incident `service` owns: it answers GET for those from its memory.
 async fn incident_owned_by(service: &Service) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         for incident in service.all_incidents().await {
             let id = incident["id"].as_str().expect("id").to_string();
-            let url = format!("{}/api/v1/incidents/{id}", service.base);
-            let response = service.client.get(url).send().await.expect("GET incident");
-            if response.status().is_success() {
+            let (_, source) = get_with_source(service, &format!("/api/v1/incidents/{id}")).await;
+            if source == "owner" {
                 return id;
             }
         }
@@ -406,8 +418,19 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
         futures::future::join_all(sends).await;
         produced += groups;
         if wave == 1 {
-            // An incident A owns: A answers GET for its own shards only.
-            on_a = Some(incident_owned_by(&a).await);
+            let id = incident_owned_by(&a).await;
+            // B answers for it too, from the snapshot A stored.
+            let path = format!("/api/v1/incidents/{id}");
+            let (from_a, _) = get_with_source(&a, &path).await;
+            let (from_b, source) = get_with_source(&b, &path).await;
+            assert_eq!(source, "store");
+            assert_eq!(from_b["id"], id.as_str());
+            assert_eq!(from_b["group_key"], from_a["group_key"]);
+            assert_eq!(from_b["created_at"], from_a["created_at"]);
+            let (timeline, source) = get_with_source(&b, &format!("{path}/timeline")).await;
+            assert_eq!(source, "store");
+            assert!(timeline["total"].as_u64().unwrap() >= 1, "{timeline}");
+            on_a = Some(id);
             a.kill();
         }
     }

@@ -2,6 +2,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use incidentd_actors::model::CommandError;
+use incidentd_actors::ports::StoreError;
 use incidentd_actors::EngineError;
 use serde::Serialize;
 
@@ -70,6 +71,17 @@ impl From<CommandError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }
+    }
+}
+
+/// The store behind lists and other replicas' incidents cannot be reached.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
     }
 }
 

@@ -8,7 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use incidentd_actors::model::{Incident, IncidentSummary, NewIncident, Severity, TimelineEntry};
+use incidentd_actors::decode_incident;
+use incidentd_actors::model::{
+    CommandError, Incident, IncidentId, IncidentSummary, NewIncident, Severity, TimelineEntry,
+};
 use serde::{Deserialize, Serialize};
 
 use super::actor::actor_of;
@@ -16,7 +19,7 @@ use super::error::{ApiError, ErrorBody};
 use super::list_query::{IncidentPage, ListQuery};
 use super::request;
 use crate::intake::{Applied, QueuedBody};
-use crate::state::AppState;
+use crate::state::{AppState, Directory};
 
 /// Lists live incidents, filtered, sorted and paged.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
@@ -49,30 +52,60 @@ pub async fn list_incidents(
 ) -> Result<Json<IncidentPage>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = ListQuery::parse(&pairs)?;
-    let summaries = state.incident_summaries().await.map_err(|e| {
+    let summaries = state.incident_summaries().await?;
+    Ok(Json(query.page(summaries)))
+}
+
+/// Response header saying where an incident was read: `owner` (this
+/// replica owns its shard and answered from memory) or `store` (another
+/// replica owns it; this is its last stored snapshot, which lags the owner
+/// by about one flush interval, as lists do).
+const SOURCE_HEADER: &str = "incidentd-source";
+
+/// Incident `id` in full and where it was read (see `SOURCE_HEADER`).
+async fn read_incident(
+    state: &AppState,
+    id: IncidentId,
+) -> Result<(Incident, &'static str), ApiError> {
+    match state.engine.incident(id).await {
+        Ok(incident) => return Ok((incident, "owner")),
+        Err(CommandError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let Directory::Redis(store) = &state.directory else {
+        return Err(CommandError::NotFound(id).into());
+    };
+    let bytes = store
+        .stored_incident(id, state.engine.shard_count())
+        .await?
+        .ok_or(CommandError::NotFound(id))?;
+    let incident = decode_incident(&id.to_string(), &bytes).map_err(|e| {
         ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_snapshot",
             e.to_string(),
         )
     })?;
-    Ok(Json(query.page(summaries)))
+    Ok((incident, "store"))
 }
 
 /// One incident with its alerts, escalation state and recent timeline.
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
     params(("id" = String, Path, description = "Incident id (ULID)")),
     responses(
-        (status = 200, description = "The incident", body = Incident),
+        (status = 200, description = "The incident; any replica answers", body = Incident,
+            headers(("incidentd-source" = String, description = "`owner` (read from the owning replica's memory) or `store` (another replica owns it: its last stored snapshot, lagging by about one flush interval)"))),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No live incident with that id", body = ErrorBody),
+        (status = 503, description = "This replica does not own the incident and the store cannot be reached", body = ErrorBody),
     ))]
 pub async fn get_incident(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Incident>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let id = request::incident_id(&id)?;
-    Ok(Json(state.engine.incident(id).await?))
+    let (incident, source) = read_incident(&state, id).await?;
+    Ok(([(SOURCE_HEADER, source)], Json(incident)))
 }
 
 /// The most recent timeline entries (the engine keeps a bounded number)
@@ -88,20 +121,23 @@ pub struct Timeline {
 #[utoipa::path(get, path = "/api/v1/incidents/{id}/timeline", tag = "incidents",
     params(("id" = String, Path, description = "Incident id (ULID)")),
     responses(
-        (status = 200, description = "The timeline", body = Timeline),
+        (status = 200, description = "The timeline; any replica answers", body = Timeline,
+            headers(("incidentd-source" = String, description = "`owner` or `store`, as for the incident"))),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No live incident with that id", body = ErrorBody),
+        (status = 503, description = "This replica does not own the incident and the store cannot be reached", body = ErrorBody),
     ))]
 pub async fn get_timeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Timeline>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let id = request::incident_id(&id)?;
-    let incident = state.engine.incident(id).await?;
-    Ok(Json(Timeline {
+    let (incident, source) = read_incident(&state, id).await?;
+    let timeline = Timeline {
         entries: incident.timeline,
         total: incident.timeline_total,
-    }))
+    };
+    Ok(([(SOURCE_HEADER, source)], Json(timeline)))
 }
 
 /// An incident opened by hand, without an alert behind it.

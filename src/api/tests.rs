@@ -382,6 +382,25 @@ async fn lifecycle_over_rest() {
 }
 
 #[tokio::test]
+async fn a_standalone_replica_answers_incidents_from_its_own_memory() {
+    let app = app().await;
+    let id = app.create("Disk full").await;
+    for path in [
+        format!("/api/v1/incidents/{id}"),
+        format!("/api/v1/incidents/{id}/timeline"),
+    ] {
+        let response = app
+            .router
+            .clone()
+            .oneshot(request(Method::GET, &path, None))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["incidentd-source"], "owner", "{path}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_malformed_and_invalid_requests() {
     let app = app().await;
     let id = app.create("Queue backlog").await;

@@ -205,6 +205,32 @@ impl RedisStore {
         Ok(found.iter().position(|exists| *exists))
     }
 
+    /// Incident `id` as its owner last stored it (the encoded snapshot),
+    /// from whichever of the `shards` holds it: how a replica that does not
+    /// own the incident answers a GET for it.
+    pub async fn stored_incident(
+        &self,
+        id: IncidentId,
+        shards: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        for shard in 0..shards {
+            pipeline
+                .cmd("HGET")
+                .arg(self.key(shard, "live"))
+                .arg(id.to_string());
+        }
+        let found: Vec<Option<Vec<u8>>> = self
+            .run(
+                "get",
+                "read an incident",
+                pipeline.query_async(&mut connection),
+            )
+            .await?;
+        Ok(found.into_iter().flatten().next())
+    }
+
     /// `<prefix>:{shard-N}:<name>`: the braces make the shard number the
     /// Redis Cluster hash tag.
     fn key(&self, shard: usize, name: &str) -> String {
