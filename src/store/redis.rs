@@ -187,19 +187,13 @@ impl RedisStore {
         id: IncidentId,
         shards: usize,
     ) -> Result<Option<usize>, StoreError> {
-        let mut connection = self.connection.clone();
-        let mut pipeline = redis::pipe();
-        for shard in 0..shards {
-            pipeline
-                .cmd("HEXISTS")
-                .arg(self.key(shard, "summaries"))
-                .arg(id.to_string());
-        }
         let found: Vec<bool> = self
-            .run(
+            .on_every_shard(
+                ("HEXISTS", "summaries"),
+                id,
+                shards,
                 "locate",
                 "locate an incident",
-                pipeline.query_async(&mut connection),
             )
             .await?;
         Ok(found.iter().position(|exists| *exists))
@@ -213,22 +207,33 @@ impl RedisStore {
         id: IncidentId,
         shards: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        let found: Vec<Option<Vec<u8>>> = self
+            .on_every_shard(("HGET", "live"), id, shards, "get", "read an incident")
+            .await?;
+        Ok(found.into_iter().flatten().next())
+    }
+
+    /// One hash command about incident `id` (e.g. `HGET` on `live`) sent to
+    /// that hash of each of the `shards` in one pipeline: which shard holds
+    /// an incident is known only to its owner. One answer per shard.
+    async fn on_every_shard<T: redis::FromRedisValue>(
+        &self,
+        (command, hash): (&str, &str),
+        id: IncidentId,
+        shards: usize,
+        metric: &'static str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
         for shard in 0..shards {
             pipeline
-                .cmd("HGET")
-                .arg(self.key(shard, "live"))
+                .cmd(command)
+                .arg(self.key(shard, hash))
                 .arg(id.to_string());
         }
-        let found: Vec<Option<Vec<u8>>> = self
-            .run(
-                "get",
-                "read an incident",
-                pipeline.query_async(&mut connection),
-            )
-            .await?;
-        Ok(found.into_iter().flatten().next())
+        self.run(metric, what, pipeline.query_async(&mut connection))
+            .await
     }
 
     /// `<prefix>:{shard-N}:<name>`: the braces make the shard number the
