@@ -751,9 +751,26 @@ pulsar_ready() {
     return 1
 }
 
+# Standalone's bookie stops writing when its disk is fuller than
+# diskUsageThreshold (0.99, see pulsar_configure): every produce and
+# subscribe then waits for a bookie that never comes back. Refuse to go on
+# there with the reason, and warn from diskUsageWarnThreshold (0.95).
+pulsar_disk_check() {
+    local used
+    used="$(df --output=pcent "$PULSAR_DIR" | tail -1 | tr -dc '0-9')"
+    if ((used >= 99)); then
+        echo "pulsar: the disk holding $PULSAR_DIR is ${used}% full; Pulsar's bookie writes nothing above 99%. Free some space and run again." >&2
+        exit 1
+    fi
+    if ((used >= 95)); then
+        echo "pulsar: warning: the disk holding $PULSAR_DIR is ${used}% full; Pulsar's bookie stops writing above 99%" >&2
+    fi
+}
+
 pulsar_up() {
     java_install
     mkdir -p "$PULSAR_DIR"
+    pulsar_disk_check
     local pid started=0
     if pid="$(pulsar_pid)"; then
         echo "pulsar: already up (pid $pid, port $PULSAR_PORT)"

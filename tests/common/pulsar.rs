@@ -17,14 +17,19 @@ pub fn pulsar_url() -> String {
 pub async fn client() -> Pulsar<TokioExecutor> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match Pulsar::builder(pulsar_url(), TokioExecutor).build().await {
-            Ok(client) => return client,
-            Err(e) if Instant::now() > deadline => panic!(
-                "connecting to Pulsar at {} (scripts/services.sh up pulsar): {e}",
+        let connect = Pulsar::builder(pulsar_url(), TokioExecutor).build();
+        let error = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+            Ok(Ok(client)) => return client,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 10 s".to_string(),
+        };
+        if Instant::now() > deadline {
+            panic!(
+                "connecting to Pulsar at {} (scripts/services.sh up pulsar): {error}",
                 pulsar_url()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            );
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -37,24 +42,36 @@ pub async fn subscribe(
     subscription: &str,
     sub_type: SubType,
 ) -> Consumer<Vec<u8>, TokioExecutor> {
-    client
+    let consumer = client
         .consumer()
         .with_topic(topic)
         .with_subscription(subscription)
         .with_subscription_type(sub_type)
         .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("subscribing to {topic}: {e}"))
+        .build();
+    within_a_minute(&format!("subscribing to {topic}"), consumer).await
 }
 
 pub async fn producer(client: &Pulsar<TokioExecutor>, topic: &str) -> Producer<TokioExecutor> {
-    client
-        .producer()
-        .with_topic(topic)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("producer for {topic}: {e}"))
+    let producer = client.producer().with_topic(topic).build();
+    within_a_minute(&format!("a producer for {topic}"), producer).await
+}
+
+/// The client retries a broker that cannot create the topic's ledger (its
+/// bookie down or its disk full) without end: fail with the reason instead
+/// of hanging the suite.
+async fn within_a_minute<T>(
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, pulsar::Error>>,
+) -> T {
+    match tokio::time::timeout(Duration::from_secs(60), request).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => panic!("{what}: {e}"),
+        Err(_) => panic!(
+            "{what}: no answer from Pulsar within 60 s; see scripts/services.sh status and \
+             Pulsar's log (a bookie that cannot write, e.g. a disk over 99% full, looks like this)"
+        ),
+    }
 }
 
 /// Sends one message and waits for the broker's receipt.
