@@ -367,8 +367,7 @@ format = "alertmanager_webhook"
 /// GET `path` on `service`: the JSON body and where the service read it
 /// (`incidentd-source`: `owner` from its memory, `store` from Redis).
 async fn get_with_source(service: &Service, path: &str) -> (Value, String) {
-    let url = format!("{}{path}", service.base);
-    let response = service.client.get(url).send().await.expect("GET");
+    let response = service.get_ok(path).await;
     assert_eq!(response.status(), 200, "GET {path}");
     let source = response.headers()["incidentd-source"]
         .to_str()

@@ -217,7 +217,8 @@ impl Service {
             .expect("DELETE")
     }
 
-    pub async fn get_json(&self, path: &str) -> Value {
+    /// GET `path`, which must answer 2xx.
+    pub async fn get_ok(&self, path: &str) -> reqwest::Response {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -229,7 +230,11 @@ impl Service {
             "GET {path}: {}",
             response.status()
         );
-        response.json().await.expect("JSON body")
+        response
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get_ok(path).await.json().await.expect("JSON body")
     }
 
     /// The sum of the samples of metric `name` whose line contains every
