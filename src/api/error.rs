@@ -39,6 +39,15 @@ impl ApiError {
     pub fn unprocessable(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 503 with `Retry-After`: worth sending again shortly.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -63,25 +72,18 @@ impl From<CommandError> for ApiError {
         let message = e.to_string();
         match e {
             CommandError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
-            CommandError::NotApplicable { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            CommandError::NotApplicable { .. } => ApiError::conflict(message),
             CommandError::Invalid { .. } => ApiError::unprocessable(message),
-            CommandError::Unavailable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-            }
+            CommandError::Unavailable(_) => ApiError::unavailable(message),
         }
     }
 }
 
-/// The store behind lists and other replicas' incidents cannot be reached.
+/// The store behind lists, subscriptions and other replicas' incidents
+/// cannot be reached.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        )
+        ApiError::unavailable(e.to_string())
     }
 }
 

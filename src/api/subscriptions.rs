@@ -19,12 +19,8 @@ impl From<SubscriptionError> for ApiError {
         let message = e.to_string();
         match e {
             SubscriptionError::Invalid(_) => ApiError::unprocessable(message),
-            SubscriptionError::TooMany { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", message)
-            }
-            SubscriptionError::Store(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-            }
+            SubscriptionError::TooMany { .. } => ApiError::conflict(message),
+            SubscriptionError::Store(e) => e.into(),
         }
     }
 }
