@@ -56,6 +56,20 @@ impl LocalStore {
         Ok(all)
     }
 
+    fn get_blocking(&self, id: Ulid) -> Result<Option<Subscription>, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| unavailable("begin read", e))?;
+        let table = txn
+            .open_table(SUBSCRIPTIONS)
+            .map_err(|e| unavailable("open table", e))?;
+        let stored = table
+            .get(id.to_string().as_str())
+            .map_err(|e| unavailable("read", e))?;
+        Ok(stored.and_then(|json| decode("subscription", json.value())))
+    }
+
     fn delete_blocking(&self, id: Ulid) -> Result<bool, StoreError> {
         let id = id.to_string();
         let txn = self.write()?;
@@ -171,6 +185,10 @@ impl SubscriptionStore for LocalStore {
 
     async fn list(&self) -> Result<Vec<Subscription>, StoreError> {
         blocking(self, LocalStore::list_blocking).await
+    }
+
+    async fn get(&self, id: Ulid) -> Result<Option<Subscription>, StoreError> {
+        blocking(self, move |store| store.get_blocking(id)).await
     }
 
     async fn delete(&self, id: Ulid) -> Result<bool, StoreError> {

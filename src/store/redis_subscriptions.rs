@@ -77,6 +77,21 @@ impl SubscriptionStore for RedisStore {
             .collect())
     }
 
+    async fn get(&self, id: Ulid) -> Result<Option<Subscription>, StoreError> {
+        let mut connection = self.connection.clone();
+        let stored: Option<Vec<u8>> = self
+            .run(
+                "subscriptions",
+                "read a subscription",
+                redis::cmd("HGET")
+                    .arg(self.subscriptions_key())
+                    .arg(id.to_string())
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(stored.and_then(|json| decode("subscription", &json)))
+    }
+
     async fn delete(&self, id: Ulid) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let mut transaction = redis::pipe();

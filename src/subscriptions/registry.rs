@@ -103,7 +103,7 @@ impl Subscriptions {
     }
 
     pub async fn get(&self, id: Ulid) -> Result<Option<Subscription>, SubscriptionError> {
-        Ok(self.store.list().await?.into_iter().find(|s| s.id == id))
+        Ok(self.store.get(id).await?)
     }
 
     /// Stops this replica's deliveries at once (an attempt in flight is

@@ -11,6 +11,7 @@ use super::subscription::Subscription;
 pub trait SubscriptionStore: Send + Sync + 'static {
     async fn put(&self, subscription: &Subscription) -> Result<(), StoreError>;
     async fn list(&self) -> Result<Vec<Subscription>, StoreError>;
+    async fn get(&self, id: Ulid) -> Result<Option<Subscription>, StoreError>;
     /// Removes the subscription and its dead letters; false when there was none.
     async fn delete(&self, id: Ulid) -> Result<bool, StoreError>;
     /// Adds a dead letter, keeping the newest `keep`. Nothing is added for
@@ -69,6 +70,11 @@ pub mod memory {
         async fn list(&self) -> Result<Vec<Subscription>, StoreError> {
             let all = self.subscriptions.lock().unwrap();
             Ok(all.values().map(|(s, _)| s.clone()).collect())
+        }
+
+        async fn get(&self, id: Ulid) -> Result<Option<Subscription>, StoreError> {
+            let all = self.subscriptions.lock().unwrap();
+            Ok(all.get(&id).map(|(s, _)| s.clone()))
         }
 
         async fn delete(&self, id: Ulid) -> Result<bool, StoreError> {
@@ -137,6 +143,8 @@ pub mod contract {
         let mut listed = store.list().await.unwrap();
         listed.sort_by_key(|s| s.id);
         assert_eq!(listed, vec![a.clone(), b.clone()]);
+        assert_eq!(store.get(b.id).await.unwrap(), Some(b.clone()));
+        assert_eq!(store.get(subscription(3).id).await.unwrap(), None);
 
         for n in 1..=5 {
             store.add_dead_letter(a.id, &letter(n), 3).await.unwrap();
