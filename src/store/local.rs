@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, Key, ReadOnlyTable, ReadableDatabase, TableDefinition, Value};
 
 /// Live incidents: (shard, incident id) -> encoded incident.
 const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
@@ -44,6 +44,19 @@ impl LocalStore {
         super::local_subscriptions::create_tables(&txn)?;
         txn.commit().map_err(|e| unavailable("commit", e))?;
         Ok(LocalStore { db: Arc::new(db) })
+    }
+
+    /// `definition`'s table, in a read transaction of its own.
+    pub(super) fn read_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        definition: TableDefinition<K, V>,
+    ) -> Result<ReadOnlyTable<K, V>, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| unavailable("begin read", e))?;
+        txn.open_table(definition)
+            .map_err(|e| unavailable("open table", e))
     }
 
     fn load_blocking(&self, shard: u32) -> Result<ShardSnapshot, StoreError> {
@@ -146,13 +159,7 @@ impl LocalStore {
     #[cfg(test)]
     fn archived_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| unavailable("begin read", e))?;
-        let archive = txn
-            .open_table(ARCHIVE)
-            .map_err(|e| unavailable("open table", e))?;
+        let archive = self.read_table(ARCHIVE)?;
         archive.len().map_err(|e| unavailable("read", e))
     }
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use incidentd_actors::ports::StoreError;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
 use super::local::{unavailable, LocalStore};
@@ -41,13 +41,7 @@ impl LocalStore {
     }
 
     fn list_blocking(&self) -> Result<Vec<Subscription>, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| unavailable("begin read", e))?;
-        let table = txn
-            .open_table(SUBSCRIPTIONS)
-            .map_err(|e| unavailable("open table", e))?;
+        let table = self.read_table(SUBSCRIPTIONS)?;
         let mut all = Vec::new();
         for entry in table.iter().map_err(|e| unavailable("read", e))? {
             let (_, json) = entry.map_err(|e| unavailable("read", e))?;
@@ -57,13 +51,7 @@ impl LocalStore {
     }
 
     fn get_blocking(&self, id: Ulid) -> Result<Option<Subscription>, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| unavailable("begin read", e))?;
-        let table = txn
-            .open_table(SUBSCRIPTIONS)
-            .map_err(|e| unavailable("open table", e))?;
+        let table = self.read_table(SUBSCRIPTIONS)?;
         let stored = table
             .get(id.to_string().as_str())
             .map_err(|e| unavailable("read", e))?;
@@ -139,13 +127,7 @@ impl LocalStore {
 
     fn dead_letters_blocking(&self, id: Ulid) -> Result<Vec<DeadLetter>, StoreError> {
         let id = id.to_string();
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| unavailable("begin read", e))?;
-        let table = txn
-            .open_table(DEAD_LETTERS)
-            .map_err(|e| unavailable("open table", e))?;
+        let table = self.read_table(DEAD_LETTERS)?;
         let mut letters = Vec::new();
         for entry in table
             .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
