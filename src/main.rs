@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use incidentd::config::{self, Overrides};
 
+// Many small, short-lived allocations per alert on every core: glibc's
+// malloc spent about a quarter of the engine's time in its arenas
+// (benches/README.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Incident management: alerts in (Alertmanager, PagerDuty Events v2,
 /// native JSON), incidents with escalation out.
 ///
