@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::api::error::ApiError;
 use crate::bus::EventBus;
 use crate::config::{Config, StoreKind};
-use crate::ingest::pagerduty_keys::PAGERDUTY_KEYS;
+use crate::ingest::pagerduty_keys::{TriggerKeyStore, PAGERDUTY_KEYS};
 use crate::ingest::pulsar::PulsarSources;
 use crate::ingest::PagerDutyKeys;
 use crate::intake::{Intake, KafkaIntake};
@@ -141,18 +141,16 @@ async fn record_http_metrics(request: Request, next: Next) -> Response {
     response
 }
 
-/// Starts everything, serves until SIGTERM/SIGINT, then drains and stores.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    // Installed first, so the store's and the engine's restore are measured.
-    let metrics = telemetry::metrics();
-    let (tree, policies) = compile_rules(&config.routing, config.escalation_policies.clone())
-        .map_err(|errors| anyhow::anyhow!("invalid configuration:\n  {}", errors.join("\n  ")))?;
-    let (store, subscription_store, directory): (
-        Arc<dyn SnapshotStore>,
-        Arc<dyn SubscriptionStore>,
-        Directory,
-    ) = match config.store.kind {
+/// The store `store.kind` names, behind each port that persists.
+struct Stores {
+    snapshots: Arc<dyn SnapshotStore>,
+    subscriptions: Arc<dyn SubscriptionStore>,
+    trigger_keys: Arc<dyn TriggerKeyStore>,
+    directory: Directory,
+}
+
+async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    Ok(match config.store.kind {
         StoreKind::Local => {
             let store = LocalStore::open(&config.server.data_dir).with_context(|| {
                 format!(
@@ -160,7 +158,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     config.server.data_dir.display()
                 )
             })?;
-            (Arc::new(store.clone()), Arc::new(store), Directory::Local)
+            let store = Arc::new(store);
+            Stores {
+                snapshots: store.clone(),
+                subscriptions: store.clone(),
+                trigger_keys: store,
+                directory: Directory::Local,
+            }
         }
         StoreKind::Redis => {
             let store = Arc::new(
@@ -168,9 +172,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     .await
                     .context("connecting to the snapshot store (store.redis_url)")?,
             );
-            (store.clone(), store.clone(), Directory::Redis(store))
+            Stores {
+                snapshots: store.clone(),
+                subscriptions: store.clone(),
+                trigger_keys: store.clone(),
+                directory: Directory::Redis(store),
+            }
         }
-    };
+    })
+}
+
+/// Starts everything, serves until SIGTERM/SIGINT, then drains and stores.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    // Installed first, so the store's and the engine's restore are measured.
+    let metrics = telemetry::metrics();
+    let (tree, policies) = compile_rules(&config.routing, config.escalation_policies.clone())
+        .map_err(|errors| anyhow::anyhow!("invalid configuration:\n  {}", errors.join("\n  ")))?;
+    let Stores {
+        snapshots: store,
+        subscriptions: subscription_store,
+        trigger_keys,
+        directory,
+    } = open_stores(&config).await?;
     let bus = Arc::new(EventBus::new(config.server.sse_replay_events));
     let notifier = Notifier::start(&config.notifier);
     bus.add_listener(notifier.clone());
@@ -197,7 +221,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
         clock: Arc::new(TokioClock::new()),
     };
-    let pagerduty = Arc::new(PagerDutyKeys::new(PAGERDUTY_KEYS));
+    let pagerduty = Arc::new(PagerDutyKeys::new(
+        PAGERDUTY_KEYS,
+        config.ingest.pagerduty_key_ttl,
+        trigger_keys,
+    ));
     let (engine, intake, cluster) = if config.kafka.enabled() {
         let Directory::Redis(directory) = &directory else {
             anyhow::bail!("kafka cluster mode needs store.kind = \"redis\"");

@@ -26,6 +26,9 @@ pub const SUBSCRIPTION_RETRIES: &str = "incidentd_subscription_retries_total";
 pub const STORE_COMMAND_DURATION: &str = "incidentd_store_command_duration_seconds";
 pub const STORE_FENCED_WRITES: &str = "incidentd_store_fenced_writes_total";
 pub const STORE_ERRORS: &str = "incidentd_store_errors_total";
+/// PagerDuty trigger keys the store refused: a later acknowledge or resolve
+/// by that dedup key fails on another replica or after a restart.
+pub const PAGERDUTY_KEYS_NOT_STORED: &str = "incidentd_pagerduty_keys_not_stored_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -112,6 +112,54 @@ async fn alertmanager_webhook_payload_version_4() {
     );
 }
 
+/// The trigger's dedup key is stored with its alert: after a SIGKILL right
+/// after the 202, an acknowledge and a resolve still find its group (here
+/// grouped by `source`, which those events do not carry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_acknowledge_and_resolve_find_a_trigger_sent_before_a_crash() {
+    let mut service =
+        Service::start("[routing]\ngroup_by = [\"source\"]\nauto_resolve_grace = \"0s\"\n").await;
+    let event = |action: &str| {
+        json!({
+            "routing_key": "samplekeyhere",
+            "dedup_key": "disk-host2",
+            "event_action": action,
+            "payload": {"summary": "disk full", "source": "host2.example.com", "severity": "error"}
+        })
+    };
+    assert_eq!(
+        service
+            .post_json("/v2/enqueue", &event("trigger"))
+            .await
+            .status(),
+        202
+    );
+    service.restart().await; // SIGKILL, then start again on the same data dir
+
+    let ack = service
+        .post_json("/v2/enqueue", &event("acknowledge"))
+        .await;
+    assert_eq!(ack.status(), 202, "{}", ack.text().await.unwrap());
+    let incidents = service.all_incidents().await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["status"], "acknowledged");
+
+    let resolve = service.post_json("/v2/enqueue", &event("resolve")).await;
+    assert_eq!(resolve.status(), 202, "{}", resolve.text().await.unwrap());
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = service.all_incidents().await[0]["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if status == "resolved" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "resolved");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_trigger_acknowledge_resolve() {
     let service =

@@ -77,7 +77,7 @@ async fn app() -> App {
     let engine = Arc::new(engine);
     let state = AppState {
         intake: crate::intake::Intake::standalone(engine.clone()),
-        pagerduty: Arc::new(crate::ingest::PagerDutyKeys::new(1_000)),
+        pagerduty: Arc::new(crate::ingest::pagerduty_keys::memory::keys(1_000)),
         engine,
         bus,
         subscriptions: crate::subscriptions::Subscriptions::start(

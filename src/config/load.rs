@@ -159,6 +159,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.server.body_limit_bytes == 0 || config.server.pagerduty_body_limit_bytes == 0 {
         errors.push("server: body limits must be above zero".into());
     }
+    if config.ingest.pagerduty_key_ttl.is_zero() {
+        // Every acknowledge and resolve would find its key expired.
+        errors.push("ingest.pagerduty_key_ttl must be above zero".into());
+    }
     errors.extend(store_errors(&config.store));
     errors.extend(config.kafka.errors());
     errors.extend(config.subscriptions.errors());
@@ -372,6 +376,18 @@ mod tests {
         ] {
             assert!(err.contains(expected), "{expected:?} missing in: {err}");
         }
+    }
+
+    #[test]
+    fn a_zero_pagerduty_key_ttl_is_refused() {
+        let file = write("[ingest]\npagerduty_key_ttl = \"0s\"\n");
+        let err = load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ingest.pagerduty_key_ttl must be above zero"),
+            "{err}"
+        );
     }
 
     #[test]

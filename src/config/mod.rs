@@ -92,6 +92,11 @@ pub struct IngestConfig {
     pub resolve_timeout: Duration,
     /// Tenant of alerts whose source names none.
     pub default_tenant: String,
+    /// PagerDuty Events v2: how long after its last trigger a dedup key
+    /// still finds its incident for an acknowledge or resolve. Kept in the
+    /// store, so it holds across restarts and on every replica.
+    #[serde(with = "humantime_serde")]
+    pub pagerduty_key_ttl: Duration,
 }
 
 impl Default for IngestConfig {
@@ -99,6 +104,7 @@ impl Default for IngestConfig {
         IngestConfig {
             resolve_timeout: Duration::from_secs(5 * 60),
             default_tenant: "default".into(),
+            pagerduty_key_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -16,7 +16,7 @@ use incidentd_actors::model::{Alert, FieldError, Timestamp};
 use serde::Serialize;
 use serde_json::json;
 
-use super::pagerduty_keys::{PagerDutyAction, UnknownDedupKey};
+use super::pagerduty_keys::{KeyLookupError, PagerDutyAction, UnknownDedupKey};
 use super::{
     decode_alertmanager_v2, decode_alertmanager_webhook, decode_native_json, decode_native_ndjson,
     decode_pagerduty, BodyError, Decoded, PagerDutyError,
@@ -274,9 +274,11 @@ pub async fn pagerduty_enqueue(
     let (dedup_key, action) = match state
         .pagerduty
         .action(event, &state.config.ingest.default_tenant)
+        .await
     {
         Ok(found) => found,
-        Err(unknown) => return Ok(unknown_dedup_key(&unknown)),
+        Err(KeyLookupError::Unknown(unknown)) => return Ok(unknown_dedup_key(&unknown)),
+        Err(KeyLookupError::Unavailable(e)) => return Err(e.into()),
     };
     match action {
         PagerDutyAction::Alert(alert) => state.intake.submit(vec![alert]).await?,

@@ -1,26 +1,54 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use incidentd_actors::model::{Alert, AlertStatus};
+use incidentd_actors::ports::StoreError;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::PagerDutyEvent;
 
 /// What a PagerDuty trigger looked like, so a later acknowledge or resolve
 /// (which carries only the routing and dedup keys) finds the same group.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TriggerKey {
     pub tenant: String,
     pub labels: BTreeMap<String, String>,
 }
 
-/// PagerDuty trigger keys remembered for later acknowledge/resolve events.
+/// Trigger keys kept in memory in front of the store.
 pub const PAGERDUTY_KEYS: usize = 100_000;
 
-/// (routing key, dedup key) -> the trigger's tenant and labels, bounded:
-/// past `capacity` the oldest keys are forgotten (and their later
-/// acknowledge/resolve events are refused with a clear error).
+/// Where trigger keys persist: the store the shards use, so an acknowledge
+/// or resolve finds its trigger after a restart and on every replica.
+#[async_trait]
+pub trait TriggerKeyStore: Send + Sync + 'static {
+    /// Keeps `trigger` for `ttl` from now (replacing an earlier one).
+    async fn put_trigger(
+        &self,
+        routing_key: &str,
+        dedup_key: &str,
+        trigger: &TriggerKey,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// The trigger last kept for these keys, unless it expired.
+    async fn get_trigger(
+        &self,
+        routing_key: &str,
+        dedup_key: &str,
+    ) -> Result<Option<TriggerKey>, StoreError>;
+}
+
+/// (routing key, dedup key) -> the trigger's tenant and labels: written
+/// through to the store, with the most recent `capacity` writes kept in
+/// memory so a repeated trigger writes nothing and a lookup on the replica
+/// that took the trigger does not read the store.
 pub struct PagerDutyKeys {
     capacity: usize,
+    ttl: Duration,
+    store: Arc<dyn TriggerKeyStore>,
     inner: Mutex<Keys>,
 }
 
@@ -29,39 +57,109 @@ type KeyPair = (String, String);
 
 #[derive(Default)]
 struct Keys {
-    by_key: HashMap<KeyPair, TriggerKey>,
+    /// Each trigger with when this process stored it.
+    by_key: HashMap<KeyPair, (TriggerKey, Instant)>,
     /// Insertion order, oldest first, for forgetting past capacity.
     order: VecDeque<KeyPair>,
 }
 
+impl Keys {
+    fn insert(&mut self, key: KeyPair, trigger: TriggerKey, capacity: usize) {
+        if self
+            .by_key
+            .insert(key.clone(), (trigger, Instant::now()))
+            .is_none()
+        {
+            self.order.push_back(key);
+        }
+        while self.order.len() > capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_key.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Why an acknowledge or resolve cannot be turned into an action.
+#[derive(Debug)]
+pub enum KeyLookupError {
+    /// No trigger carried this dedup key (or it expired).
+    Unknown(UnknownDedupKey),
+    /// The store could not be asked; the sender should retry.
+    Unavailable(StoreError),
+}
+
+impl std::fmt::Display for KeyLookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyLookupError::Unknown(unknown) => unknown.fmt(f),
+            KeyLookupError::Unavailable(e) => {
+                write!(f, "cannot look up the PagerDuty trigger key: {e}")
+            }
+        }
+    }
+}
+
 impl PagerDutyKeys {
-    pub fn new(capacity: usize) -> Self {
+    /// `ttl`: how long after its last trigger a key still finds it.
+    pub fn new(capacity: usize, ttl: Duration, store: Arc<dyn TriggerKeyStore>) -> Self {
         PagerDutyKeys {
             capacity: capacity.max(1),
+            ttl,
+            store,
             inner: Mutex::new(Keys::default()),
         }
     }
 
-    pub fn remember(&self, routing_key: &str, dedup_key: &str, trigger: TriggerKey) {
-        let mut guard = self.inner.lock().expect("keys lock");
-        let Keys { by_key: map, order } = &mut *guard;
+    /// Stores the trigger unless the same one was stored before. A store
+    /// failure does not refuse the trigger (its alert matters more than a
+    /// later resolve by key); it is logged and the next trigger retries.
+    async fn remember(&self, routing_key: &str, dedup_key: &str, trigger: TriggerKey) {
         let key = (routing_key.to_string(), dedup_key.to_string());
-        if map.insert(key.clone(), trigger).is_none() {
-            order.push_back(key);
+        // Stored again once half its time to live is gone, so a key that
+        // keeps being triggered never expires in the store.
+        if self.stored_within(&key, self.ttl / 2).as_ref() == Some(&trigger) {
+            return;
         }
-        while order.len() > self.capacity {
-            if let Some(oldest) = order.pop_front() {
-                map.remove(&oldest);
+        match self
+            .store
+            .put_trigger(routing_key, dedup_key, &trigger, self.ttl)
+            .await
+        {
+            Ok(()) => self.cache(key, trigger),
+            Err(e) => {
+                tracing::warn!(error = %e, dedup_key, "cannot store a PagerDuty trigger key; a later acknowledge or resolve may not find it");
+                metrics::counter!(crate::telemetry::PAGERDUTY_KEYS_NOT_STORED).increment(1);
             }
         }
     }
 
-    pub fn find(&self, routing_key: &str, dedup_key: &str) -> Option<TriggerKey> {
-        let guard = self.inner.lock().expect("keys lock");
-        guard
-            .by_key
-            .get(&(routing_key.to_string(), dedup_key.to_string()))
-            .cloned()
+    async fn find(&self, routing_key: &str, dedup_key: &str) -> Result<TriggerKey, KeyLookupError> {
+        let key = (routing_key.to_string(), dedup_key.to_string());
+        if let Some(trigger) = self.stored_within(&key, self.ttl) {
+            return Ok(trigger);
+        }
+        match self.store.get_trigger(routing_key, dedup_key).await {
+            Ok(Some(trigger)) => Ok(trigger),
+            Ok(None) => Err(KeyLookupError::Unknown(UnknownDedupKey(
+                dedup_key.to_string(),
+            ))),
+            Err(e) => Err(KeyLookupError::Unavailable(e)),
+        }
+    }
+
+    /// The trigger this process stored for `key` less than `age` ago.
+    fn stored_within(&self, key: &KeyPair, age: Duration) -> Option<TriggerKey> {
+        let keys = self.inner.lock().expect("keys lock");
+        let (trigger, stored_at) = keys.by_key.get(key)?;
+        (stored_at.elapsed() < age).then(|| trigger.clone())
+    }
+
+    fn cache(&self, key: KeyPair, trigger: TriggerKey) {
+        self.inner
+            .lock()
+            .expect("keys lock")
+            .insert(key, trigger, self.capacity);
     }
 }
 
@@ -89,18 +187,13 @@ impl std::fmt::Display for UnknownDedupKey {
 }
 
 impl PagerDutyKeys {
-    fn trigger(&self, routing_key: &str, dedup_key: &str) -> Result<TriggerKey, UnknownDedupKey> {
-        self.find(routing_key, dedup_key)
-            .ok_or_else(|| UnknownDedupKey(dedup_key.to_string()))
-    }
-
-    /// Turns an event into its action, remembering triggers so their later
+    /// Turns an event into its action, storing triggers so their later
     /// acknowledge or resolve finds the same group. Returns the dedup key too.
-    pub fn action(
+    pub async fn action(
         &self,
         event: PagerDutyEvent,
         tenant: &str,
-    ) -> Result<(String, PagerDutyAction), UnknownDedupKey> {
+    ) -> Result<(String, PagerDutyAction), KeyLookupError> {
         match event {
             PagerDutyEvent::Trigger {
                 routing_key,
@@ -113,14 +206,14 @@ impl PagerDutyKeys {
                     tenant: alert.tenant.clone(),
                     labels: alert.labels.clone(),
                 };
-                self.remember(&routing_key, &dedup_key, trigger);
+                self.remember(&routing_key, &dedup_key, trigger).await;
                 Ok((dedup_key, PagerDutyAction::Alert(alert)))
             }
             PagerDutyEvent::Resolve {
                 routing_key,
                 dedup_key,
             } => {
-                let trigger = self.trigger(&routing_key, &dedup_key)?;
+                let trigger = self.find(&routing_key, &dedup_key).await?;
                 let mut alert = Alert::firing(trigger.labels);
                 alert.tenant = trigger.tenant;
                 alert.fingerprint = dedup_key.clone();
@@ -132,7 +225,7 @@ impl PagerDutyKeys {
                 routing_key,
                 dedup_key,
             } => {
-                let trigger = self.trigger(&routing_key, &dedup_key)?;
+                let trigger = self.find(&routing_key, &dedup_key).await?;
                 let mut probe = Alert::firing(trigger.labels);
                 probe.tenant = trigger.tenant;
                 let actor = format!(
@@ -146,25 +239,206 @@ impl PagerDutyKeys {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod memory {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     use super::*;
 
-    fn trigger(n: &str) -> TriggerKey {
-        TriggerKey {
-            tenant: "t".into(),
-            labels: BTreeMap::from([("source".to_string(), n.to_string())]),
+    /// In memory, for tests of what sits on top of the store; ignores the
+    /// time to live, counts calls and can be made to fail.
+    #[derive(Default)]
+    pub struct MemoryTriggerKeys {
+        keys: Mutex<HashMap<KeyPair, TriggerKey>>,
+        pub writes: AtomicUsize,
+        pub reads: AtomicUsize,
+        pub failing: AtomicBool,
+    }
+
+    impl MemoryTriggerKeys {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(StoreError::Unavailable("test store is failing".into()));
+            }
+            Ok(())
         }
     }
 
-    #[test]
-    fn remembers_per_routing_key_and_forgets_the_oldest_past_capacity() {
-        let keys = PagerDutyKeys::new(2);
-        keys.remember("r1", "d", trigger("a"));
-        keys.remember("r2", "d", trigger("b"));
-        assert_eq!(keys.find("r1", "d"), Some(trigger("a")));
-        assert_eq!(keys.find("r2", "d"), Some(trigger("b")));
-        keys.remember("r3", "d", trigger("c"));
-        assert_eq!(keys.find("r1", "d"), None);
-        assert_eq!(keys.find("r3", "d"), Some(trigger("c")));
+    #[async_trait]
+    impl TriggerKeyStore for MemoryTriggerKeys {
+        async fn put_trigger(
+            &self,
+            routing_key: &str,
+            dedup_key: &str,
+            trigger: &TriggerKey,
+            _ttl: Duration,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            let key = (routing_key.to_string(), dedup_key.to_string());
+            self.keys.lock().unwrap().insert(key, trigger.clone());
+            Ok(())
+        }
+
+        async fn get_trigger(
+            &self,
+            routing_key: &str,
+            dedup_key: &str,
+        ) -> Result<Option<TriggerKey>, StoreError> {
+            self.check()?;
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let key = (routing_key.to_string(), dedup_key.to_string());
+            Ok(self.keys.lock().unwrap().get(&key).cloned())
+        }
+    }
+
+    /// Keys over a fresh memory store, as most tests need.
+    pub fn keys(capacity: usize) -> PagerDutyKeys {
+        PagerDutyKeys::new(
+            capacity,
+            Duration::from_secs(3600),
+            Arc::new(MemoryTriggerKeys::default()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use incidentd_actors::model::Timestamp;
+
+    use super::memory::MemoryTriggerKeys;
+    use super::*;
+    use crate::ingest::decode_pagerduty;
+
+    fn event(action: &str, routing_key: &str, dedup_key: &str) -> PagerDutyEvent {
+        let body = serde_json::json!({
+            "routing_key": routing_key,
+            "dedup_key": dedup_key,
+            "event_action": action,
+            "payload": {"summary": "disk full", "source": "host1", "severity": "error"},
+        });
+        decode_pagerduty(
+            &serde_json::to_vec(&body).unwrap(),
+            Timestamp::from_millis(0),
+        )
+        .unwrap()
+    }
+
+    fn keys_over(store: &Arc<MemoryTriggerKeys>, capacity: usize) -> PagerDutyKeys {
+        PagerDutyKeys::new(capacity, Duration::from_secs(3600), store.clone())
+    }
+
+    fn labels_of(action: PagerDutyAction) -> BTreeMap<String, String> {
+        match action {
+            PagerDutyAction::Alert(alert) => alert.labels,
+            PagerDutyAction::Acknowledge { probe, .. } => probe.labels,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resolve_finds_its_trigger_after_a_restart() {
+        let store = Arc::new(MemoryTriggerKeys::default());
+        let (_, trigger) = keys_over(&store, 10)
+            .action(event("trigger", "r", "d"), "t")
+            .await
+            .unwrap();
+        // A new process over the same store: nothing in memory.
+        let restarted = keys_over(&store, 10);
+        let (_, resolve) = restarted
+            .action(event("resolve", "r", "d"), "t")
+            .await
+            .unwrap();
+        let PagerDutyAction::Alert(resolved) = resolve else {
+            panic!("a resolve is an alert")
+        };
+        assert_eq!(resolved.status, AlertStatus::Resolved);
+        assert_eq!(resolved.fingerprint, "d");
+        assert_eq!(
+            resolved.labels,
+            labels_of(trigger),
+            "same labels, same group"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeated_trigger_is_stored_once_and_lookups_are_cached() {
+        let store = Arc::new(MemoryTriggerKeys::default());
+        let keys = keys_over(&store, 10);
+        for _ in 0..3 {
+            keys.action(event("trigger", "r", "d"), "t").await.unwrap();
+        }
+        keys.action(event("acknowledge", "r", "d"), "t")
+            .await
+            .unwrap();
+        assert_eq!(store.writes.load(Ordering::Relaxed), 1);
+        assert_eq!(store.reads.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn keys_past_the_memory_capacity_are_read_from_the_store() {
+        let store = Arc::new(MemoryTriggerKeys::default());
+        let keys = keys_over(&store, 2);
+        for routing_key in ["r1", "r2", "r3"] {
+            keys.action(event("trigger", routing_key, "d"), "t")
+                .await
+                .unwrap();
+        }
+        keys.action(event("acknowledge", "r3", "d"), "t")
+            .await
+            .unwrap();
+        assert_eq!(store.reads.load(Ordering::Relaxed), 0, "r3 is in memory");
+        keys.action(event("acknowledge", "r1", "d"), "t")
+            .await
+            .unwrap();
+        assert_eq!(store.reads.load(Ordering::Relaxed), 1, "r1 was forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_still_triggered_is_stored_again_before_it_expires() {
+        let store = Arc::new(MemoryTriggerKeys::default());
+        let keys = keys_over(&store, 10); // time to live: one hour
+        keys.action(event("trigger", "r", "d"), "t").await.unwrap();
+        tokio::time::advance(Duration::from_secs(29 * 60)).await;
+        keys.action(event("trigger", "r", "d"), "t").await.unwrap();
+        assert_eq!(store.writes.load(Ordering::Relaxed), 1);
+        tokio::time::advance(Duration::from_secs(2 * 60)).await;
+        keys.action(event("trigger", "r", "d"), "t").await.unwrap();
+        assert_eq!(
+            store.writes.load(Ordering::Relaxed),
+            2,
+            "half the ttl passed"
+        );
+
+        // Past the time to live, memory is not trusted: the store decides.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        keys.action(event("acknowledge", "r", "d"), "t")
+            .await
+            .unwrap();
+        assert_eq!(store.reads.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_and_a_failing_store_are_told_apart() {
+        let store = Arc::new(MemoryTriggerKeys::default());
+        let keys = keys_over(&store, 10);
+        let unknown = keys.action(event("resolve", "r", "never"), "t").await;
+        assert!(matches!(unknown, Err(KeyLookupError::Unknown(_))));
+
+        store.failing.store(true, Ordering::Relaxed);
+        let unavailable = keys.action(event("acknowledge", "r", "d"), "t").await;
+        assert!(matches!(unavailable, Err(KeyLookupError::Unavailable(_))));
+        // The trigger's alert still goes through; its key is stored by the
+        // next trigger once the store is back.
+        let (_, trigger) = keys.action(event("trigger", "r", "d"), "t").await.unwrap();
+        assert!(matches!(trigger, PagerDutyAction::Alert(_)));
+        store.failing.store(false, Ordering::Relaxed);
+        keys.action(event("trigger", "r", "d"), "t").await.unwrap();
+        assert_eq!(store.writes.load(Ordering::Relaxed), 1);
+        let restarted = keys_over(&store, 10);
+        assert!(restarted
+            .action(event("acknowledge", "r", "d"), "t")
+            .await
+            .is_ok());
     }
 }

@@ -34,7 +34,10 @@ pub struct SourceInput {
 }
 
 /// Decodes a message. `tenant` is given to alerts whose format names none.
-pub fn decode_source(
+/// A PagerDuty acknowledge or resolve reads its trigger's key from the
+/// store when it is not in memory; if the store cannot be asked, the
+/// message is a problem (dead-lettered) rather than held.
+pub async fn decode_source(
     format: SourceFormat,
     payload: &[u8],
     tenant: &str,
@@ -71,7 +74,7 @@ pub fn decode_source(
                     }
                 }
             };
-            match pagerduty.action(event, tenant) {
+            match pagerduty.action(event, tenant).await {
                 Ok((_, PagerDutyAction::Alert(alert))) => SourceInput {
                     alerts: vec![alert],
                     ..SourceInput::default()
@@ -80,8 +83,8 @@ pub fn decode_source(
                     acknowledges: vec![(probe, actor)],
                     ..SourceInput::default()
                 },
-                Err(unknown) => SourceInput {
-                    problem: Some(unknown.to_string()),
+                Err(refused) => SourceInput {
+                    problem: Some(refused.to_string()),
                     ..SourceInput::default()
                 },
             }
@@ -131,16 +134,17 @@ fn from_decoded(decoded: Result<Decoded, String>, fix: impl Fn(&mut Alert)) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::pagerduty_keys::memory;
 
-    #[test]
-    fn native_object_array_and_ndjson_decode_and_bad_items_are_named() {
-        let keys = PagerDutyKeys::new(10);
+    #[tokio::test]
+    async fn native_object_array_and_ndjson_decode_and_bad_items_are_named() {
+        let keys = memory::keys(10);
         let one = br#"{"status":"firing","labels":{"alertname":"A"}}"#;
-        let input = decode_source(SourceFormat::Native, one, "t", &keys);
+        let input = decode_source(SourceFormat::Native, one, "t", &keys).await;
         assert_eq!((input.alerts.len(), input.problem), (1, None));
 
         let lines = b"{\"status\":\"firing\",\"labels\":{\"alertname\":\"A\"}}\n{\"labels\":{\"alertname\":\"B\"}}\n";
-        let input = decode_source(SourceFormat::Native, lines, "t", &keys);
+        let input = decode_source(SourceFormat::Native, lines, "t", &keys).await;
         assert_eq!(input.alerts.len(), 1);
         let problem = input.problem.expect("the line without status is invalid");
         assert!(
@@ -148,40 +152,43 @@ mod tests {
             "{problem}"
         );
 
-        let garbage = decode_source(SourceFormat::Native, b"{nope", "t", &keys);
+        let garbage = decode_source(SourceFormat::Native, b"{nope", "t", &keys).await;
         assert!(garbage.alerts.is_empty());
         assert!(garbage.problem.unwrap().contains("malformed JSON"));
     }
 
-    #[test]
-    fn pagerduty_trigger_then_acknowledge_finds_the_group() {
-        let keys = PagerDutyKeys::new(10);
+    #[tokio::test]
+    async fn pagerduty_trigger_then_acknowledge_finds_the_group() {
+        let keys = memory::keys(10);
         let trigger = br#"{"routing_key":"r1","event_action":"trigger","dedup_key":"d1","payload":{"summary":"disk full","source":"db1","severity":"critical"}}"#;
-        let input = decode_source(SourceFormat::Pagerduty, trigger, "acme", &keys);
+        let input = decode_source(SourceFormat::Pagerduty, trigger, "acme", &keys).await;
         assert_eq!(input.alerts.len(), 1);
         assert_eq!(input.alerts[0].tenant, "acme");
 
         let ack = br#"{"routing_key":"r1","event_action":"acknowledge","dedup_key":"d1"}"#;
-        let input = decode_source(SourceFormat::Pagerduty, ack, "acme", &keys);
+        let input = decode_source(SourceFormat::Pagerduty, ack, "acme", &keys).await;
         assert_eq!(input.acknowledges.len(), 1);
         assert_eq!(
             input.acknowledges[0].0.labels,
-            decode_source(SourceFormat::Pagerduty, trigger, "acme", &keys).alerts[0].labels
+            decode_source(SourceFormat::Pagerduty, trigger, "acme", &keys)
+                .await
+                .alerts[0]
+                .labels
         );
 
         let unknown = br#"{"routing_key":"r1","event_action":"resolve","dedup_key":"nope"}"#;
-        let input = decode_source(SourceFormat::Pagerduty, unknown, "acme", &keys);
+        let input = decode_source(SourceFormat::Pagerduty, unknown, "acme", &keys).await;
         assert!(input.problem.unwrap().contains("send a trigger first"));
     }
 
-    #[test]
-    fn alertmanager_webhook_alerts_get_the_default_tenant() {
-        let keys = PagerDutyKeys::new(10);
+    #[tokio::test]
+    async fn alertmanager_webhook_alerts_get_the_default_tenant() {
+        let keys = memory::keys(10);
         let payload = br#"{"version":"4","groupKey":"{}:{alertname=\"W1\"}","status":"firing","receiver":"incidentd",
             "groupLabels":{"alertname":"W1"},"commonLabels":{"alertname":"W1"},"commonAnnotations":{},
             "externalURL":"http://alertmanager:9093","alerts":[{"status":"firing","labels":{"alertname":"W1","instance":"i1"},
             "annotations":{},"startsAt":"2026-11-27T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"w1-1"}]}"#;
-        let input = decode_source(SourceFormat::AlertmanagerWebhook, payload, "acme", &keys);
+        let input = decode_source(SourceFormat::AlertmanagerWebhook, payload, "acme", &keys).await;
         assert_eq!(input.problem, None);
         assert_eq!(input.alerts.len(), 1);
         assert_eq!(input.alerts[0].tenant, "acme");

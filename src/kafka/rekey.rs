@@ -136,7 +136,8 @@ impl Rekey {
                 message.payload().unwrap_or_default(),
                 &self.shared.default_tenant,
                 &self.shared.pagerduty,
-            );
+            )
+            .await;
             if let Some(reason) = &input.problem {
                 self.shared
                     .producer

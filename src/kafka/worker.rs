@@ -169,7 +169,8 @@ impl Worker {
                         payload,
                         &self.shared.default_tenant,
                         &self.shared.pagerduty,
-                    );
+                    )
+                    .await;
                     let problem = input.problem.clone();
                     let origin = Origin {
                         source: self.source.clone(),

@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
-use redb::{Database, Key, ReadOnlyTable, ReadableDatabase, TableDefinition, Value};
+use redb::{
+    Database, Key, ReadOnlyTable, ReadableDatabase, TableDefinition, Value, WriteTransaction,
+};
 
 /// Live incidents: (shard, incident id) -> encoded incident.
 const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
@@ -42,6 +44,7 @@ impl LocalStore {
         txn.open_table(OFFSETS)
             .map_err(|e| unavailable("create table", e))?;
         super::local_subscriptions::create_tables(&txn)?;
+        super::local_pagerduty_keys::create_tables(&txn)?;
         txn.commit().map_err(|e| unavailable("commit", e))?;
         Ok(LocalStore { db: Arc::new(db) })
     }
@@ -57,6 +60,12 @@ impl LocalStore {
             .map_err(|e| unavailable("begin read", e))?;
         txn.open_table(definition)
             .map_err(|e| unavailable("open table", e))
+    }
+
+    pub(super) fn write(&self) -> Result<WriteTransaction, StoreError> {
+        self.db
+            .begin_write()
+            .map_err(|e| unavailable("begin write", e))
     }
 
     fn load_blocking(&self, shard: u32) -> Result<ShardSnapshot, StoreError> {
@@ -162,6 +171,17 @@ impl LocalStore {
         let archive = self.read_table(ARCHIVE)?;
         archive.len().map_err(|e| unavailable("read", e))
     }
+}
+
+/// Runs one blocking store call off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(
+    store: &LocalStore,
+    call: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || call(&store))
+        .await
+        .map_err(|e| unavailable("store task", e))?
 }
 
 #[async_trait]

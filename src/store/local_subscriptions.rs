@@ -6,7 +6,7 @@ use incidentd_actors::ports::StoreError;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
-use super::local::{unavailable, LocalStore};
+use super::local::{blocking, unavailable, LocalStore};
 use crate::subscriptions::{decode, encode, DeadLetter, Subscription, SubscriptionStore};
 
 /// Subscription id -> subscription (JSON).
@@ -139,23 +139,6 @@ impl LocalStore {
         }
         Ok(letters)
     }
-
-    fn write(&self) -> Result<WriteTransaction, StoreError> {
-        self.db
-            .begin_write()
-            .map_err(|e| unavailable("begin write", e))
-    }
-}
-
-/// Runs one blocking store call off the async threads.
-async fn blocking<T: Send + 'static>(
-    store: &LocalStore,
-    call: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || call(&store))
-        .await
-        .map_err(|e| unavailable("subscription task", e))?
 }
 
 #[async_trait]

@@ -1,9 +1,12 @@
 //! Snapshot stores behind the engine's `SnapshotStore` port, which also
-//! keep webhook subscriptions (`SubscriptionStore`).
+//! keep webhook subscriptions (`SubscriptionStore`) and PagerDuty trigger
+//! keys (`TriggerKeyStore`).
 
 mod local;
+mod local_pagerduty_keys;
 mod local_subscriptions;
 mod redis;
+mod redis_pagerduty_keys;
 mod redis_subscriptions;
 
 pub use local::LocalStore;

@@ -8,7 +8,8 @@
 //! - `<prefix>:{shard-N}:archive:<id>` STRING, expires after `archive_ttl`
 //! - `<prefix>:{shard-N}:quarantine`  HASH incident id -> bytes the engine could not decode
 //!
-//! Webhook subscriptions have keys of their own (`redis_subscriptions.rs`).
+//! Webhook subscriptions (`redis_subscriptions.rs`) and PagerDuty trigger keys
+//! (`redis_pagerduty_keys.rs`) have keys of their own.
 //!
 //! Fencing (invariant 6): `load_shard` claims the shard by incrementing its
 //! epoch, and every save checks, inside the same script that writes, that
@@ -420,13 +421,10 @@ impl SnapshotStore for RedisStore {
     }
 }
 
+/// What every Redis test connects with.
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use incidentd_actors::model::{IncidentId, Timestamp};
-
-    use super::*;
+pub(super) mod testing {
+    use crate::config::StoreConfig;
 
     /// The Redis the tests use; without it they fail rather than skip, so a
     /// green run always means the store was really exercised.
@@ -438,13 +436,23 @@ mod tests {
     }
 
     /// A config with a key prefix of its own, so tests never share keys.
-    fn test_config() -> StoreConfig {
+    pub fn test_config() -> StoreConfig {
         StoreConfig {
             redis_url: test_url(),
             key_prefix: format!("incidentd-test-{}", ulid::Ulid::new()),
             ..StoreConfig::default()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use incidentd_actors::model::{IncidentId, Timestamp};
+
+    use super::testing::test_config;
+    use super::*;
 
     async fn connect(config: &StoreConfig) -> RedisStore {
         RedisStore::connect(config)

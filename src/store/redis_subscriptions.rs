@@ -157,18 +157,13 @@ impl SubscriptionStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::redis::testing::test_config;
     use super::*;
-    use crate::config::StoreConfig;
     use crate::subscriptions::contract;
 
     #[tokio::test]
     async fn keeps_subscriptions_and_the_newest_dead_letters() {
-        let config = StoreConfig {
-            redis_url: std::env::var("INCIDENTD_TEST_REDIS_URL")
-                .expect("INCIDENTD_TEST_REDIS_URL is not set (scripts/services.sh up redis)"),
-            key_prefix: format!("incidentd-test-{}", Ulid::new()),
-            ..StoreConfig::default()
-        };
+        let config = test_config();
         let store = RedisStore::connect(&config).await.unwrap();
         contract::keeps_subscriptions_and_the_newest_dead_letters(&store).await;
         // Another replica (a new handle) sees the same.

@@ -176,7 +176,8 @@ impl TopicSource {
                 &message.payload.data,
                 &self.shared.default_tenant,
                 &self.shared.pagerduty,
-            );
+            )
+            .await;
             if let Some(reason) = &input.problem {
                 self.dead_letter(&mut session.dead_letters, &message, reason)
                     .await?;
