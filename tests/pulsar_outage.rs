@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,14 +20,19 @@ const OUTAGE: Duration = Duration::from_secs(15);
 
 /// Runs `scripts/services.sh <action> pulsar`.
 fn pulsar_service(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
+    // The checkout running the test (not the one that compiled it: a shared
+    // target dir can hand one checkout's test binary to another).
+    let script = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
+        .join("scripts/services.sh");
     let status = Command::new("bash")
-        .args([script, action, "pulsar"])
+        .arg(&script)
+        .args([action, "pulsar"])
         .status()
-        .unwrap_or_else(|e| panic!("running {script} {action} pulsar: {e}"));
+        .unwrap_or_else(|e| panic!("running {} {action} pulsar: {e}", script.display()));
     assert!(
         status.success(),
-        "{script} {action} pulsar failed: {status}"
+        "{} {action} pulsar failed: {status}",
+        script.display()
     );
 }
 
