@@ -22,6 +22,23 @@ async fn post_raw(
         .expect("POST")
 }
 
+/// The first incident's status once it is `wanted`, or the last one seen
+/// after 5 s.
+async fn first_incident_status_becomes(service: &Service, wanted: &str) -> String {
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = service.all_incidents().await[0]["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if status == wanted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    status
+}
+
 async fn incident_titles(service: &Service) -> Vec<String> {
     let mut titles: Vec<String> = service
         .all_incidents()
@@ -146,17 +163,7 @@ async fn pagerduty_acknowledge_and_resolve_find_a_trigger_sent_before_a_crash() 
 
     let resolve = service.post_json("/v2/enqueue", &event("resolve")).await;
     assert_eq!(resolve.status(), 202, "{}", resolve.text().await.unwrap());
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = service.all_incidents().await[0]["status"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if status == "resolved" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = first_incident_status_becomes(&service, "resolved").await;
     assert_eq!(status, "resolved");
 }
 
@@ -196,17 +203,7 @@ async fn pagerduty_trigger_acknowledge_resolve() {
         service.post_json("/v2/enqueue", &resolve).await.status(),
         202
     );
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = service.all_incidents().await[0]["status"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if status == "resolved" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = first_incident_status_becomes(&service, "resolved").await;
     assert_eq!(
         status, "resolved",
         "all its alerts resolved: the incident resolves"

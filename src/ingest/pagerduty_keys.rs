@@ -291,6 +291,14 @@ pub mod memory {
         }
     }
 
+    /// A trigger from `source`, for store tests.
+    pub fn trigger(source: &str) -> TriggerKey {
+        TriggerKey {
+            tenant: "t".into(),
+            labels: BTreeMap::from([("source".to_string(), source.to_string())]),
+        }
+    }
+
     /// Keys over a fresh memory store, as most tests need.
     pub fn keys(capacity: usize) -> PagerDutyKeys {
         PagerDutyKeys::new(

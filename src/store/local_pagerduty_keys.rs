@@ -155,16 +155,8 @@ impl TriggerKeyStore for LocalStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-
-    fn trigger(source: &str) -> TriggerKey {
-        TriggerKey {
-            tenant: "t".into(),
-            labels: BTreeMap::from([("source".to_string(), source.to_string())]),
-        }
-    }
+    use crate::ingest::pagerduty_keys::memory::trigger;
 
     const HOUR: Duration = Duration::from_secs(3600);
 

@@ -71,17 +71,9 @@ impl TriggerKeyStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::super::redis::testing::test_config;
     use super::*;
-
-    fn trigger(source: &str) -> TriggerKey {
-        TriggerKey {
-            tenant: "t".into(),
-            labels: BTreeMap::from([("source".to_string(), source.to_string())]),
-        }
-    }
+    use crate::ingest::pagerduty_keys::memory::trigger;
 
     #[tokio::test]
     async fn every_replica_finds_a_trigger_and_redis_expires_it() {
