@@ -55,21 +55,24 @@ pub struct PagerDutyKeys {
 /// (routing key, dedup key).
 type KeyPair = (String, String);
 
+/// A trigger this process took, and when the store took it (`None` while
+/// it is being written, or when writing it failed).
+#[derive(Clone)]
+struct Remembered {
+    trigger: TriggerKey,
+    stored_at: Option<Instant>,
+}
+
 #[derive(Default)]
 struct Keys {
-    /// Each trigger with when this process stored it.
-    by_key: HashMap<KeyPair, (TriggerKey, Instant)>,
+    by_key: HashMap<KeyPair, Remembered>,
     /// Insertion order, oldest first, for forgetting past capacity.
     order: VecDeque<KeyPair>,
 }
 
 impl Keys {
-    fn insert(&mut self, key: KeyPair, trigger: TriggerKey, capacity: usize) {
-        if self
-            .by_key
-            .insert(key.clone(), (trigger, Instant::now()))
-            .is_none()
-        {
+    fn insert(&mut self, key: KeyPair, remembered: Remembered, capacity: usize) {
+        if self.by_key.insert(key.clone(), remembered).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > capacity {
@@ -111,24 +114,42 @@ impl PagerDutyKeys {
         }
     }
 
-    /// Stores the trigger unless the same one was stored before. A store
+    /// Stores the trigger unless the same one was stored recently. A store
     /// failure does not refuse the trigger (its alert matters more than a
-    /// later resolve by key); it is logged and the next trigger retries.
+    /// later resolve by key): it is logged, this process still finds the
+    /// key, and the next trigger writes it again.
     async fn remember(&self, routing_key: &str, dedup_key: &str, trigger: TriggerKey) {
         let key = (routing_key.to_string(), dedup_key.to_string());
         // Stored again once half its time to live is gone, so a key that
         // keeps being triggered never expires in the store.
-        if self.stored_within(&key, self.ttl / 2).as_ref() == Some(&trigger) {
+        let fresh = self.remembered(&key).is_some_and(|r| {
+            r.trigger == trigger && r.stored_at.is_some_and(|at| at.elapsed() < self.ttl / 2)
+        });
+        if fresh {
             return;
         }
+        // Visible at once to an acknowledge or resolve racing this trigger.
+        self.keep(
+            key.clone(),
+            Remembered {
+                trigger: trigger.clone(),
+                stored_at: None,
+            },
+        );
         match self
             .store
             .put_trigger(routing_key, dedup_key, &trigger, self.ttl)
             .await
         {
-            Ok(()) => self.cache(key, trigger),
+            Ok(()) => self.keep(
+                key,
+                Remembered {
+                    trigger,
+                    stored_at: Some(Instant::now()),
+                },
+            ),
             Err(e) => {
-                tracing::warn!(error = %e, dedup_key, "cannot store a PagerDuty trigger key; a later acknowledge or resolve may not find it");
+                tracing::warn!(error = %e, dedup_key, "cannot store a PagerDuty trigger key; after a restart or on another replica its acknowledge or resolve will not find it");
                 metrics::counter!(crate::telemetry::PAGERDUTY_KEYS_NOT_STORED).increment(1);
             }
         }
@@ -136,8 +157,14 @@ impl PagerDutyKeys {
 
     async fn find(&self, routing_key: &str, dedup_key: &str) -> Result<TriggerKey, KeyLookupError> {
         let key = (routing_key.to_string(), dedup_key.to_string());
-        if let Some(trigger) = self.stored_within(&key, self.ttl) {
-            return Ok(trigger);
+        if let Some(remembered) = self.remembered(&key) {
+            // Past its time to live only the store can say it was triggered again.
+            if remembered
+                .stored_at
+                .is_none_or(|at| at.elapsed() < self.ttl)
+            {
+                return Ok(remembered.trigger);
+            }
         }
         match self.store.get_trigger(routing_key, dedup_key).await {
             Ok(Some(trigger)) => Ok(trigger),
@@ -148,18 +175,20 @@ impl PagerDutyKeys {
         }
     }
 
-    /// The trigger this process stored for `key` less than `age` ago.
-    fn stored_within(&self, key: &KeyPair, age: Duration) -> Option<TriggerKey> {
-        let keys = self.inner.lock().expect("keys lock");
-        let (trigger, stored_at) = keys.by_key.get(key)?;
-        (stored_at.elapsed() < age).then(|| trigger.clone())
-    }
-
-    fn cache(&self, key: KeyPair, trigger: TriggerKey) {
+    fn remembered(&self, key: &KeyPair) -> Option<Remembered> {
         self.inner
             .lock()
             .expect("keys lock")
-            .insert(key, trigger, self.capacity);
+            .by_key
+            .get(key)
+            .cloned()
+    }
+
+    fn keep(&self, key: KeyPair, remembered: Remembered) {
+        self.inner
+            .lock()
+            .expect("keys lock")
+            .insert(key, remembered, self.capacity);
     }
 }
 
@@ -440,6 +469,11 @@ mod tests {
         // next trigger once the store is back.
         let (_, trigger) = keys.action(event("trigger", "r", "d"), "t").await.unwrap();
         assert!(matches!(trigger, PagerDutyAction::Alert(_)));
+        // This process still knows it (as before keys were stored).
+        assert!(keys
+            .action(event("acknowledge", "r", "d"), "t")
+            .await
+            .is_ok());
         store.failing.store(false, Ordering::Relaxed);
         keys.action(event("trigger", "r", "d"), "t").await.unwrap();
         assert_eq!(store.writes.load(Ordering::Relaxed), 1);
