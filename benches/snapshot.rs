@@ -1,14 +1,16 @@
 //! What one flush costs per dirty incident: encoding its snapshot and
 //! building its read-model summary, for a small incident (one alert, as in
-//! the engine bench) and a large one (50 alerts and their timeline, as the
-//! HTTP load scenario builds). Figures are in benches/README.md.
+//! the engine bench), a large one (50 alerts and their timeline) and a full
+//! one (50 alerts that resolved and fired again until the timeline reached
+//! its cap of 200 entries, as the HTTP load scenario's incidents end up).
+//! Figures are in benches/README.md.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use incidentd_actors::escalation::EscalationPolicies;
-use incidentd_actors::model::{Alert, Incident, IncidentId, Timestamp};
+use incidentd_actors::model::{Alert, AlertStatus, Incident, IncidentId, Timestamp};
 use incidentd_actors::routing::RouteSettings;
 use incidentd_actors::{decode_incident, encode_incident, EngineSettings, IncidentRules};
 
@@ -29,8 +31,9 @@ fn alert(instance: usize) -> Alert {
 }
 
 /// An incident opened by one alert and then joined by `alerts - 1` more,
-/// each adding a timeline entry.
-fn incident(alerts: usize) -> Incident {
+/// each adding a timeline entry; then `cycles` times all of them resolve
+/// and fire again an hour apart (two timeline entries per alert and cycle).
+fn incident(alerts: usize, cycles: i64) -> Incident {
     let rules = IncidentRules::new(EscalationPolicies::default(), &EngineSettings::default());
     let route = Arc::new(RouteSettings::manual());
     let now = Timestamp::from_millis(1_800_000_000_000);
@@ -46,13 +49,21 @@ fn incident(alerts: usize) -> Incident {
     );
     let rest = (1..alerts).map(alert).collect();
     incident.apply_alerts(rest, now, &rules, &mut events);
+    let hour = 3_600_000;
+    for cycle in 0..cycles {
+        for (offset, status) in [(1, AlertStatus::Resolved), (2, AlertStatus::Firing)] {
+            let at = Timestamp::from_millis(now.millis() + (2 * cycle + offset) * hour);
+            let batch = (0..alerts).map(|i| Alert { status, ..alert(i) }).collect();
+            incident.apply_alerts(batch, at, &rules, &mut events);
+        }
+    }
     incident
 }
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
-    for (name, alerts) in [("small", 1), ("large", 50)] {
-        let incident = incident(alerts);
+    for (name, alerts, cycles) in [("small", 1, 0), ("large", 50, 0), ("full", 50, 2)] {
+        let incident = incident(alerts, cycles);
         let bytes = encode_incident(&incident);
         eprintln!(
             "{name}: {} alerts, {} timeline entries, {} bytes encoded",
