@@ -37,12 +37,15 @@ fn pulsar_service(action: &str) {
 }
 
 /// Whether ingest refuses new alerts because the event backlog is at its
-/// bound, within `within`.
+/// bound, within `within`. Each probe is a new alert of one of the loaded
+/// groups: it opens no incident, but adds an event, so the probes fill the
+/// backlog themselves even when the loader finished before the outage.
 async fn backlog_refuses_input(service: &Service, within: Duration) -> bool {
     let deadline = Instant::now() + within;
-    // One of the loaded groups, so an accepted probe opens no incident.
-    let probe = serde_json::json!([native_alert("O0", 1_000, "warning")]);
+    let mut attempt = 0;
     while Instant::now() < deadline {
+        attempt += 1;
+        let probe = serde_json::json!([native_alert("O0", 1_000 + attempt, "warning")]);
         let response = service.post_json("/api/v1/alerts", &probe).await;
         if response.status() == 503 {
             let body: serde_json::Value = response.json().await.expect("JSON body");

@@ -141,13 +141,7 @@ impl PagerDutyKeys {
             .put_trigger(routing_key, dedup_key, &trigger, self.ttl)
             .await
         {
-            Ok(()) => self.keep(
-                key,
-                Remembered {
-                    trigger,
-                    stored_at: Some(Instant::now()),
-                },
-            ),
+            Ok(()) => self.stored(&key, &trigger),
             Err(e) => {
                 tracing::warn!(error = %e, dedup_key, "cannot store a PagerDuty trigger key; after a restart or on another replica its acknowledge or resolve will not find it");
                 metrics::counter!(crate::telemetry::PAGERDUTY_KEYS_NOT_STORED).increment(1);
@@ -182,6 +176,17 @@ impl PagerDutyKeys {
             .by_key
             .get(key)
             .cloned()
+    }
+
+    /// Marks `trigger` stored, unless a different trigger for the same key
+    /// came meanwhile (its own write decides).
+    fn stored(&self, key: &KeyPair, trigger: &TriggerKey) {
+        let mut keys = self.inner.lock().expect("keys lock");
+        if let Some(remembered) = keys.by_key.get_mut(key) {
+            if remembered.trigger == *trigger {
+                remembered.stored_at = Some(Instant::now());
+            }
+        }
     }
 
     fn keep(&self, key: KeyPair, remembered: Remembered) {

@@ -182,6 +182,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pagerduty_resolve_the_store_cannot_look_up_is_a_problem() {
+        let store = std::sync::Arc::new(memory::MemoryTriggerKeys::default());
+        store
+            .failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let keys = PagerDutyKeys::new(10, std::time::Duration::from_secs(60), store);
+        let resolve = br#"{"routing_key":"r1","event_action":"resolve","dedup_key":"d1"}"#;
+        let input = decode_source(SourceFormat::Pagerduty, resolve, "acme", &keys).await;
+        assert!(input.alerts.is_empty());
+        let problem = input.problem.expect("dead-lettered with a reason");
+        assert!(
+            problem.contains("cannot look up the PagerDuty trigger key"),
+            "{problem}"
+        );
+    }
+
+    #[tokio::test]
     async fn alertmanager_webhook_alerts_get_the_default_tenant() {
         let keys = memory::keys(10);
         let payload = br#"{"version":"4","groupKey":"{}:{alertname=\"W1\"}","status":"firing","receiver":"incidentd",
