@@ -5,6 +5,7 @@
 //! sender's work and is not timed. Figures and machine are written in
 //! benches/README.md.
 
+mod allocator;
 mod support;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@
 //! is the time its event carries minus its deadline (the incident's creation
 //! plus 20 s), in the engine's millisecond clock.
 
+mod allocator;
 mod support;
 
 use std::sync::{Arc, Mutex};

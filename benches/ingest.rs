@@ -2,6 +2,8 @@
 //! of 100 alerts shaped like the load generator's. Figures are in
 //! benches/README.md.
 
+mod allocator;
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -4,6 +4,7 @@
 //!   cargo bench --bench memory            (all cases)
 //!   cargo bench --bench memory -- 100000 on   (one case)
 
+mod allocator;
 mod support;
 
 use std::sync::Arc;

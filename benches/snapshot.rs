@@ -5,6 +5,8 @@
 //! its cap of 200 entries, as the HTTP load scenario's incidents end up).
 //! Figures are in benches/README.md.
 
+mod allocator;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -14,10 +14,6 @@ use incidentd_actors::ports::{EventSink, TokioClock};
 use incidentd_actors::routing::RouteConfig;
 use incidentd_actors::{compile_rules, Engine, EngineSettings, Ports};
 
-// The allocator the service runs with (src/main.rs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub struct NullSink;
 
 #[async_trait]
