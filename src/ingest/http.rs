@@ -255,7 +255,7 @@ fn pagerduty_accepted(dedup_key: &str) -> Response {
     request_body(content = String, description = "PagerDuty Events API v2 event", content_type = "application/json"),
     responses(
         (status = 202, description = "Event processed and stored"),
-        (status = 400, description = "Invalid event, or acknowledge/resolve for an unknown dedup key"),
+        (status = 400, description = "Invalid event, or acknowledge/resolve for a dedup key no trigger carried within `ingest.pagerduty_key_ttl`"),
         (status = 413, description = "Body over 512 KB"),
         (status = 503, description = "Engine full or store unavailable; retry"),
     ))]

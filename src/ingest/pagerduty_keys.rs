@@ -122,10 +122,7 @@ impl PagerDutyKeys {
         let key = (routing_key.to_string(), dedup_key.to_string());
         // Stored again once half its time to live is gone, so a key that
         // keeps being triggered never expires in the store.
-        let fresh = self.remembered(&key).is_some_and(|r| {
-            r.trigger == trigger && r.stored_at.is_some_and(|at| at.elapsed() < self.ttl / 2)
-        });
-        if fresh {
+        if self.stored_within(&key, &trigger, self.ttl / 2) {
             return;
         }
         // Visible at once to an acknowledge or resolve racing this trigger.
@@ -167,6 +164,14 @@ impl PagerDutyKeys {
             ))),
             Err(e) => Err(KeyLookupError::Unavailable(e)),
         }
+    }
+
+    /// Whether this very trigger was stored for `key` less than `age` ago.
+    fn stored_within(&self, key: &KeyPair, trigger: &TriggerKey, age: Duration) -> bool {
+        let keys = self.inner.lock().expect("keys lock");
+        keys.by_key.get(key).is_some_and(|r| {
+            r.trigger == *trigger && r.stored_at.is_some_and(|at| at.elapsed() < age)
+        })
     }
 
     fn remembered(&self, key: &KeyPair) -> Option<Remembered> {
