@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use crate::escalation::{EscalationPolicies, EscalationPolicy};
 use crate::incident::{manual_group_key, IncidentRules};
 use crate::model::{
-    Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
+    Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident, OpeningRecord,
 };
 use crate::ports::{
     Clock, EventSink, Progress, ShardSnapshot, SnapshotStore, SourcePosition, StoreError,
@@ -322,13 +322,14 @@ impl Engine {
         position: Option<SourcePosition>,
     ) -> Result<Submitted, EngineError> {
         let count = alerts.len();
-        let per_shard = self.route_by_shard(alerts);
+        let progress = Progress::at(position);
+        let per_shard = self.route_by_shard(alerts, &progress);
         let targets = per_shard
             .into_iter()
             .enumerate()
             .filter(|(_, alerts)| !alerts.is_empty())
             .collect();
-        self.apply(targets, Progress::at(position)).await?;
+        self.apply(targets, progress).await?;
         Ok(Submitted { alerts: count })
     }
 
@@ -344,7 +345,7 @@ impl Engine {
     ) -> Result<Submitted, EngineError> {
         self.check_shard(shard)?;
         let count = alerts.len();
-        let mut per_shard = self.route_by_shard(alerts);
+        let mut per_shard = self.route_by_shard(alerts, &progress);
         let mine = std::mem::take(&mut per_shard[shard]);
         self.apply(vec![(shard, mine)], progress).await?;
         Ok(Submitted { alerts: count })
@@ -367,10 +368,18 @@ impl Engine {
         shard_of(tenant, &manual_group_key(id), self.slots.len())
     }
 
-    fn route_by_shard(&self, alerts: Vec<Alert>) -> Vec<Vec<RoutedAlert>> {
+    fn route_by_shard(&self, alerts: Vec<Alert>, progress: &Progress) -> Vec<Vec<RoutedAlert>> {
         let mut per_shard: Vec<Vec<RoutedAlert>> =
             (0..self.slots.len()).map(|_| Vec::new()).collect();
-        for alert in alerts {
+        let source = progress.position.as_ref().map(|p| p.source.as_str());
+        let mut records = progress.records.iter().peekable();
+        let mut record = None;
+        for (i, alert) in alerts.into_iter().enumerate() {
+            while let Some(next) = records.next_if(|r| r.first_alert <= i) {
+                record = source
+                    .zip(next.time)
+                    .map(|(source, time)| OpeningRecord::new(source, next.offset, time));
+            }
             let routes = self.routing.route(&alert);
             let last = routes.len().saturating_sub(1);
             let mut alert = Some(alert);
@@ -387,6 +396,7 @@ impl Engine {
                     tenant: route.tenant,
                     group_key: route.group_key,
                     route: route.settings,
+                    record,
                 });
             }
         }

@@ -12,7 +12,7 @@ use crate::model::{
     IncidentStatus, NewIncident, Severity, Timestamp,
 };
 use crate::ports::memory::{CollectingSink, MemoryStore};
-use crate::ports::{SourcePosition, TokioClock};
+use crate::ports::{AlertRecord, Progress, SourcePosition, TokioClock};
 use crate::routing::RouteConfig;
 use crate::{compile_rules, Engine, EngineError, EngineSettings, Ports};
 
@@ -588,6 +588,76 @@ async fn replayed_offsets_change_nothing() {
         .unwrap();
     let id = incident_of(&h, "A");
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 1);
+}
+
+/// Hands every shard `messages` (offset, alerts) of one stream partition as
+/// one batch, as a cluster's shard consumers do.
+async fn apply_records(h: &Harness, messages: &[(i64, Vec<Alert>)]) {
+    let mut alerts = Vec::new();
+    let mut records = Vec::new();
+    for (offset, batch) in messages {
+        records.push(AlertRecord {
+            first_alert: alerts.len(),
+            offset: *offset,
+            time: Some(Timestamp(1_700_000_000_000 + offset)),
+        });
+        alerts.extend(batch.iter().cloned());
+    }
+    let progress = Progress {
+        position: Some(SourcePosition {
+            source: "keyed/0".into(),
+            offset: messages.last().unwrap().0,
+        }),
+        origins: Vec::new(),
+        records,
+    };
+    for shard in 0..h.engine.shard_count() {
+        h.engine
+            .submit_to_shard(shard, alerts.clone(), progress.clone())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_opened_from_a_stream_record_gets_its_id_again_when_the_record_is_replayed() {
+    let resolved = |name| alert(name, "1", AlertStatus::Resolved, Severity::Warning);
+    let messages = [
+        (7, vec![firing("A", "1"), firing("B", "1"), resolved("C")]),
+        (8, vec![firing("A", "2"), firing("C", "1")]),
+    ];
+    // One replica opens the incidents, then dies before storing them.
+    let first = start(false).await;
+    apply_records(&first, &messages).await;
+    let ids = |h: &Harness| ["A", "B", "C"].map(|name| incident_of(h, name));
+    let opened = ids(&first);
+    assert_eq!(opened[0].0.timestamp_ms(), 1_700_000_000_007);
+    assert_eq!(
+        opened[2].0.timestamp_ms(),
+        1_700_000_000_008,
+        "C opens at its first firing alert"
+    );
+    assert_ne!(
+        opened[0], opened[1],
+        "groups of one record get their own ids"
+    );
+    // Another replays the same records from an empty store, in other batches.
+    let second = start(true).await;
+    apply_records(&second, &messages[..1]).await;
+    apply_records(&second, &messages[1..]).await;
+    assert_eq!(ids(&second), opened);
+    // A later record opening a group again makes a new id.
+    second
+        .engine
+        .command(opened[1], Command::Resolve, "alice")
+        .await
+        .unwrap();
+    tokio::time::sleep(121 * MIN).await;
+    settle(&second).await;
+    apply_records(&second, &[(9, vec![firing("B", "1")])]).await;
+    let reopened = incident_of(&second, "B");
+    assert_ne!(reopened, opened[1]);
+    assert_eq!(reopened.0.timestamp_ms(), 1_700_000_000_009);
 }
 
 #[tokio::test(start_paused = true)]

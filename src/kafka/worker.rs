@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use incidentd_actors::model::{Alert, CommandError};
-use incidentd_actors::ports::{Progress, SourcePosition};
+use incidentd_actors::model::{Alert, CommandError, Timestamp};
+use incidentd_actors::ports::{AlertRecord, Progress, SourcePosition};
 use incidentd_actors::{Engine, EngineError};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
@@ -101,11 +101,13 @@ struct Worker {
 /// One step of a batch, in message order.
 enum Step {
     /// Alerts from consecutive messages, up to and including `offset`, with
-    /// the highest source offset of each re-keyed origin among them.
+    /// the highest source offset of each re-keyed origin among them and the
+    /// message each alert came in.
     Alerts {
         alerts: Vec<Alert>,
         offset: i64,
         origins: BTreeMap<String, i64>,
+        records: Vec<AlertRecord>,
     },
     Record {
         record: Box<KeyedRecord>,
@@ -200,12 +202,20 @@ impl Worker {
                 .map(|o| (o.source, o.offset))
                 .into_iter()
                 .collect();
+            let time = message.timestamp().to_millis().map(Timestamp::from_millis);
+            let record = |first_alert| AlertRecord {
+                first_alert,
+                offset,
+                time,
+            };
             match steps.last_mut() {
                 Some(Step::Alerts {
                     alerts: pending,
                     offset: last,
                     origins: known,
+                    records: read_from,
                 }) if records.is_empty() => {
+                    read_from.push(record(pending.len()));
                     pending.extend(alerts);
                     *last = offset;
                     // Offsets of one origin only grow along a partition.
@@ -215,6 +225,7 @@ impl Worker {
                     alerts,
                     offset,
                     origins,
+                    records: vec![record(0)],
                 }),
                 _ => {
                     if !alerts.is_empty() {
@@ -222,6 +233,7 @@ impl Worker {
                             alerts,
                             offset,
                             origins,
+                            records: vec![record(0)],
                         });
                     }
                     steps.extend(records.into_iter().map(|record| Step::Record {
@@ -312,6 +324,7 @@ impl Worker {
                 alerts,
                 offset,
                 origins,
+                records,
             } => {
                 let progress = Progress {
                     position: Some(self.position(*offset)),
@@ -322,6 +335,7 @@ impl Worker {
                             offset: *offset,
                         })
                         .collect(),
+                    records: records.clone(),
                 };
                 let result = engine
                     .submit_to_shard(self.shard, alerts.clone(), progress)

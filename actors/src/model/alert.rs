@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::stable_hash::StableHash;
 use super::Timestamp;
 
 /// Longest fingerprint accepted, in bytes (PagerDuty's dedup key limit).
@@ -232,22 +233,14 @@ fn is_valid_label_name(name: &str) -> bool {
 /// A stable fingerprint of a label set (FNV-1a 64 over sorted names and
 /// values), the same idea as Alertmanager's, printed as 16 hex digits.
 pub fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
+    let mut hash = StableHash::new();
     for (name, value) in labels {
-        feed(name.as_bytes());
-        feed(&[0xff]);
-        feed(value.as_bytes());
-        feed(&[0xff]);
+        hash.write(name.as_bytes())
+            .write(&[0xff])
+            .write(value.as_bytes())
+            .write(&[0xff]);
     }
-    format!("{hash:016x}")
+    format!("{:016x}", hash.finish())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use super::stable_hash::StableHash;
 use super::{AlertStatus, EventKind, Severity, Timestamp};
 use crate::routing::RouteSettings;
 
@@ -17,6 +18,42 @@ impl IncidentId {
     /// A new id whose time part is `now`, so ids also sort under a paused clock.
     pub fn new(now: Timestamp) -> Self {
         IncidentId(Ulid::from_parts(now.millis().max(0) as u64, rand_bits()))
+    }
+
+    /// The id of the incident `record`'s alert opens for a group: its time
+    /// part is the record's time, its random part a stable hash of the record
+    /// and the group, so every replica replaying the record derives it again.
+    pub(crate) fn opened_by(record: OpeningRecord, tenant: &str, group_key: &str) -> Self {
+        let mut hash = StableHash::new();
+        let high = hash
+            .write(&record.hash.to_le_bytes())
+            .write(tenant.as_bytes())
+            .write(&[0])
+            .write(group_key.as_bytes())
+            .finish();
+        // ULIDs carry 80 random bits: 16 more from hashing on.
+        let low = hash.write(&[0xff]).finish() as u16;
+        let random = (u128::from(high) << 16) | u128::from(low);
+        IncidentId(Ulid::from_parts(record.time.millis().max(0) as u64, random))
+    }
+}
+
+/// A stream record an alert was read from, reduced to what an id needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpeningRecord {
+    pub time: Timestamp,
+    /// Stable hash of the record's source partition and offset.
+    pub hash: u64,
+}
+
+impl OpeningRecord {
+    pub fn new(source: &str, offset: i64, time: Timestamp) -> Self {
+        let hash = StableHash::new()
+            .write(source.as_bytes())
+            .write(&[0])
+            .write(&offset.to_le_bytes())
+            .finish();
+        OpeningRecord { time, hash }
     }
 }
 

@@ -5,6 +5,7 @@ mod alert;
 mod command;
 mod event;
 mod incident;
+mod stable_hash;
 mod time;
 
 pub use alert::{
@@ -13,8 +14,10 @@ pub use alert::{
 };
 pub use command::{Command, CommandError, NewIncident};
 pub use event::{Change, EventKind, IncidentEvent};
+pub(crate) use incident::OpeningRecord;
 pub use incident::{
     AlertState, EscalationPosition, FiredStep, Incident, IncidentId, IncidentStatus,
     IncidentSummary, TimelineEntry,
 };
+pub(crate) use stable_hash::StableHash;
 pub use time::Timestamp;

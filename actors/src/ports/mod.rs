@@ -10,5 +10,5 @@ mod store;
 pub use clock::{Clock, TokioClock};
 pub use sink::{EventSink, SinkError};
 pub use store::{
-    Progress, ShardSnapshot, SnapshotBatch, SnapshotStore, SourcePosition, StoreError,
+    AlertRecord, Progress, ShardSnapshot, SnapshotBatch, SnapshotStore, SourcePosition, StoreError,
 };

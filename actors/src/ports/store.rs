@@ -4,7 +4,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::{IncidentId, IncidentSummary};
+use crate::model::{IncidentId, IncidentSummary, Timestamp};
 
 /// How far a source (e.g. a Kafka partition) has been applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,13 @@ pub struct SourcePosition {
 pub struct Progress {
     pub position: Option<SourcePosition>,
     pub origins: Vec<SourcePosition>,
+    /// The records of `position`'s source the batch's alerts were read from,
+    /// in order. An incident an alert opens takes an id derived from its
+    /// record, so a replay of that record after a crash opens it again under
+    /// the same id, and what went out about it before the crash (events,
+    /// notifications keyed by the id) is repeated rather than orphaned.
+    /// Without records, ids are random.
+    pub records: Vec<AlertRecord>,
 }
 
 impl Progress {
@@ -28,8 +35,21 @@ impl Progress {
         Progress {
             position,
             origins: Vec::new(),
+            records: Vec::new(),
         }
     }
+}
+
+/// One record of a stream partition: the batch's alerts from index
+/// `first_alert` up to the next record's `first_alert` were read from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub first_alert: usize,
+    pub offset: i64,
+    /// The record's broker timestamp, the time part of the ids it opens
+    /// (the same on every read, unlike the clock). Without one, the record's
+    /// incidents get random ids.
+    pub time: Option<Timestamp>,
 }
 
 /// Everything a shard stored, as loaded at restore.

@@ -9,7 +9,7 @@ use crate::engine::EngineError;
 use crate::incident::{decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg};
 use crate::model::{
     Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
-    Timestamp,
+    OpeningRecord, StableHash, Timestamp,
 };
 use crate::ports::{Progress, SourcePosition};
 use crate::restore::RestoredIncident;
@@ -32,16 +32,28 @@ pub(crate) struct RoutedAlert {
     pub tenant: String,
     pub group_key: String,
     pub route: Arc<RouteSettings>,
+    /// The stream record the alert was read from, if it came from one.
+    pub record: Option<OpeningRecord>,
+}
+
+/// A batch's alerts for one group.
+pub(crate) struct GroupInput {
+    pub group: GroupRef,
+    pub route: Arc<RouteSettings>,
+    pub alerts: Vec<Alert>,
+    /// The record of the group's first firing alert: an incident it opens
+    /// takes its id from it.
+    pub opening: Option<OpeningRecord>,
 }
 
 /// The shard of a group: a stable hash (FNV-1a), the same on every replica
 /// and every run, so one group key always lands on one shard.
 pub(crate) fn shard_of(tenant: &str, group_key: &str, shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in tenant.bytes().chain([0u8]).chain(group_key.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = StableHash::new()
+        .write(tenant.as_bytes())
+        .write(&[0])
+        .write(group_key.as_bytes())
+        .finish();
     (hash % shards.max(1) as u64) as usize
 }
 
@@ -280,9 +292,15 @@ impl Actor for ShardSupervisor {
                     _ => {
                         state.groups.remove(&group);
                         let received = Instant::now();
-                        state
-                            .open_incident(&myself, group, &route, alerts, now, received)
-                            .await;
+                        // The bounce happens after the alerts' batch, so
+                        // their records no longer name the opening: a random id.
+                        let input = GroupInput {
+                            group,
+                            route,
+                            alerts,
+                            opening: None,
+                        };
+                        state.open_incident(&myself, input, now, received).await;
                     }
                 }
                 state.schedule_flush(&myself);
@@ -362,13 +380,13 @@ impl ShardState {
                 *applied = (*applied).max(origin.offset);
             }
             let now = self.context.clock.now();
-            for (group, route, alerts) in by_group(alerts) {
-                match self.groups.get(&group).copied() {
-                    Some(id) => self.send_alerts(myself, id, alerts, now, received).await,
-                    None => {
-                        self.open_incident(myself, group, &route, alerts, now, received)
+            for input in by_group(alerts) {
+                match self.groups.get(&input.group).copied() {
+                    Some(id) => {
+                        self.send_alerts(myself, id, input.alerts, now, received)
                             .await
                     }
+                    None => self.open_incident(myself, input, now, received).await,
                 }
             }
         }
@@ -576,12 +594,16 @@ impl ShardState {
     pub(super) async fn open_incident(
         &mut self,
         myself: &ActorRef<ShardMsg>,
-        group: GroupRef,
-        route: &Arc<RouteSettings>,
-        alerts: Vec<Alert>,
+        input: GroupInput,
         now: Timestamp,
         received: Instant,
     ) {
+        let GroupInput {
+            group,
+            route,
+            alerts,
+            opening,
+        } = input;
         let Some(first_firing) = alerts.iter().position(|a| a.status == AlertStatus::Firing) else {
             telemetry::alerts_without_incident(alerts.len());
             return;
@@ -591,11 +613,14 @@ impl ShardState {
         let Some(first) = alerts.next() else { return };
         let rules = &self.context.rules;
         let mut events = Vec::new();
-        let id = IncidentId::new(now);
+        let id = match opening {
+            Some(record) => IncidentId::opened_by(record, &group.0, &group.1),
+            None => IncidentId::new(now),
+        };
         let mut incident = Incident::open(
             id,
             (&group.0, &group.1),
-            route,
+            &route,
             &first,
             now,
             rules,
@@ -763,19 +788,33 @@ impl ShardState {
 }
 
 /// Splits a batch by group, keeping arrival order inside each group.
-fn by_group(alerts: Vec<RoutedAlert>) -> Vec<(GroupRef, Arc<RouteSettings>, Vec<Alert>)> {
+fn by_group(alerts: Vec<RoutedAlert>) -> Vec<GroupInput> {
     let mut index: HashMap<GroupRef, usize> = HashMap::new();
-    let mut groups: Vec<(GroupRef, Arc<RouteSettings>, Vec<Alert>)> = Vec::new();
+    let mut groups: Vec<GroupInput> = Vec::new();
+    // Per group: whether it has a firing alert yet.
+    let mut firing_seen: Vec<bool> = Vec::new();
     for routed in alerts {
         let group = (routed.tenant, routed.group_key);
-        match index.get(&group) {
-            Some(&i) => groups[i].2.push(routed.alert),
+        let i = match index.get(&group) {
+            Some(&i) => i,
             None => {
                 let group = Arc::new(group);
                 index.insert(group.clone(), groups.len());
-                groups.push((group, routed.route, vec![routed.alert]));
+                groups.push(GroupInput {
+                    group,
+                    route: routed.route,
+                    alerts: Vec::new(),
+                    opening: None,
+                });
+                firing_seen.push(false);
+                groups.len() - 1
             }
+        };
+        if routed.alert.status == AlertStatus::Firing && !firing_seen[i] {
+            firing_seen[i] = true;
+            groups[i].opening = routed.record;
         }
+        groups[i].alerts.push(routed.alert);
     }
     groups
 }
