@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{brokers, create_topics, reader, Names};
 use common::load::native_alert;
+use common::redis::Redis;
 use common::{paging_config, Service, WebhookReceiver};
 use pulsar::SubType;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -157,30 +158,6 @@ where
     }
 }
 
-/// Every incident `service` lists, or why not (a busy store may answer 503
-/// for a moment; pollers try again).
-async fn try_all_incidents(service: &Service) -> Result<Vec<Value>, String> {
-    let mut items = Vec::new();
-    let mut path = "/api/v1/incidents?limit=1000".to_string();
-    loop {
-        let response = service
-            .client
-            .get(format!("{}{path}", service.base))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("GET {path}: {}", response.status()));
-        }
-        let page: Value = response.json().await.map_err(|e| e.to_string())?;
-        items.extend(page["items"].as_array().expect("items").iter().cloned());
-        match page["next"].as_str() {
-            Some(next) => path = format!("/api/v1/incidents?limit=1000&cursor={next}"),
-            None => return Ok(items),
-        }
-    }
-}
-
 /// Waits until `service` lists `groups` incidents of `alerts` alerts each.
 async fn wait_for_groups(service: &Service, groups: usize, alerts: u64) {
     wait_until(
@@ -201,7 +178,8 @@ async fn wait_for_groups(service: &Service, groups: usize, alerts: u64) {
 
 /// Alert count per group key of the incidents `service` lists.
 async fn alerts_by_group(service: &Service) -> Result<BTreeMap<String, u64>, String> {
-    Ok(try_all_incidents(service)
+    Ok(service
+        .try_all_incidents()
         .await?
         .iter()
         .map(|i| {
@@ -454,7 +432,7 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
         Duration::from_secs(60),
         &[&a, &b],
         || async {
-            let incidents = try_all_incidents(&b).await?;
+            let incidents = b.try_all_incidents().await?;
             let short: Vec<String> = incidents
                 .iter()
                 .filter(|i| i["alert_count"] != 4)
@@ -534,6 +512,90 @@ async fn a_killed_replica_hands_over_without_loss_and_a_rejoin_shares_again() {
         .filter(|i| i["id"] == id.as_str())
         .all(|i| i["status"] == "acknowledged");
     assert!(acknowledged, "the acknowledgement survived the move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_store() {
+    let names = Names::new("heldkey");
+    let events = cluster_topics(&names, "pagerduty").await;
+    let sources = format!("[[kafka.sources]]\ntopic = \"{events}\"\nformat = \"pagerduty\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(dir.path());
+    let shared_redis = cluster_config(&names, "", &sources, "");
+    let config = shared_redis.replace(&redis_url(), &redis.url());
+    assert_ne!(config, shared_redis, "the replica has a Redis of its own");
+    let mut service = Service::start(&config).await;
+    let producer = producer();
+    let event = |action: &str| {
+        serde_json::to_vec(&json!({
+            "routing_key": "r1",
+            "event_action": action,
+            "dedup_key": "disk-db1",
+            "payload": {"summary": "disk full", "source": "db1", "severity": "critical"},
+        }))
+        .unwrap()
+    };
+    produce(&producer, &events, "disk-db1", &event("trigger")).await;
+    wait_for_groups(&service, 1, 1).await;
+
+    // After a restart the trigger's key is only in the store, which goes
+    // down. (A clean stop commits the trigger's offset: read again, it
+    // would put its key back in memory.)
+    assert_eq!(service.terminate(), Some(0), "a clean stop");
+    service.restart().await;
+    wait_until(
+        "the restarted replica owns every shard",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            match owned_shards(&service).await {
+                8 => Ok(()),
+                owned => Err(format!("owns {owned}")),
+            }
+        },
+    )
+    .await;
+    redis.stop();
+    produce(&producer, &events, "disk-db1", &event("resolve")).await;
+    wait_until(
+        "the resolve is held",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            let held = service
+                .metric("incidentd_kafka_messages_total", &["outcome=\"held\""])
+                .await;
+            if held >= 2.0 {
+                Ok(())
+            } else {
+                Err(format!("held {held} times"))
+            }
+        },
+    )
+    .await;
+
+    // Once the store answers, the resolve is applied; nothing was poison.
+    redis.spawn();
+    wait_until(
+        "the trigger's alert resolves",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            let incidents = service.try_all_incidents().await?;
+            match incidents.as_slice() {
+                [one] if one["firing_alerts"] == 0 => Ok(()),
+                _ => Err(format!("{incidents:?}")),
+            }
+        },
+    )
+    .await;
+    let dead_lettered = service
+        .metric(
+            "incidentd_kafka_messages_total",
+            &["outcome=\"dead_lettered\""],
+        )
+        .await;
+    assert_eq!(dead_lettered, 0.0);
 }
 
 /// Moves a group's committed offsets back to the start of `topics`, as an
@@ -803,7 +865,7 @@ async fn a_subscription_made_on_one_replica_delivers_from_every_replica() {
         Duration::from_secs(60),
         &[&a, &b],
         || async {
-            let open = try_all_incidents(&b).await?.len();
+            let open = b.try_all_incidents().await?.len();
             if open == groups + 20 {
                 Ok(())
             } else {

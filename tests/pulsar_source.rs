@@ -228,7 +228,7 @@ async fn messages_counted(service: &Service, topic: &str, outcome: &str) -> u64 
 }
 
 /// A service whose snapshots live in a Redis of its own, consuming one
-/// native topic; for outages.
+/// topic of `format`; for outages.
 struct Outage {
     service: Service,
     redis: Redis,
@@ -239,7 +239,7 @@ struct Outage {
 }
 
 impl Outage {
-    async fn start(subscription_type: &str) -> Outage {
+    async fn start(subscription_type: &str, format: &str) -> Outage {
         let run = ulid::Ulid::new().to_string().to_lowercase();
         let topic = format!("persistent://public/default/alerts-outage-{run}");
         let dead_topic = format!("persistent://public/default/alerts-outage-dead-{run}");
@@ -274,7 +274,7 @@ max_redeliveries = 3
 redelivery_delay = "300ms"
 [[pulsar.sources]]
 topic = "{topic}"
-format = "native"
+format = "{format}"
 "#,
             redis = redis.url(),
             url = pulsar_url()
@@ -296,6 +296,16 @@ format = "native"
         produce(&mut self.alerts, alert).await;
     }
 
+    async fn send_pagerduty(&mut self, action: &str, dedup_key: &str) {
+        let event = json!({
+            "routing_key": "r1",
+            "event_action": action,
+            "dedup_key": dedup_key,
+            "payload": {"summary": "disk full", "source": "db1", "severity": "critical"},
+        });
+        produce(&mut self.alerts, serde_json::to_vec(&event).unwrap()).await;
+    }
+
     async fn wait_for_incident(&self, alertname: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !incidents(&self.service).await.contains_key(alertname) {
@@ -311,7 +321,7 @@ format = "native"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_shared_alerts_that_cannot_be_stored_are_redelivered_then_dead_lettered() {
-    let mut outage = Outage::start("key_shared").await;
+    let mut outage = Outage::start("key_shared", "native").await;
     // The store is down: the batch is negatively acknowledged and
     // redelivered until the broker's count reaches max_redeliveries, then
     // the client moves it to the dead-letter topic.
@@ -337,7 +347,7 @@ async fn key_shared_alerts_that_cannot_be_stored_are_redelivered_then_dead_lette
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_alerts_are_retried_until_the_store_is_back() {
-    let mut outage = Outage::start("failover").await;
+    let mut outage = Outage::start("failover", "native").await;
     outage.redis.stop();
     outage.send("DuringOutage").await;
     outage.send("AlsoDuringOutage").await;
@@ -357,4 +367,46 @@ async fn failover_alerts_are_retried_until_the_store_is_back() {
     outage.wait_for_incident("AlsoDuringOutage").await;
     let no_letter = tokio::time::timeout(Duration::from_secs(1), outage.dead.next()).await;
     assert!(no_letter.is_err(), "nothing dead-lettered on failover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_store() {
+    let mut outage = Outage::start("failover", "pagerduty").await;
+    outage.send_pagerduty("trigger", "disk-db1").await;
+    outage.wait_for_incident("disk-db1").await;
+    // After a restart the trigger's key is only in the store, which is down.
+    outage.service.restart().await;
+    outage.redis.stop();
+    outage.send_pagerduty("resolve", "disk-db1").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while messages_counted(&outage.service, &outage.topic, "nacked").await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the resolve was not held; log:\n{}",
+            outage.service.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Held, not dead-lettered: once the store answers, the resolve applies.
+    outage.redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let incidents = outage.service.try_all_incidents().await;
+        // The resolve resolves the trigger's alert (the incident follows
+        // after its auto-resolve grace).
+        let resolved = incidents
+            .as_ref()
+            .is_ok_and(|all| all.len() == 1 && all[0]["firing_alerts"] == 0);
+        if resolved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alert did not resolve: {incidents:?}; log:\n{}",
+            outage.service.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let no_letter = tokio::time::timeout(Duration::from_secs(1), outage.dead.next()).await;
+    assert!(no_letter.is_err(), "nothing dead-lettered");
 }

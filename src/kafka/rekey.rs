@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 use super::client::consumer_config;
 use super::producer::{self, Keyed};
 use super::record::Origin;
+use super::source::decode_held;
 use super::telemetry;
 use super::worker::WorkerShared;
 use super::KafkaConfig;
-use crate::ingest::{decode_source, SourceFormat};
+use crate::ingest::SourceFormat;
 
 /// How long a batch waits for more messages once it has one.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
@@ -81,7 +82,11 @@ impl Rekey {
             if batch.is_empty() {
                 continue;
             }
-            let records = self.records(&batch).await;
+            let Some(records) = self.records(&batch).await else {
+                // Stopping while a message was held: the batch's offsets are
+                // not stored, so it is read again after the restart.
+                return;
+            };
             if !self
                 .shared
                 .producer
@@ -127,17 +132,19 @@ impl Rekey {
     }
 
     /// The keyed records of a batch; unusable messages are dead-lettered.
-    async fn records(&self, batch: &[OwnedMessage]) -> Vec<Keyed> {
+    /// None when told to stop while a message was held.
+    async fn records(&self, batch: &[OwnedMessage]) -> Option<Vec<Keyed>> {
         let mut records = Vec::new();
         for message in batch {
             telemetry::consumed(message.topic(), "received", 1);
-            let input = decode_source(
+            let input = decode_held(
+                &self.shared,
+                message.topic(),
                 self.formats[message.topic()],
                 message.payload().unwrap_or_default(),
-                &self.shared.default_tenant,
-                &self.shared.pagerduty,
+                &self.shutdown,
             )
-            .await;
+            .await?;
             if let Some(reason) = &input.problem {
                 self.shared
                     .producer
@@ -154,6 +161,6 @@ impl Rekey {
             };
             records.extend(input.into_records(&self.shared.engine, Some(origin)));
         }
-        records
+        Some(records)
     }
 }

@@ -2,13 +2,48 @@
 //! per shard its alerts and acknowledges land on.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use incidentd_actors::model::{Alert, Command};
 use incidentd_actors::Engine;
 
 use super::producer::Keyed;
 use super::record::{KeyedRecord, Origin};
-use crate::ingest::SourceInput;
+use super::telemetry;
+use super::worker::WorkerShared;
+use crate::ingest::{decode_source, SourceFormat, SourceInput};
+
+/// Longest pause between attempts to decode a held message.
+const MAX_HOLD_DELAY: Duration = Duration::from_secs(1);
+
+/// Decodes one message of `topic`, holding it (and so its partition) while
+/// the PagerDuty key store cannot be asked: the message is fine, only not
+/// decodable yet, so it must not be dead-lettered. None once `stop` is set;
+/// the message is then read again by whoever reads the partition next.
+pub async fn decode_held(
+    shared: &WorkerShared,
+    topic: &str,
+    format: SourceFormat,
+    payload: &[u8],
+    stop: &AtomicBool,
+) -> Option<SourceInput> {
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match decode_source(format, payload, &shared.default_tenant, &shared.pagerduty).await {
+            Ok(input) => return Some(input),
+            Err(e) => {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                telemetry::consumed(topic, "held", 1);
+                tracing::warn!(%topic, error = %e, retry_in = ?delay, "message held: it cannot be decoded until the store answers");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_HOLD_DELAY);
+            }
+        }
+    }
+}
 
 impl SourceInput {
     /// One keyed record per shard that any alert's routes land on (holding

@@ -6,7 +6,9 @@ use metrics::{counter, gauge, histogram};
 use rdkafka::Statistics;
 
 /// Consumed messages by what became of them: `received` (every one),
-/// `rekeyed` (sent on to the keyed topic), `dead_lettered`.
+/// `rekeyed` (sent on to the keyed topic), `replayed` (already applied),
+/// `dead_lettered`, and `held` (each attempt to decode a message that had
+/// to wait for the store).
 pub fn consumed(topic: &str, outcome: &'static str, count: usize) {
     counter!("incidentd_kafka_messages_total", "topic" => topic.to_string(), "outcome" => outcome)
         .increment(count as u64);

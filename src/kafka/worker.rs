@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 
 use super::producer::{Keyed, KeyedProducer, SourceMessage};
 use super::record::{KeyedRecord, Origin};
+use super::source::decode_held;
 use super::telemetry;
 use super::PendingReplies;
-use crate::ingest::{decode_source, PagerDutyKeys, SourceFormat};
+use crate::ingest::{PagerDutyKeys, SourceFormat};
 
 /// Longest pause between retries of input the shard could not take yet.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -166,13 +167,11 @@ impl Worker {
                     Err(problem) => (Vec::new(), Vec::new(), Some(problem)),
                 },
                 Payload::Source(format) => {
-                    let input = decode_source(
-                        format,
-                        payload,
-                        &self.shared.default_tenant,
-                        &self.shared.pagerduty,
-                    )
-                    .await;
+                    let Some(input) =
+                        decode_held(&self.shared, &self.topic, format, payload, &self.stop).await
+                    else {
+                        return steps;
+                    };
                     let problem = input.problem.clone();
                     let origin = Origin {
                         source: self.source.clone(),

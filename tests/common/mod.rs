@@ -257,14 +257,31 @@ impl Service {
 
     /// Every incident, following `next` cursors.
     pub async fn all_incidents(&self) -> Vec<Value> {
+        self.try_all_incidents()
+            .await
+            .unwrap_or_else(|e| panic!("listing incidents: {e}"))
+    }
+
+    /// Every incident, or why not (a store that is down or busy answers 503
+    /// for a while; pollers try again).
+    pub async fn try_all_incidents(&self) -> Result<Vec<Value>, String> {
         let mut items = Vec::new();
         let mut path = "/api/v1/incidents?limit=1000".to_string();
         loop {
-            let page = self.get_json(&path).await;
+            let response = self
+                .client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("GET {path}: {}", response.status()));
+            }
+            let page: Value = response.json().await.map_err(|e| e.to_string())?;
             items.extend(page["items"].as_array().expect("items").iter().cloned());
             match page["next"].as_str() {
                 Some(next) => path = format!("/api/v1/incidents?limit=1000&cursor={next}"),
-                None => return items,
+                None => return Ok(items),
             }
         }
     }

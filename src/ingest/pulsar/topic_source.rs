@@ -159,8 +159,9 @@ impl TopicSource {
     }
 
     /// Dead-letters the poison, applies the rest, then acknowledges every
-    /// message (true); or, when the alerts cannot be stored, holds those
-    /// messages for `redelivery_delay` and negatively acknowledges them
+    /// message (true); or, when the alerts cannot be stored, or a message
+    /// cannot be decoded until the store answers, holds the messages not yet
+    /// acknowledged for `redelivery_delay` and negatively acknowledges them
     /// (false). The hold is also the backoff while the store is out.
     async fn take(
         &mut self,
@@ -170,14 +171,24 @@ impl TopicSource {
         let topic = &self.source.topic;
         let mut inputs = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
-        for message in batch {
-            let input = decode_source(
+        let mut messages = batch.into_iter();
+        while let Some(message) = messages.next() {
+            let decoded = decode_source(
                 self.source.format,
                 &message.payload.data,
                 &self.shared.default_tenant,
                 &self.shared.pagerduty,
             )
             .await;
+            let input = match decoded {
+                Ok(input) => input,
+                Err(e) => {
+                    waiting.push(message);
+                    waiting.extend(messages);
+                    let why = format!("a message cannot be decoded yet: {e}");
+                    return self.hold(session, &waiting, &why).await;
+                }
+            };
             if let Some(reason) = &input.problem {
                 self.dead_letter(&mut session.dead_letters, &message, reason)
                     .await?;
@@ -205,21 +216,32 @@ impl TopicSource {
             }
             Err(e) => {
                 telemetry::submit_failed(topic);
-                tracing::warn!(%topic, error = %e, messages = waiting.len(), "pulsar source: alerts could not be stored; redelivering");
-                // Held until then, the messages are redelivered (to any
-                // replica) no sooner than redelivery_delay.
-                sleep_unless_stopped(&mut self.stop, self.shared.config.redelivery_delay).await;
-                for message in &waiting {
-                    session
-                        .consumer
-                        .nack(message)
-                        .await
-                        .map_err(|e| format!("negatively acknowledging: {e}"))?;
-                }
-                telemetry::messages(topic, "nacked", waiting.len());
-                Ok(false)
+                let why = format!("alerts could not be stored: {e}");
+                self.hold(session, &waiting, &why).await
             }
         }
+    }
+
+    /// Holds `waiting` for `redelivery_delay`, then negatively acknowledges
+    /// them: they are redelivered (to any replica) no sooner than that.
+    async fn hold(
+        &mut self,
+        session: &mut Session,
+        waiting: &[Message<Vec<u8>>],
+        why: &str,
+    ) -> Result<bool, String> {
+        let topic = &self.source.topic;
+        tracing::warn!(%topic, messages = waiting.len(), "pulsar source: {why}; redelivering");
+        sleep_unless_stopped(&mut self.stop, self.shared.config.redelivery_delay).await;
+        for message in waiting {
+            session
+                .consumer
+                .nack(message)
+                .await
+                .map_err(|e| format!("negatively acknowledging: {e}"))?;
+        }
+        telemetry::messages(topic, "nacked", waiting.len());
+        Ok(false)
     }
 
     /// Stores a copy of `message` on the dead-letter topic, waiting for the
