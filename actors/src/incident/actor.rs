@@ -7,7 +7,7 @@ use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary};
 use crate::shard::{ShardContext, ShardMsg};
 use crate::telemetry;
 
-use super::encode_incident;
+use super::{encode_incident, RecordRuns};
 
 /// A resident incident: one ractor actor that owns the incident's state and
 /// applies its alerts, commands and timers one message at a time.
@@ -38,10 +38,11 @@ pub(crate) struct SnapshotReply {
 pub(crate) type CommandReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
 
 pub(crate) enum IncidentMsg {
-    /// Alerts of this incident's group, in arrival order, and when the
-    /// engine took them.
+    /// Alerts of this incident's group, in arrival order, where they were
+    /// read, and when the engine took them.
     Alerts {
         alerts: Vec<Alert>,
+        records: RecordRuns,
         received: std::time::Instant,
     },
     Command {
@@ -96,8 +97,13 @@ impl Actor for IncidentActor {
         let generation_before = incident.timer_generation;
         let mut must_report = false;
         match message {
-            IncidentMsg::Alerts { alerts, received } => {
+            IncidentMsg::Alerts {
+                alerts,
+                records,
+                received,
+            } => {
                 let duplicates_before = incident.duplicate_alerts;
+                let count = alerts.len();
                 let bounced = incident.apply_alerts(alerts, now, &context.rules, &mut events);
                 telemetry::alerts_deduplicated(incident.duplicate_alerts - duplicates_before);
                 if !events.is_empty() {
@@ -110,6 +116,7 @@ impl Actor for IncidentActor {
                         tenant: incident.tenant.clone(),
                         group_key: incident.group_key.clone(),
                         route: Arc::new(incident.route.clone()),
+                        records: records.split_off(count - bounced.len()),
                         alerts: bounced,
                     });
                 }

@@ -8,12 +8,14 @@ mod commands;
 mod escalation;
 mod open;
 mod record;
+mod record_runs;
 mod rules;
 mod timers;
 
 pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply};
 pub use codec::{decode_incident, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION};
 pub(crate) use open::manual_group_key;
+pub(crate) use record_runs::RecordRuns;
 pub use rules::IncidentRules;
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{oneshot, watch};
 
 use crate::engine::EngineError;
-use crate::incident::{decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg};
+use crate::incident::{
+    decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg, RecordRuns,
+};
 use crate::model::{
     Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
     OpeningRecord, StableHash, Timestamp,
@@ -41,9 +43,9 @@ pub(crate) struct GroupInput {
     pub group: GroupRef,
     pub route: Arc<RouteSettings>,
     pub alerts: Vec<Alert>,
-    /// The record of the group's first firing alert: an incident it opens
-    /// takes its id from it.
-    pub opening: Option<OpeningRecord>,
+    /// Where the alerts were read: an incident they open takes its id from
+    /// the record of its first firing alert.
+    pub records: RecordRuns,
 }
 
 /// The shard of a group: a stable hash (FNV-1a), the same on every replica
@@ -100,6 +102,7 @@ pub(crate) enum ShardMsg {
         group_key: String,
         route: Arc<RouteSettings>,
         alerts: Vec<Alert>,
+        records: RecordRuns,
     },
     TimersDue,
     Flush,
@@ -278,27 +281,25 @@ impl Actor for ShardSupervisor {
                 group_key,
                 route,
                 alerts,
+                records,
             } => {
                 let now = state.context.clock.now();
                 let group = Arc::new((tenant, group_key));
+                // Handed back alerts count from now: their first arrival is not kept.
+                let received = Instant::now();
                 match state.groups.get(&group).copied() {
-                    // Handed back alerts count from now: their first arrival is not kept.
                     Some(current) if current != from => {
-                        let received = Instant::now();
                         state
-                            .send_alerts(&myself, current, alerts, now, received)
+                            .send_alerts(&myself, current, alerts, records, now, received)
                             .await
                     }
                     _ => {
                         state.groups.remove(&group);
-                        let received = Instant::now();
-                        // The bounce happens after the alerts' batch, so
-                        // their records no longer name the opening: a random id.
                         let input = GroupInput {
                             group,
                             route,
                             alerts,
-                            opening: None,
+                            records,
                         };
                         state.open_incident(&myself, input, now, received).await;
                     }
@@ -383,7 +384,7 @@ impl ShardState {
             for input in by_group(alerts) {
                 match self.groups.get(&input.group).copied() {
                     Some(id) => {
-                        self.send_alerts(myself, id, input.alerts, now, received)
+                        self.send_alerts(myself, id, input.alerts, input.records, now, received)
                             .await
                     }
                     None => self.open_incident(myself, input, now, received).await,
@@ -573,12 +574,17 @@ impl ShardState {
         myself: &ActorRef<ShardMsg>,
         id: IncidentId,
         alerts: Vec<Alert>,
+        records: RecordRuns,
         now: Timestamp,
         received: Instant,
     ) {
         match self.resident(myself, id).await {
             Some(incident) => {
-                let _ = incident.cast(IncidentMsg::Alerts { alerts, received });
+                let _ = incident.cast(IncidentMsg::Alerts {
+                    alerts,
+                    records,
+                    received,
+                });
                 self.touch(id, now);
                 self.dirty.insert(id);
             }
@@ -602,7 +608,7 @@ impl ShardState {
             group,
             route,
             alerts,
-            opening,
+            records,
         } = input;
         let Some(first_firing) = alerts.iter().position(|a| a.status == AlertStatus::Firing) else {
             telemetry::alerts_without_incident(alerts.len());
@@ -613,7 +619,7 @@ impl ShardState {
         let Some(first) = alerts.next() else { return };
         let rules = &self.context.rules;
         let mut events = Vec::new();
-        let id = match opening {
+        let id = match records.at(first_firing) {
             Some(record) => IncidentId::opened_by(record, &group.0, &group.1),
             None => IncidentId::new(now),
         };
@@ -791,8 +797,6 @@ impl ShardState {
 fn by_group(alerts: Vec<RoutedAlert>) -> Vec<GroupInput> {
     let mut index: HashMap<GroupRef, usize> = HashMap::new();
     let mut groups: Vec<GroupInput> = Vec::new();
-    // Per group: whether it has a firing alert yet.
-    let mut firing_seen: Vec<bool> = Vec::new();
     for routed in alerts {
         let group = (routed.tenant, routed.group_key);
         let i = match index.get(&group) {
@@ -804,17 +808,14 @@ fn by_group(alerts: Vec<RoutedAlert>) -> Vec<GroupInput> {
                     group,
                     route: routed.route,
                     alerts: Vec::new(),
-                    opening: None,
+                    records: RecordRuns::default(),
                 });
-                firing_seen.push(false);
                 groups.len() - 1
             }
         };
-        if routed.alert.status == AlertStatus::Firing && !firing_seen[i] {
-            firing_seen[i] = true;
-            groups[i].opening = routed.record;
-        }
-        groups[i].alerts.push(routed.alert);
+        let input = &mut groups[i];
+        input.records.push(input.alerts.len(), routed.record);
+        input.alerts.push(routed.alert);
     }
     groups
 }
