@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::{ListenerExt, TapIo};
 use axum::{Json, Router};
-use incidentd_actors::ports::{EventSink, SnapshotStore, TokioClock};
+use incidentd_actors::ports::{SnapshotStore, TokioClock};
 use incidentd_actors::{compile_rules, Engine, Ports};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -206,7 +206,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("loading webhook subscriptions from the store")?;
     bus.add_listener(subscriptions.clone());
-    let mut topics: Vec<Arc<dyn EventSink>> = Vec::new();
+    let mut topics = Vec::new();
     for sink in &config.events.kafka {
         topics.push(start_kafka(sink, &config.kafka).map_err(|e| anyhow::anyhow!(e))?);
     }

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::{ApiError, ErrorBody};
 use super::stream_filter::StreamQuery;
-use crate::bus::Resume;
+use crate::bus::{Resume, SharedEvent};
 use crate::state::AppState;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -58,7 +58,7 @@ pub async fn events(
         Resume::From(events) => events
             .iter()
             .filter(|e| query.matches(e))
-            .filter_map(|e| sse_event(e))
+            .map(|e| sse_event(e))
             .collect(),
         Resume::Lost => vec![reset(
             "the last event you saw is no longer buffered; events may have been missed",
@@ -66,7 +66,7 @@ pub async fn events(
     };
     let live = BroadcastStream::new(live).filter_map(move |item| {
         let event = match item {
-            Ok(event) => query.matches(&event).then(|| sse_event(&event)).flatten(),
+            Ok(event) => query.matches(&event).then(|| sse_event(&event)),
             Err(BroadcastStreamRecvError::Lagged(skipped)) => Some(reset(&format!(
                 "this stream fell {skipped} events behind and skipped them"
             ))),
@@ -85,18 +85,12 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-fn sse_event(event: &IncidentEvent) -> Option<Event> {
-    match Event::default()
+/// The event's JSON is made once for every client (see [`SharedEvent`]).
+fn sse_event(event: &SharedEvent) -> Event {
+    Event::default()
         .id(&event.id)
         .event(event.kind.as_str())
-        .json_data(event)
-    {
-        Ok(sse) => Some(sse),
-        Err(e) => {
-            tracing::error!(event = %event.id, error = %e, "cannot encode an event for SSE; skipped");
-            None
-        }
-    }
+        .data(event.json())
 }
 
 /// Tells the client its view may be incomplete. It has no id, so the

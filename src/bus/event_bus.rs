@@ -6,28 +6,30 @@ use incidentd_actors::model::IncidentEvent;
 use incidentd_actors::ports::EventSink;
 use tokio::sync::broadcast;
 
+use super::SharedEvent;
+
 /// Something that must see every event, synchronously and without blocking
 /// (it queues what it needs to do).
 pub trait EventListener: Send + Sync + 'static {
-    fn on_event(&self, event: &Arc<IncidentEvent>);
+    fn on_event(&self, event: &Arc<SharedEvent>);
 }
 
 /// Where a reconnecting client picks up.
 pub enum Resume {
     /// Events after the one the client saw last, then live ones.
-    From(Vec<Arc<IncidentEvent>>),
+    From(Vec<Arc<SharedEvent>>),
     /// The client's last event is no longer in the buffer: it may have missed some.
     Lost,
 }
 
 struct Inner {
-    replay: VecDeque<Arc<IncidentEvent>>,
+    replay: VecDeque<Arc<SharedEvent>>,
     listeners: Vec<Arc<dyn EventListener>>,
 }
 
 pub struct EventBus {
     inner: Mutex<Inner>,
-    live: broadcast::Sender<Arc<IncidentEvent>>,
+    live: broadcast::Sender<Arc<SharedEvent>>,
     replay_capacity: usize,
 }
 
@@ -60,7 +62,7 @@ impl EventBus {
     pub fn subscribe(
         &self,
         last_event_id: Option<&str>,
-    ) -> (broadcast::Receiver<Arc<IncidentEvent>>, Resume) {
+    ) -> (broadcast::Receiver<Arc<SharedEvent>>, Resume) {
         let inner = self.inner.lock().expect("bus lock");
         let receiver = self.live.subscribe();
         let resume = match last_event_id {
@@ -72,14 +74,12 @@ impl EventBus {
         };
         (receiver, resume)
     }
-}
 
-#[async_trait]
-impl EventSink for EventBus {
-    fn publish(&self, events: &[IncidentEvent]) {
+    /// Takes events another output may share too (see [`SharedEvent`]).
+    pub fn publish_shared(&self, events: &[Arc<SharedEvent>]) {
         let mut inner = self.inner.lock().expect("bus lock");
         for event in events {
-            let event = Arc::new(event.clone());
+            let event = event.clone();
             if inner.replay.len() == self.replay_capacity {
                 inner.replay.pop_front();
             }
@@ -90,6 +90,13 @@ impl EventSink for EventBus {
             // No receiver is not an error: nobody is watching right now.
             let _ = self.live.send(event);
         }
+    }
+}
+
+#[async_trait]
+impl EventSink for EventBus {
+    fn publish(&self, events: &[IncidentEvent]) {
+        self.publish_shared(&SharedEvent::share_all(events));
     }
 }
 

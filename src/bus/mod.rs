@@ -5,6 +5,8 @@
 
 mod event_bus;
 mod filter;
+mod shared_event;
 
 pub use event_bus::{EventBus, EventListener, Resume};
 pub use filter::EventFilter;
+pub use shared_event::SharedEvent;

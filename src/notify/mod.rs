@@ -12,7 +12,7 @@ use incidentd_actors::model::{Change, IncidentEvent};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::bus::EventListener;
+use crate::bus::{EventListener, SharedEvent};
 use crate::config::NotifierConfig;
 use crate::telemetry;
 
@@ -97,7 +97,7 @@ impl Notifier {
 }
 
 impl EventListener for Notifier {
-    fn on_event(&self, event: &Arc<IncidentEvent>) {
+    fn on_event(&self, event: &Arc<SharedEvent>) {
         let Some((notification, channels)) = Notification::from_event(event) else {
             return;
         };

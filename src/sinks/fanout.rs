@@ -7,19 +7,23 @@ use async_trait::async_trait;
 use incidentd_actors::model::IncidentEvent;
 use incidentd_actors::ports::{EventSink, SinkError};
 
-use crate::bus::EventBus;
+use super::Outbound;
+use crate::bus::{EventBus, SharedEvent};
 
 pub struct Fanout {
     pub bus: Arc<EventBus>,
-    pub topics: Vec<Arc<dyn EventSink>>,
+    pub topics: Vec<Arc<Outbound>>,
 }
 
 #[async_trait]
 impl EventSink for Fanout {
     fn publish(&self, events: &[IncidentEvent]) {
-        self.bus.publish(events);
+        // Shared, so each encoding is made once for the bus's receivers and
+        // every topic together.
+        let events = SharedEvent::share_all(events);
+        self.bus.publish_shared(&events);
         for topic in &self.topics {
-            topic.publish(events);
+            topic.publish_shared(&events);
         }
     }
 

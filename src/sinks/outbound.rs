@@ -22,8 +22,7 @@ use incidentd_actors::model::IncidentEvent;
 use incidentd_actors::ports::{EventSink, SinkError};
 use tokio::sync::{watch, Notify};
 
-use super::cloudevent::CloudEvent;
-use crate::bus::EventFilter;
+use crate::bus::{EventFilter, SharedEvent};
 use crate::telemetry;
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -43,7 +42,7 @@ struct Record {
     /// Publish order, from 1.
     number: u64,
     key: String,
-    payload: Vec<u8>,
+    payload: Arc<[u8]>,
 }
 
 /// A record handed to the client, until acknowledged or given up on.
@@ -173,17 +172,15 @@ impl Outbound {
             deadline: handed_at + self.timeout,
         }
     }
-}
 
-#[async_trait]
-impl EventSink for Outbound {
-    fn publish(&self, events: &[IncidentEvent]) {
+    /// Queues the events the filter takes, in order; never waits.
+    pub fn publish_shared(&self, events: &[Arc<SharedEvent>]) {
         // Encoded before taking the lock: every shard's incidents publish
         // through this one queue.
-        let encoded: Vec<(String, Vec<u8>)> = events
+        let encoded: Vec<(String, Arc<[u8]>)> = events
             .iter()
             .filter(|e| self.filter.matches(e))
-            .map(|e| (e.incident_id.to_string(), CloudEvent::of(e).to_json()))
+            .map(|e| (e.incident_id.to_string(), e.cloudevent().clone()))
             .collect();
         if encoded.is_empty() {
             return;
@@ -200,6 +197,13 @@ impl EventSink for Outbound {
         }
         drop(queued);
         self.wake.notify_one();
+    }
+}
+
+#[async_trait]
+impl EventSink for Outbound {
+    fn publish(&self, events: &[IncidentEvent]) {
+        self.publish_shared(&SharedEvent::share_all(events));
     }
 
     fn backlog_full(&self) -> Option<String> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use incidentd_actors::model::{IncidentEvent, Timestamp};
+use incidentd_actors::model::Timestamp;
 use incidentd_actors::ports::StoreError;
 use tokio::task::JoinHandle;
 use ulid::Ulid;
@@ -17,7 +17,7 @@ use super::stats::DeliveryCounts;
 use super::store::SubscriptionStore;
 use super::subscription::{NewSubscription, Subscription};
 use super::worker::Worker;
-use crate::bus::EventListener;
+use crate::bus::{EventListener, SharedEvent};
 use crate::webhook::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,7 @@ impl Subscriptions {
 }
 
 impl EventListener for Subscriptions {
-    fn on_event(&self, event: &Arc<IncidentEvent>) {
+    fn on_event(&self, event: &Arc<SharedEvent>) {
         for worker in self.workers.lock().expect("workers lock").values() {
             worker.offer(event);
         }

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use incidentd_actors::model::IncidentEvent;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use ulid::Ulid;
@@ -15,7 +14,7 @@ use super::dead_letter::DeadLetter;
 use super::stats::{DeliveryCounts, DeliveryStats};
 use super::store::SubscriptionStore;
 use super::subscription::Subscription;
-use crate::bus::EventFilter;
+use crate::bus::{EventFilter, SharedEvent};
 use crate::sinks::{CloudEvent, SOURCE};
 use crate::webhook::{deliver, Post, Request, Retry};
 
@@ -30,7 +29,7 @@ type Overflow = Arc<Mutex<VecDeque<DeadLetter>>>;
 /// A running subscription, as the bus listener sees it.
 pub struct Worker {
     filter: EventFilter,
-    queue: mpsc::Sender<Arc<IncidentEvent>>,
+    queue: mpsc::Sender<Arc<SharedEvent>>,
     overflow: Overflow,
     keep: usize,
     stats: Arc<DeliveryStats>,
@@ -70,7 +69,7 @@ impl Worker {
 
     /// Queues `event` if the filter takes it; never waits. With the queue
     /// full it becomes a dead letter at once.
-    pub fn offer(&self, event: &Arc<IncidentEvent>) {
+    pub fn offer(&self, event: &Arc<SharedEvent>) {
         if !self.filter.matches(event) {
             return;
         }
@@ -120,7 +119,7 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(self, mut events: mpsc::Receiver<Arc<IncidentEvent>>) {
+    async fn run(self, mut events: mpsc::Receiver<Arc<SharedEvent>>) {
         while let Some(event) = events.recv().await {
             // Overflow happens only while events are queued, so it is
             // stored before the next of them goes out.
@@ -130,9 +129,9 @@ impl Delivery {
         self.store_overflow().await;
     }
 
-    async fn deliver(&self, event: &IncidentEvent) {
+    async fn deliver(&self, event: &SharedEvent) {
         let envelope = CloudEvent::of(event);
-        let body = envelope.to_json();
+        let body = event.cloudevent();
         let headers = [
             ("ce-specversion", envelope.specversion),
             ("ce-id", envelope.id),
@@ -140,7 +139,7 @@ impl Delivery {
             ("ce-source", SOURCE),
         ];
         let request = Request {
-            body: &body,
+            body,
             content_type: CONTENT_TYPE,
             idempotency_key: &event.id,
             headers: &headers,
@@ -218,10 +217,14 @@ mod tests {
         }
     }
 
-    fn note(incident: u64, severity: Severity) -> Arc<IncidentEvent> {
+    fn note(incident: u64, severity: Severity) -> Arc<SharedEvent> {
         let mut summary = summary(IncidentId(Ulid::from_parts(incident, 1)));
         summary.severity = severity;
-        Arc::new(event(summary, 2, Change::NoteAdded { text: "n".into() }))
+        Arc::new(SharedEvent::new(event(
+            summary,
+            2,
+            Change::NoteAdded { text: "n".into() },
+        )))
     }
 
     async fn started(

@@ -1,0 +1,93 @@
+//! What one incident event costs per receiver on its way out: SSE clients
+//! and webhook subscriptions each used to serialize it themselves; now each
+//! form is made once per event and shared (`bus::SharedEvent`). The event
+//! is the `alert_added` of a 50-alert incident; labels and summary as the
+//! load generator's. Figures are in benches/README.md.
+
+mod allocator;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use incidentd::bus::SharedEvent;
+use incidentd::sinks::CloudEvent;
+use incidentd_actors::escalation::EscalationPolicies;
+use incidentd_actors::model::{Alert, Incident, IncidentEvent, IncidentId, Timestamp};
+use incidentd_actors::routing::RouteSettings;
+use incidentd_actors::{EngineSettings, IncidentRules};
+
+/// How many SSE clients (or subscriptions) receive each event.
+const RECEIVERS: usize = 20;
+
+fn alert(instance: usize) -> Alert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "load-r1-17".to_string()),
+        ("instance", format!("instance-{instance}")),
+        ("severity", "critical".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Alert::firing(labels)
+}
+
+/// The last event of an incident that 50 alerts joined.
+fn event() -> IncidentEvent {
+    let rules = IncidentRules::new(EscalationPolicies::default(), &EngineSettings::default());
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let mut events = Vec::new();
+    let mut incident = Incident::open(
+        IncidentId::new(now),
+        ("default", "root:{alertname=\"load-r1-17\"}"),
+        &Arc::new(RouteSettings::manual()),
+        &alert(0),
+        now,
+        &rules,
+        &mut events,
+    );
+    incident.apply_alerts((1..50).map(alert).collect(), now, &rules, &mut events);
+    events.pop().expect("alert_added events")
+}
+
+fn bench(c: &mut Criterion) {
+    let event = event();
+    eprintln!(
+        "event JSON {} bytes, CloudEvent {} bytes",
+        serde_json::to_string(&event).unwrap().len(),
+        CloudEvent::of(&event).to_json().len()
+    );
+    let mut group = c.benchmark_group(format!("fanout/{RECEIVERS}_receivers"));
+    group.bench_function("sse/each_encodes", |b| {
+        b.iter(|| {
+            (0..RECEIVERS)
+                .map(|_| serde_json::to_string(&event).unwrap().len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("sse/shared", |b| {
+        b.iter(|| {
+            let shared = SharedEvent::new(event.clone());
+            (0..RECEIVERS).map(|_| shared.json().len()).sum::<usize>()
+        })
+    });
+    group.bench_function("cloudevent/each_encodes", |b| {
+        b.iter(|| {
+            (0..RECEIVERS)
+                .map(|_| CloudEvent::of(&event).to_json().len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("cloudevent/shared", |b| {
+        b.iter(|| {
+            let shared = SharedEvent::new(event.clone());
+            (0..RECEIVERS)
+                .map(|_| shared.cloudevent().len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
