@@ -158,6 +158,27 @@ where
     }
 }
 
+/// Waits until `service` counted `at_least` consumed messages of `outcome`.
+async fn wait_for_messages(service: &Service, outcome: &str, at_least: f64) {
+    let label = format!("outcome=\"{outcome}\"");
+    wait_until(
+        &format!("{at_least} messages {outcome}"),
+        Duration::from_secs(60),
+        &[service],
+        || async {
+            let seen = service
+                .metric("incidentd_kafka_messages_total", &[&label])
+                .await;
+            if seen >= at_least {
+                Ok(())
+            } else {
+                Err(format!("{seen} {outcome}"))
+            }
+        },
+    )
+    .await;
+}
+
 /// Waits until `service` lists `groups` incidents of `alerts` alerts each.
 async fn wait_for_groups(service: &Service, groups: usize, alerts: u64) {
     wait_until(
@@ -557,22 +578,7 @@ async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_st
     .await;
     redis.stop();
     produce(&producer, &events, "disk-db1", &event("resolve")).await;
-    wait_until(
-        "the resolve is held",
-        Duration::from_secs(60),
-        &[&service],
-        || async {
-            let held = service
-                .metric("incidentd_kafka_messages_total", &["outcome=\"held\""])
-                .await;
-            if held >= 2.0 {
-                Ok(())
-            } else {
-                Err(format!("held {held} times"))
-            }
-        },
-    )
-    .await;
+    wait_for_messages(&service, "held", 2.0).await;
 
     // Once the store answers, the resolve is applied; nothing was poison.
     redis.spawn();
@@ -650,22 +656,7 @@ async fn replaying_every_topic_from_the_start_changes_nothing() {
     service.restart().await;
 
     // Every alert is read and re-keyed again, and every copy is recognised.
-    wait_until(
-        "the replay is recognised",
-        Duration::from_secs(60),
-        &[&service],
-        || async {
-            let replayed = service
-                .metric("incidentd_kafka_messages_total", &["outcome=\"replayed\""])
-                .await;
-            if replayed >= 2_000.0 {
-                Ok(())
-            } else {
-                Err(format!("{replayed} replayed"))
-            }
-        },
-    )
-    .await;
+    wait_for_messages(&service, "replayed", 2_000.0).await;
     service.get_json("/readyz").await;
     assert_eq!(
         state_of(&service).await,

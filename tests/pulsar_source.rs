@@ -306,6 +306,20 @@ format = "{format}"
         produce(&mut self.alerts, serde_json::to_vec(&event).unwrap()).await;
     }
 
+    /// Waits until the source has negatively acknowledged `count` messages
+    /// (held and redelivered them).
+    async fn wait_for_nacks(&self, count: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while messages_counted(&self.service, &self.topic, "nacked").await < count {
+            assert!(
+                Instant::now() < deadline,
+                "not {count} redeliveries within 30 s; log:\n{}",
+                self.service.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn wait_for_incident(&self, alertname: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !incidents(&self.service).await.contains_key(alertname) {
@@ -351,16 +365,8 @@ async fn failover_alerts_are_retried_until_the_store_is_back() {
     outage.redis.stop();
     outage.send("DuringOutage").await;
     outage.send("AlsoDuringOutage").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Each attempt nacks one or both; 8 is past max_redeliveries (3).
-    while messages_counted(&outage.service, &outage.topic, "nacked").await < 8 {
-        assert!(
-            Instant::now() < deadline,
-            "no redeliveries; log:\n{}",
-            outage.service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    outage.wait_for_nacks(8).await;
     // Yet nothing was dead-lettered: failover retries until stored.
     outage.redis.spawn();
     outage.wait_for_incident("DuringOutage").await;
@@ -378,15 +384,7 @@ async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_st
     outage.service.restart().await;
     outage.redis.stop();
     outage.send_pagerduty("resolve", "disk-db1").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while messages_counted(&outage.service, &outage.topic, "nacked").await < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the resolve was not held; log:\n{}",
-            outage.service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    outage.wait_for_nacks(2).await;
     // Held, not dead-lettered: once the store answers, the resolve applies.
     outage.redis.spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
