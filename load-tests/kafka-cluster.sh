@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs the Kafka scenario against one fresh cluster replica at an offered
+# rate, as benches/README.md's Kafka figures were measured.
+#
+#   load-tests/kafka-cluster.sh RATE [SCENARIO.toml]
+#       RATE: alerts/s offered, 0 = as fast as the broker acknowledges
+#       SCENARIO: default load-tests/scenarios/kafka-native.toml
+#
+# Starts Kafka and Redis with scripts/services.sh, creates topics of its
+# own (<run>.alerts and <run>.keyed with 8 partitions, <run>.dead), starts
+# the release build as a cluster member of group <run> (8 shards, Redis
+# key prefix <run>) on 127.0.0.1:18081, and runs the scenario with its
+# topic, target and rate replaced. Fresh topics and a fresh group each
+# time, so nothing of an earlier run is read again.
+# Results: load-results/kafka-<run>/ (the replica's log is kept there too).
+# Every run stops by itself and sends only to 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rate="${1:?usage: load-tests/kafka-cluster.sh RATE [SCENARIO.toml]}"
+scenario="${2:-load-tests/scenarios/kafka-native.toml}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/incidentd-target}"
+kafka_lib="${INCIDENTD_SERVICES_DIR:-$HOME/.cache/incidentd-services}/kafka/lib"
+run="kafka-$(date -u +%Y%m%dT%H%M%SZ)"
+out="load-results/$run"
+mkdir -p "$out"
+pid=""
+cleanup() {
+    [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+}
+trap cleanup EXIT
+
+scripts/services.sh up kafka redis
+cargo build --release --locked -p incidentd -p incidentd-load
+bin="$CARGO_TARGET_DIR/release"
+
+create_topic() {
+    timeout 60 java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$kafka_lib/*" \
+        org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9192 \
+        --create --topic "$1" --partitions "$2" --replication-factor 1 |
+        sed '/^WARNING: Due to limitations in metric names/d'
+}
+create_topic "$run.alerts" 8
+create_topic "$run.keyed" 8
+create_topic "$run.dead" 1
+
+cat >"$out/incidentd.toml" <<TOML
+[engine]
+shards = 8
+[store]
+kind = "redis"
+redis_url = "redis://127.0.0.1:6390"
+key_prefix = "$run"
+[kafka]
+brokers = "127.0.0.1:9192"
+group_id = "$run"
+keyed_topic = "$run.keyed"
+dead_letter_topic = "$run.dead"
+[[kafka.sources]]
+topic = "$run.alerts"
+format = "native"
+[routing]
+group_by = ["alertname"]
+TOML
+"$bin/incidentd" serve --config "$out/incidentd.toml" --listen 127.0.0.1:18081 \
+    --data-dir "$out/data" >"$out/incidentd.log" 2>&1 &
+pid=$!
+tries=0
+until curl -sf -o /dev/null http://127.0.0.1:18081/readyz; do
+    ((tries++ < 600)) || { echo "the replica did not become ready; see $out/incidentd.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+grep -v -e '^target *=' -e '^kafka_topic *=' -e '^rate *=' "$scenario" >"$out/scenario.toml"
+printf 'target = "http://127.0.0.1:18081"\nkafka_topic = "%s"\nrate = %s\n' "$run.alerts" "$rate" >>"$out/scenario.toml"
+"$bin/incidentd-load" run "$out/scenario.toml" --out "$out"
