@@ -1,7 +1,9 @@
 //! What travels on the keyed topic: everything that changes a shard, in the
-//! order the shard applies it. One JSON object per record, tagged by `kind`;
-//! the record key is the group key (alerts) or the incident id (the rest),
-//! the partition is the shard.
+//! order the shard applies it. Alerts, nearly every record, are binary: one
+//! format byte, then bincode of the alerts and their origin. The rest are
+//! one JSON object, tagged by `kind` (its first byte is `{`, so the two
+//! never mix up; alerts written as JSON by earlier builds are still read).
+//! The partition is the shard.
 
 use incidentd_actors::model::{Alert, Command, IncidentId, NewIncident};
 use serde::{Deserialize, Serialize};
@@ -58,13 +60,52 @@ pub struct Origin {
     pub offset: i64,
 }
 
+/// First byte of a binary alerts record. JSON records start with `{`.
+const BINARY_ALERTS: u8 = 1;
+
+/// Most bytes a binary record may make the decoder allocate: more than any
+/// broker message, so only a corrupt length reaches it.
+const MAX_BINARY_RECORD: usize = 64 << 20;
+
+fn binary_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_BINARY_RECORD>()
+}
+
 impl KeyedRecord {
+    /// Alerts in the binary form: decoding JSON twice per alert (source,
+    /// then keyed topic) was a large part of a cluster's CPU per alert.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a keyed record always serializes")
+        match self {
+            KeyedRecord::Alerts { alerts, origin } => {
+                let mut bytes = vec![BINARY_ALERTS];
+                bincode::serde::encode_into_std_write(
+                    (alerts, origin),
+                    &mut bytes,
+                    binary_config(),
+                )
+                .expect("writing to a Vec cannot fail and alerts always serialize");
+                bytes
+            }
+            other => serde_json::to_vec(other).expect("a keyed record always serializes"),
+        }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<KeyedRecord, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a keyed record: {e}"))
+        match bytes.split_first() {
+            Some((&BINARY_ALERTS, body)) => {
+                let ((alerts, origin), read) =
+                    bincode::serde::decode_from_slice(body, binary_config())
+                        .map_err(|e| format!("not a keyed record: binary alerts: {e}"))?;
+                if read != body.len() {
+                    return Err(format!(
+                        "not a keyed record: binary alerts followed by {} stray bytes",
+                        body.len() - read
+                    ));
+                }
+                Ok(KeyedRecord::Alerts { alerts, origin })
+            }
+            _ => serde_json::from_slice(bytes).map_err(|e| format!("not a keyed record: {e}")),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -105,5 +146,41 @@ mod tests {
         }
         let err = KeyedRecord::decode(br#"{"kind":"alrt"}"#).unwrap_err();
         assert!(err.contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn alerts_are_binary_and_json_alerts_of_earlier_builds_are_still_read() {
+        let alerts = KeyedRecord::Alerts {
+            alerts: vec![Alert::firing(
+                [("alertname".to_string(), "Disk".to_string())].into(),
+            )],
+            origin: None,
+        };
+        let binary = alerts.encode();
+        assert_eq!(binary[0], BINARY_ALERTS);
+        let json = serde_json::to_vec(&alerts).unwrap();
+        assert!(binary.len() < json.len());
+        assert_eq!(KeyedRecord::decode(&json).unwrap(), alerts);
+
+        let cut = KeyedRecord::decode(&binary[..binary.len() - 1]).unwrap_err();
+        assert!(cut.contains("binary alerts"), "{cut}");
+        let mut longer = binary.clone();
+        longer.push(0);
+        let stray = KeyedRecord::decode(&longer).unwrap_err();
+        assert!(stray.contains("1 stray bytes"), "{stray}");
+        // A length no message could hold is refused, not allocated.
+        let huge = [
+            BINARY_ALERTS,
+            0xfd,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0x0f,
+            0x00,
+        ];
+        assert!(KeyedRecord::decode(&huge).is_err());
     }
 }
