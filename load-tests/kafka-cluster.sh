@@ -11,7 +11,8 @@
 # the release build as a cluster member of group <run> (8 shards, Redis
 # key prefix <run>) on 127.0.0.1:18081, and runs the scenario with its
 # topic, target and rate replaced. Fresh topics and a fresh group each
-# time, so nothing of an earlier run is read again.
+# time, so nothing of an earlier run is read again; the topics are deleted
+# at the end (an open-throttle run leaves gigabytes in them).
 # Results: load-results/kafka-<run>/ (the replica's log is kept there too).
 # Every run stops by itself and sends only to 127.0.0.1.
 set -euo pipefail
@@ -25,8 +26,10 @@ run="kafka-$(date -u +%Y%m%dT%H%M%SZ)"
 out="load-results/$run"
 mkdir -p "$out"
 pid=""
+topics_created=0
 cleanup() {
     [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+    ((topics_created)) && topic_command --delete --topic "$run\\..*" || true
 }
 trap cleanup EXIT
 
@@ -34,12 +37,15 @@ scripts/services.sh up kafka redis
 cargo build --release --locked -p incidentd -p incidentd-load
 bin="$CARGO_TARGET_DIR/release"
 
-create_topic() {
+topic_command() {
     timeout 60 java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$kafka_lib/*" \
-        org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9192 \
-        --create --topic "$1" --partitions "$2" --replication-factor 1 |
+        org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9192 "$@" |
         sed '/^WARNING: Due to limitations in metric names/d'
 }
+create_topic() {
+    topic_command --create --topic "$1" --partitions "$2" --replication-factor 1
+}
+topics_created=1
 create_topic "$run.alerts" 8
 create_topic "$run.keyed" 8
 create_topic "$run.dead" 1
