@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use incidentd_actors::ports::StoreError;
 use redb::{Durability, ReadableTable, TableDefinition, WriteTransaction};
 
+use super::json::{decode, encode};
 use super::local::{blocking, unavailable, LocalStore};
 use crate::ingest::pagerduty_keys::{TriggerKey, TriggerKeyStore};
-use crate::subscriptions::{decode, encode};
 
 /// (routing key, dedup key) -> (expires at, unix ms; trigger as JSON).
 const TRIGGER_KEYS: TableDefinition<(&str, &str), (u64, &[u8])> =

@@ -6,8 +6,9 @@ use incidentd_actors::ports::StoreError;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
+use super::json::{decode, encode};
 use super::local::{blocking, unavailable, LocalStore};
-use crate::subscriptions::{decode, encode, DeadLetter, Subscription, SubscriptionStore};
+use crate::subscriptions::{DeadLetter, Subscription, SubscriptionStore};
 
 /// Subscription id -> subscription (JSON).
 const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");

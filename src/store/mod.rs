@@ -2,6 +2,7 @@
 //! keep webhook subscriptions (`SubscriptionStore`) and PagerDuty trigger
 //! keys (`TriggerKeyStore`).
 
+mod json;
 mod local;
 mod local_pagerduty_keys;
 mod local_subscriptions;

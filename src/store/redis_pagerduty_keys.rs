@@ -11,9 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use incidentd_actors::ports::StoreError;
 
+use super::json::{decode, encode};
 use super::redis::RedisStore;
 use crate::ingest::pagerduty_keys::{TriggerKey, TriggerKeyStore};
-use crate::subscriptions::{decode, encode};
 
 impl RedisStore {
     fn trigger_key(&self, routing_key: &str, dedup_key: &str) -> String {

@@ -15,8 +15,9 @@ use incidentd_actors::ports::StoreError;
 use redis::Script;
 use ulid::Ulid;
 
+use super::json::{decode, encode};
 use super::redis::RedisStore;
-use crate::subscriptions::{decode, encode, DeadLetter, Subscription, SubscriptionStore};
+use crate::subscriptions::{DeadLetter, Subscription, SubscriptionStore};
 
 /// KEYS: the subscriptions hash, the subscription's list. ARGV: its id,
 /// the dead letter, how many to keep. Adds nothing for a subscription

@@ -25,5 +25,4 @@ pub use stats::DeliveryCounts;
 pub use store::SubscriptionStore;
 #[cfg(test)]
 pub(crate) use store::{contract, memory};
-pub(crate) use store::{decode, encode};
 pub use subscription::{NewSubscription, Subscription, SubscriptionView};

@@ -27,23 +27,6 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     async fn dead_letters(&self, id: Ulid) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
-/// A record as both stores write it: JSON.
-pub(crate) fn encode(record: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(record).expect("subscriptions and dead letters always serialize")
-}
-
-/// Reads a record back; one that cannot be read is skipped with a warning
-/// rather than hiding all the others.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Option<T> {
-    match serde_json::from_slice(bytes) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            tracing::warn!(error = %e, "skipping an unreadable stored {what}");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 pub mod memory {
     use std::collections::{BTreeMap, VecDeque};
