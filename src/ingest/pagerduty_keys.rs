@@ -92,17 +92,6 @@ pub enum KeyLookupError {
     Unavailable(StoreError),
 }
 
-impl std::fmt::Display for KeyLookupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyLookupError::Unknown(unknown) => unknown.fmt(f),
-            KeyLookupError::Unavailable(e) => {
-                write!(f, "cannot look up the PagerDuty trigger key: {e}")
-            }
-        }
-    }
-}
-
 impl PagerDutyKeys {
     /// `ttl`: how long after its last trigger a key still finds it.
     pub fn new(capacity: usize, ttl: Duration, store: Arc<dyn TriggerKeyStore>) -> Self {
