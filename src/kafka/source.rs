@@ -17,10 +17,11 @@ use crate::ingest::{decode_source, SourceFormat, SourceInput};
 /// Longest pause between attempts to decode a held message.
 const MAX_HOLD_DELAY: Duration = Duration::from_secs(1);
 
-/// Decodes one message of `topic`, holding it (and so its partition) while
-/// the PagerDuty key store cannot be asked: the message is fine, only not
-/// decodable yet, so it must not be dead-lettered. None once `stop` is set;
-/// the message is then read again by whoever reads the partition next.
+/// Decodes one message of `topic`, holding it while the PagerDuty key store
+/// cannot be asked (and so the caller's whole input, to keep order): the
+/// message is fine, only not decodable yet, so it must not be dead-lettered.
+/// None once `stop` is set; the message is then read again by whoever reads
+/// its partition next.
 pub async fn decode_held(
     shared: &WorkerShared,
     topic: &str,
