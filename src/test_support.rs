@@ -12,6 +12,9 @@ use incidentd_actors::model::{
 #[path = "../tests/common/schemas.rs"]
 pub mod event_schemas;
 
+#[path = "../tests/common/checkout.rs"]
+pub mod checkout;
+
 pub fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
     query
         .iter()

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,10 +19,7 @@ const OUTAGE: Duration = Duration::from_secs(15);
 
 /// Runs `scripts/services.sh <action> pulsar`.
 fn pulsar_service(action: &str) {
-    // The checkout running the test (not the one that compiled it: a shared
-    // target dir can hand one checkout's test binary to another).
-    let script = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
-        .join("scripts/services.sh");
+    let script = common::checkout::checkout_dir().join("scripts/services.sh");
     let status = Command::new("bash")
         .arg(&script)
         .args([action, "pulsar"])

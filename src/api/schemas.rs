@@ -134,11 +134,7 @@ mod tests {
         let compiled: BTreeSet<&str> = schemas.types().collect();
         assert_eq!(compiled, listed, "every type's schema compiles");
 
-        // The checkout running the test (not the one that compiled it: a shared
-        // target dir can hand one checkout's test binary to another).
-        let dir =
-            std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
-                .join("schemas");
+        let dir = crate::test_support::checkout::checkout_dir().join("schemas");
         let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

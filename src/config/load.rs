@@ -392,9 +392,7 @@ mod tests {
 
     #[test]
     fn shipped_config_files_are_valid() {
-        // The checkout running the test (not the one that compiled it: a shared
-        // target dir can hand one checkout's test binary to another).
-        let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+        let root = crate::test_support::checkout::checkout_dir();
         let default = root.join("config/default.toml");
         let parsed = load(Some(&default), env(&[]), &Overrides::default()).unwrap();
         assert_eq!(

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod checkout;
 pub mod events;
 pub mod kafka;
 pub mod load;

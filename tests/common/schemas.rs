@@ -5,7 +5,6 @@
 //! `src/test_support.rs`), so the files are checked by one validator.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use jsonschema::{Registry, Validator};
 use serde_json::Value;
@@ -21,10 +20,7 @@ impl EventSchemas {
     /// schema of event type `<type>`; the others (shared definitions) are
     /// only referred to.
     pub fn load() -> EventSchemas {
-        // The checkout running the test (not the one that compiled it: a shared
-        // target dir can hand one checkout's test binary to another).
-        let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
-            .join("schemas");
+        let dir = super::checkout::checkout_dir().join("schemas");
         let mut documents = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).expect("read schemas/") {
             let path = entry.expect("schemas/ entry").path();
