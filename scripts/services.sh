@@ -43,7 +43,11 @@
 #
 # `up` is idempotent: a running server started by this script is reused;
 # Kafka's and Pulsar's jars are fetched and Kafka's storage formatted only
-# once. `down` stops only what this script started (the pid in its
+# once. With INCIDENTD_SERVICES_FRESH=1, a server that `up` starts (not one
+# already running) first loses its data: scripts/test.sh asks for that,
+# since every test makes its own topics and keys, and a broker holding the
+# thousands of topics that many test runs leave behind takes minutes to
+# load them at its next start. `down` stops only what this script started (the pid in its
 # pidfile), so a server someone else runs is never touched; a broker that
 # has not exited 30 s after SIGTERM gets SIGKILL.
 set -euo pipefail
@@ -126,6 +130,16 @@ PULSAR_STOP_SECONDS=30
 # The namespace and the topics the service uses by default.
 PULSAR_NAMESPACE=public/default
 PULSAR_TOPICS=(incident-events)
+
+# Empties DIR before NAME starts when INCIDENTD_SERVICES_FRESH=1 (see the
+# top of this file): fresh_data NAME DIR.
+fresh_data() {
+    [[ "${INCIDENTD_SERVICES_FRESH:-0}" == 1 ]] || return 0
+    if [[ -e "$2" ]]; then
+        echo "$1: starting with empty data (INCIDENTD_SERVICES_FRESH=1): removing $2"
+        rm -rf "$2"
+    fi
+}
 
 usage() {
     echo "usage: $0 up|down|status [redis|kafka|pulsar|all]..." >&2
@@ -215,6 +229,8 @@ redis_up() {
     if pid="$(redis_pid)"; then
         echo "redis: already up (pid $pid, port $REDIS_PORT)"
     else
+        # Redis 7 keeps its append-only files in appendonlydir.
+        fresh_data redis "$REDIS_DIR/appendonlydir"
         # Append-only with an fsync per second: a test or load run survives a
         # restart of Redis; RDB snapshots are off, one persistence is enough.
         redis-server \
@@ -572,6 +588,7 @@ kafka_up() {
         ports_free kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
         kafka_fetch
         kafka_configure
+        fresh_data kafka "$KAFKA_DATA"
         kafka_format
         # G1 with a short pause target is what kafka-server-start.sh uses.
         # The broker needs no particular working folder: it keeps the
@@ -778,6 +795,7 @@ pulsar_up() {
         ports_free pulsar "$PULSAR_PORT" "$PULSAR_HTTP_PORT" "$PULSAR_BOOKIE_PORT"
         pulsar_fetch
         pulsar_configure
+        fresh_data pulsar "$PULSAR_DATA"
         mkdir -p "$PULSAR_DATA"
         # Run in $PULSAR_DIR: standalone resolves a few paths (protocol
         # handlers, interceptors, offloaders, an old ZooKeeper data dir that

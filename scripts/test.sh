@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, unit and
 # integration tests. Installs and starts the real services the tests need
-# with scripts/services.sh (Redis, Kafka and Pulsar) and leaves them running
-# for the next run. Tests find them through INCIDENTD_TEST_REDIS_URL
+# with scripts/services.sh (Redis, Kafka and Pulsar), with empty data when
+# it starts them, and leaves them running for the next run. Tests find them through INCIDENTD_TEST_REDIS_URL
 # (redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}),
 # INCIDENTD_TEST_KAFKA_BROKERS (127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}) and
 # INCIDENTD_TEST_PULSAR_URL (pulsar://127.0.0.1:${INCIDENTD_PULSAR_PORT:-6660}).
@@ -23,7 +23,8 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== services"
-scripts/services.sh up redis kafka pulsar
+# Services this starts begin empty (see services.sh); running ones are kept.
+INCIDENTD_SERVICES_FRESH=1 scripts/services.sh up redis kafka pulsar
 export INCIDENTD_TEST_REDIS_URL="redis://127.0.0.1:${INCIDENTD_REDIS_PORT:-6390}"
 export INCIDENTD_TEST_KAFKA_BROKERS="127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}"
 export INCIDENTD_TEST_PULSAR_URL="pulsar://127.0.0.1:${INCIDENTD_PULSAR_PORT:-6660}"

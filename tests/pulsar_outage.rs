@@ -17,12 +17,15 @@ use pulsar::SubType;
 
 const OUTAGE: Duration = Duration::from_secs(15);
 
-/// Runs `scripts/services.sh <action> pulsar`.
+/// Runs `scripts/services.sh <action> pulsar`. The restart keeps the
+/// broker's data whatever the caller's environment says: the test reads the
+/// events published before the outage.
 fn pulsar_service(action: &str) {
     let script = common::checkout::checkout_dir().join("scripts/services.sh");
     let status = Command::new("bash")
         .arg(&script)
         .args([action, "pulsar"])
+        .env_remove("INCIDENTD_SERVICES_FRESH")
         .status()
         .unwrap_or_else(|e| panic!("running {} {action} pulsar: {e}", script.display()));
     assert!(
