@@ -12,6 +12,7 @@ use axum::Json;
 use incidentd_actors::model::{
     Alert, Command, CommandError, IncidentId, IncidentSummary, NewIncident, Timestamp,
 };
+use incidentd_actors::ports::{AlertRecord, Progress};
 use incidentd_actors::{Engine, EngineError};
 use serde::Serialize;
 use ulid::Ulid;
@@ -91,8 +92,26 @@ impl Intake {
     /// Takes alerts; returns once they are durable (stored in a snapshot,
     /// or acknowledged by every in-sync Kafka replica).
     pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), EngineError> {
+        self.submit_read(alerts, Vec::new()).await
+    }
+
+    /// Like `submit`, for alerts read from stream `records`. Standalone,
+    /// the incidents they open derive their ids from those records; in a
+    /// cluster from the keyed topic's records, which every alert goes
+    /// through.
+    pub async fn submit_read(
+        &self,
+        alerts: Vec<Alert>,
+        records: Vec<AlertRecord>,
+    ) -> Result<(), EngineError> {
         match &self.kafka {
-            None => self.engine.submit(alerts).await.map(|_| ()),
+            None => {
+                let progress = Progress {
+                    records,
+                    ..Progress::default()
+                };
+                self.engine.submit_from(alerts, progress).await.map(|_| ())
+            }
             Some(kafka) => {
                 let input = SourceInput {
                     alerts,

@@ -408,3 +408,87 @@ async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_st
     let no_letter = tokio::time::timeout(Duration::from_secs(1), outage.dead.next()).await;
     assert!(no_letter.is_err(), "nothing dead-lettered");
 }
+
+/// Per alertname: its incident's id.
+async fn incident_ids(service: &Service) -> BTreeMap<String, String> {
+    service
+        .all_incidents()
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["labels"]["alertname"]
+                    .as_str()
+                    .expect("alertname")
+                    .to_string(),
+                i["id"].as_str().expect("id").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A standalone replica that dies after its incidents' events went out but
+/// before it stored them gets the messages again and must open the same
+/// incidents, not new ones. A second subscription of a replica with an
+/// empty store reads the same messages as that redelivery would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_read_again_open_their_incidents_under_the_same_ids() {
+    let run = ulid::Ulid::new().to_string().to_lowercase();
+    let topic = format!("persistent://public/default/alerts-again-{run}");
+    let dead_topic = format!("persistent://public/default/alerts-again-dead-{run}");
+    let client = client().await;
+    let subscriptions = [format!("first-{run}"), format!("second-{run}")];
+    // Both subscriptions exist before anything is produced, so both get it all.
+    for subscription in &subscriptions {
+        let mut consumer = subscribe(&client, &topic, subscription, SubType::Failover).await;
+        consumer.close().await.expect("close");
+    }
+    let config = |subscription: &str| {
+        format!(
+            r#"
+[engine]
+shards = 2
+[routing]
+group_by = ["alertname"]
+[pulsar]
+url = "{url}"
+subscription = "{subscription}"
+subscription_type = "failover"
+dead_letter_topic = "{dead_topic}"
+[[pulsar.sources]]
+topic = "{topic}"
+format = "native"
+"#,
+            url = pulsar_url()
+        )
+    };
+    let mut alerts = producer(&client, &topic).await;
+    produce(
+        &mut alerts,
+        serde_json::to_vec(&native_alert("Again1", 1, "warning")).unwrap(),
+    )
+    .await;
+    produce(
+        &mut alerts,
+        serde_json::to_vec(&json!([
+            native_alert("Again2", 1, "warning"),
+            native_alert("Again3", 1, "warning"),
+            native_alert("Again2", 2, "warning"),
+        ]))
+        .unwrap(),
+    )
+    .await;
+    let expected = BTreeMap::from([("Again1", 1), ("Again2", 2), ("Again3", 1)]);
+
+    let mut first = Service::start(&config(&subscriptions[0])).await;
+    wait_for_alert_counts(&first, &expected).await;
+    let opened = incident_ids(&first).await;
+    first.kill();
+
+    let second = Service::start(&config(&subscriptions[1])).await;
+    wait_for_alert_counts(&second, &expected).await;
+    let again = incident_ids(&second).await;
+    assert_eq!(again, opened, "the same messages open the same incidents");
+    let distinct: std::collections::BTreeSet<_> = opened.values().collect();
+    assert_eq!(distinct.len(), 3, "each group has its own id: {opened:?}");
+}

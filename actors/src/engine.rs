@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use crate::escalation::{EscalationPolicies, EscalationPolicy};
 use crate::incident::{manual_group_key, IncidentRules};
 use crate::model::{
-    Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident, OpeningRecord,
+    Alert, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
 };
 use crate::ports::{
     Clock, EventSink, Progress, ShardSnapshot, SnapshotStore, SourcePosition, StoreError,
@@ -311,18 +311,19 @@ impl Engine {
 
     /// Routes and applies alerts; returns once their effect is stored.
     pub async fn submit(&self, alerts: Vec<Alert>) -> Result<Submitted, EngineError> {
-        self.submit_from(alerts, None).await
+        self.submit_from(alerts, Progress::default()).await
     }
 
-    /// Like `submit`, recording how far `position`'s source has been applied,
-    /// so a replay of the same offsets changes nothing.
+    /// Like `submit`, with where the alerts were read: the stream records
+    /// the incidents they open derive their ids from, and how far a
+    /// position's source has been applied, so a replay of the same offsets
+    /// changes nothing.
     pub async fn submit_from(
         &self,
         alerts: Vec<Alert>,
-        position: Option<SourcePosition>,
+        progress: Progress,
     ) -> Result<Submitted, EngineError> {
         let count = alerts.len();
-        let progress = Progress::at(position);
         let per_shard = self.route_by_shard(alerts, &progress);
         let targets = per_shard
             .into_iter()
@@ -371,14 +372,11 @@ impl Engine {
     fn route_by_shard(&self, alerts: Vec<Alert>, progress: &Progress) -> Vec<Vec<RoutedAlert>> {
         let mut per_shard: Vec<Vec<RoutedAlert>> =
             (0..self.slots.len()).map(|_| Vec::new()).collect();
-        let source = progress.position.as_ref().map(|p| p.source.as_str());
         let mut records = progress.records.iter().peekable();
         let mut record = None;
         for (i, alert) in alerts.into_iter().enumerate() {
             while let Some(next) = records.next_if(|r| r.first_alert <= i) {
-                record = source
-                    .zip(next.time)
-                    .map(|(source, time)| OpeningRecord::new(source, next.offset, time));
+                record = next.opening();
             }
             let routes = self.routing.route(&alert);
             let last = routes.len().saturating_sub(1);

@@ -579,11 +579,11 @@ async fn replayed_offsets_change_nothing() {
         offset: 41,
     };
     h.engine
-        .submit_from(vec![firing("A", "1")], Some(position.clone()))
+        .submit_from(vec![firing("A", "1")], Progress::at(Some(position.clone())))
         .await
         .unwrap();
     h.engine
-        .submit_from(vec![firing("A", "1")], Some(position))
+        .submit_from(vec![firing("A", "1")], Progress::at(Some(position)))
         .await
         .unwrap();
     let id = incident_of(&h, "A");
@@ -596,11 +596,12 @@ async fn apply_records(h: &Harness, messages: &[(i64, Vec<Alert>)]) {
     let mut alerts = Vec::new();
     let mut records = Vec::new();
     for (offset, batch) in messages {
-        records.push(AlertRecord {
-            first_alert: alerts.len(),
-            offset: *offset,
-            time: Some(Timestamp(1_700_000_000_000 + offset)),
-        });
+        records.push(AlertRecord::new(
+            alerts.len(),
+            "keyed/0",
+            &[*offset as u64],
+            Some(Timestamp(1_700_000_000_000 + offset)),
+        ));
         alerts.extend(batch.iter().cloned());
     }
     let progress = Progress {
@@ -666,6 +667,47 @@ async fn an_incident_opened_from_a_stream_record_gets_its_id_again_when_the_reco
     apply_records(&second, &messages[1..]).await;
     assert_eq!(ids(&second), opened);
     assert_eq!(refire_a(&second).await, reopened);
+}
+
+/// Records without a position (a standalone replica's Pulsar source, whose
+/// acknowledgements stand in for offsets) derive ids too: a redelivery after
+/// a crash opens the message's incidents under the same ids.
+#[tokio::test(start_paused = true)]
+async fn records_without_a_position_derive_ids_on_a_standalone_engine() {
+    let record = |first_alert, entry| {
+        AlertRecord::new(
+            first_alert,
+            "alerts",
+            &[3, entry],
+            Some(Timestamp(1_700_000_000_000)),
+        )
+    };
+    async fn submit(h: &Harness, alerts: Vec<Alert>, records: Vec<AlertRecord>) {
+        let progress = Progress {
+            records,
+            ..Progress::default()
+        };
+        h.engine.submit_from(alerts, progress).await.unwrap();
+    }
+    let first = start(true).await;
+    submit(
+        &first,
+        vec![firing("A", "1"), firing("B", "1")],
+        vec![record(0, 10), record(1, 11)],
+    )
+    .await;
+    let second = start(true).await;
+    submit(&second, vec![firing("B", "1")], vec![record(0, 11)]).await;
+    submit(&second, vec![firing("A", "1")], vec![record(0, 10)]).await;
+    for name in ["A", "B"] {
+        assert_eq!(incident_of(&first, name), incident_of(&second, name));
+    }
+    assert_ne!(incident_of(&first, "A"), incident_of(&first, "B"));
+
+    // Without records (HTTP), ids stay random.
+    let third = start(true).await;
+    third.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    assert_ne!(incident_of(&third, "A"), incident_of(&first, "A"));
 }
 
 #[tokio::test(start_paused = true)]

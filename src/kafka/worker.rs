@@ -202,11 +202,8 @@ impl Worker {
                 .into_iter()
                 .collect();
             let time = message.timestamp().to_millis().map(Timestamp::from_millis);
-            let record = |first_alert| AlertRecord {
-                first_alert,
-                offset,
-                time,
-            };
+            let record =
+                |first_alert| AlertRecord::new(first_alert, &self.source, &[offset as u64], time);
             match steps.last_mut() {
                 Some(Step::Alerts {
                     alerts: pending,

@@ -47,7 +47,10 @@ mod tests {
     use crate::model::Timestamp;
 
     fn record(offset: i64) -> Option<OpeningRecord> {
-        Some(OpeningRecord::new("keyed/0", offset, Timestamp(offset)))
+        Some(OpeningRecord {
+            time: Timestamp(offset),
+            hash: offset as u64,
+        })
     }
 
     #[test]

@@ -42,19 +42,8 @@ impl IncidentId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpeningRecord {
     pub time: Timestamp,
-    /// Stable hash of the record's source partition and offset.
+    /// Stable hash of where the record sits in its stream.
     pub hash: u64,
-}
-
-impl OpeningRecord {
-    pub fn new(source: &str, offset: i64, time: Timestamp) -> Self {
-        let hash = StableHash::new()
-            .write(source.as_bytes())
-            .write(&[0])
-            .write(&offset.to_le_bytes())
-            .finish();
-        OpeningRecord { time, hash }
-    }
 }
 
 fn rand_bits() -> u128 {

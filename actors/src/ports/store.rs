@@ -4,7 +4,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::{IncidentId, IncidentSummary, Timestamp};
+use crate::model::{IncidentId, IncidentSummary, OpeningRecord, StableHash, Timestamp};
 
 /// How far a source (e.g. a Kafka partition) has been applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,12 +21,12 @@ pub struct SourcePosition {
 pub struct Progress {
     pub position: Option<SourcePosition>,
     pub origins: Vec<SourcePosition>,
-    /// The records of `position`'s source the batch's alerts were read from,
-    /// in order. An incident an alert opens takes an id derived from its
-    /// record, so a replay of that record after a crash opens it again under
-    /// the same id, and what went out about it before the crash (events,
-    /// notifications keyed by the id) is repeated rather than orphaned.
-    /// Without records, ids are random.
+    /// The stream records the batch's alerts were read from, in order. An
+    /// incident an alert opens takes an id derived from its record, so a
+    /// replay of that record after a crash opens it again under the same id,
+    /// and what went out about it before the crash (events, notifications
+    /// keyed by the id) is repeated rather than orphaned. Without records,
+    /// ids are random.
     pub records: Vec<AlertRecord>,
 }
 
@@ -40,16 +40,48 @@ impl Progress {
     }
 }
 
-/// One record of a stream partition: the batch's alerts from index
-/// `first_alert` up to the next record's `first_alert` were read from it.
+/// One record of a stream: the batch's alerts from index `first_alert` up
+/// to the next record's `first_alert` were read from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertRecord {
     pub first_alert: usize,
-    pub offset: i64,
+    /// Stable hash of where the record sits in its stream.
+    place: u64,
     /// The record's broker timestamp, the time part of the ids it opens
     /// (the same on every read, unlike the clock). Without one, the record's
     /// incidents get random ids.
-    pub time: Option<Timestamp>,
+    time: Option<Timestamp>,
+}
+
+impl AlertRecord {
+    /// The record at `position` of `source`, the same on every read of it:
+    /// a Kafka partition and `[offset]`, a Pulsar topic and the parts of a
+    /// message id.
+    pub fn new(
+        first_alert: usize,
+        source: &str,
+        position: &[u64],
+        time: Option<Timestamp>,
+    ) -> AlertRecord {
+        let mut hash = StableHash::new();
+        hash.write(source.as_bytes()).write(&[0]);
+        for part in position {
+            hash.write(&part.to_le_bytes());
+        }
+        AlertRecord {
+            first_alert,
+            place: hash.finish(),
+            time,
+        }
+    }
+
+    /// What an incident opened by this record's alerts derives its id from.
+    pub(crate) fn opening(&self) -> Option<OpeningRecord> {
+        self.time.map(|time| OpeningRecord {
+            time,
+            hash: self.place,
+        })
+    }
 }
 
 /// Everything a shard stored, as loaded at restore.

@@ -3,32 +3,46 @@
 //! a trigger and its acknowledge in one batch are applied in that order.
 
 use incidentd_actors::model::{Alert, CommandError};
+use incidentd_actors::ports::AlertRecord;
 
 use crate::ingest::SourceInput;
 use crate::intake::Intake;
 
 #[derive(Debug, PartialEq)]
 pub enum Step {
-    Alerts(Vec<Alert>),
+    /// Alerts, with the message records they were read from.
+    Alerts {
+        alerts: Vec<Alert>,
+        records: Vec<AlertRecord>,
+    },
     /// Acknowledges the incident of the probe's group, as the actor.
     Acknowledge(Box<Alert>, String),
 }
 
-/// The steps of a batch's decoded messages, in order.
-pub fn steps(inputs: Vec<SourceInput>) -> Vec<Step> {
+/// The steps of a batch's decoded messages, in order, each message with its
+/// record (`first_alert` is set here).
+pub fn steps(inputs: Vec<(SourceInput, AlertRecord)>) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut alerts = Vec::new();
-    for input in inputs {
-        alerts.extend(input.alerts);
+    let mut records = Vec::new();
+    for (input, mut record) in inputs {
+        if !input.alerts.is_empty() {
+            record.first_alert = alerts.len();
+            records.push(record);
+            alerts.extend(input.alerts);
+        }
         for (probe, actor) in input.acknowledges {
             if !alerts.is_empty() {
-                steps.push(Step::Alerts(std::mem::take(&mut alerts)));
+                steps.push(Step::Alerts {
+                    alerts: std::mem::take(&mut alerts),
+                    records: std::mem::take(&mut records),
+                });
             }
             steps.push(Step::Acknowledge(Box::new(probe), actor));
         }
     }
     if !alerts.is_empty() {
-        steps.push(Step::Alerts(alerts));
+        steps.push(Step::Alerts { alerts, records });
     }
     steps
 }
@@ -39,7 +53,10 @@ pub fn steps(inputs: Vec<SourceInput>) -> Vec<Step> {
 pub async fn apply(intake: &Intake, steps: Vec<Step>) -> Result<(), String> {
     for step in steps {
         match step {
-            Step::Alerts(alerts) => intake.submit(alerts).await.map_err(|e| e.to_string())?,
+            Step::Alerts { alerts, records } => intake
+                .submit_read(alerts, records)
+                .await
+                .map_err(|e| e.to_string())?,
             Step::Acknowledge(probe, actor) => {
                 match intake.acknowledge_group(*probe, &actor).await {
                     // `false`: the group has no incident (any more); as on
@@ -66,38 +83,52 @@ mod tests {
         Alert::firing(labels)
     }
 
-    fn input(alerts: &[&str], acknowledges: &[&str]) -> SourceInput {
-        SourceInput {
+    /// The record of message `entry`, its alerts starting at `first_alert`
+    /// of their step.
+    fn record(entry: u64, first_alert: usize) -> AlertRecord {
+        AlertRecord::new(first_alert, "alerts", &[entry], None)
+    }
+
+    /// Message `entry` with alerts and acknowledges named by alertname.
+    fn input(entry: u64, alerts: &[&str], acknowledges: &[&str]) -> (SourceInput, AlertRecord) {
+        let input = SourceInput {
             alerts: alerts.iter().map(|n| alert(n)).collect(),
             acknowledges: acknowledges
                 .iter()
                 .map(|n| (alert(n), "pd".to_string()))
                 .collect(),
             problem: None,
-        }
+        };
+        (input, record(entry, 0))
     }
 
     #[test]
     fn alerts_run_together_until_an_acknowledge() {
         let steps = steps(vec![
-            input(&["a"], &[]),
-            input(&["b"], &[]),
-            input(&[], &["b"]),
-            input(&[], &[]),
-            input(&["c"], &[]),
+            input(1, &["a"], &[]),
+            input(2, &["b", "b2"], &[]),
+            input(3, &[], &["b"]),
+            input(4, &[], &[]),
+            input(5, &["c"], &[]),
         ]);
         assert_eq!(
             steps,
             vec![
-                Step::Alerts(vec![alert("a"), alert("b")]),
+                Step::Alerts {
+                    alerts: vec![alert("a"), alert("b"), alert("b2")],
+                    records: vec![record(1, 0), record(2, 1)],
+                },
                 Step::Acknowledge(Box::new(alert("b")), "pd".into()),
-                Step::Alerts(vec![alert("c")]),
+                Step::Alerts {
+                    alerts: vec![alert("c")],
+                    records: vec![record(5, 0)],
+                },
             ]
         );
     }
 
     #[test]
     fn nothing_usable_is_no_step() {
-        assert!(steps(vec![input(&[], &[]), input(&[], &[])]).is_empty());
+        assert!(steps(vec![input(1, &[], &[]), input(2, &[], &[])]).is_empty());
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use incidentd_actors::model::Timestamp;
+use incidentd_actors::ports::AlertRecord;
 use pulsar::consumer::{DeadLetterPolicy, Message};
 use pulsar::{Consumer, ConsumerOptions, Producer, Pulsar, SubType, TokioExecutor};
 use tokio::sync::watch;
@@ -200,7 +202,7 @@ impl TopicSource {
                     continue;
                 }
             }
-            inputs.push(input);
+            inputs.push((input, message_record(&message)));
             waiting.push(message);
         }
         if waiting.is_empty() {
@@ -311,6 +313,23 @@ async fn ack(
         .ack(message)
         .await
         .map_err(|e| format!("acknowledging: {e}"))
+}
+
+/// The record a message's alerts were read from, the same on every
+/// delivery: standalone, a redelivery after a crash opens the message's
+/// incidents again under the ids they had (their events and notifications
+/// may have gone out before the crash).
+fn message_record(message: &Message<Vec<u8>>) -> AlertRecord {
+    let id = message.message_id();
+    // -1 (none) becomes u64::MAX: only sameness matters here.
+    let position = [
+        id.ledger_id,
+        id.entry_id,
+        id.partition.unwrap_or(-1) as u64,
+        id.batch_index.unwrap_or(-1) as u64,
+    ];
+    let published = Timestamp::from_millis(message.metadata().publish_time as i64);
+    AlertRecord::new(0, &message.topic, &position, Some(published))
 }
 
 fn received(
