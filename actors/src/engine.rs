@@ -47,6 +47,23 @@ pub enum EngineError {
     Spawn { shard: usize, message: String },
 }
 
+/// Alerts handed to their shards, until their effect is stored.
+#[must_use = "the alerts are only known stored once this resolves"]
+pub struct Stored {
+    waits: Vec<(usize, oneshot::Receiver<Result<(), EngineError>>)>,
+}
+
+impl Stored {
+    /// Ok once every shard stored its part; a shard that stopped meanwhile
+    /// answers `NotOwned`.
+    pub async fn stored(self) -> Result<(), EngineError> {
+        for (shard, wait) in self.waits {
+            wait.await.map_err(|_| EngineError::NotOwned { shard })??;
+        }
+        Ok(())
+    }
+}
+
 /// The engine's outside connections.
 #[derive(Clone)]
 pub struct Ports {
@@ -344,12 +361,29 @@ impl Engine {
         alerts: Vec<Alert>,
         progress: Progress,
     ) -> Result<Submitted, EngineError> {
-        self.check_shard(shard)?;
         let count = alerts.len();
+        self.dispatch_to_shard(shard, alerts, progress)?
+            .stored()
+            .await?;
+        Ok(Submitted { alerts: count })
+    }
+
+    /// Like `submit_to_shard`, but returns as soon as the shard has the
+    /// alerts (their incidents apply them, their events go out): the
+    /// returned `Stored` resolves once their effect is stored. A consumer
+    /// can hand over its next batch meanwhile instead of waiting a group
+    /// commit per batch; the shard stores in order, so the waits of one
+    /// shard resolve in the order of their dispatch.
+    pub fn dispatch_to_shard(
+        &self,
+        shard: usize,
+        alerts: Vec<Alert>,
+        progress: Progress,
+    ) -> Result<Stored, EngineError> {
+        self.check_shard(shard)?;
         let mut per_shard = self.route_by_shard(alerts, &progress);
         let mine = std::mem::take(&mut per_shard[shard]);
-        self.apply(vec![(shard, mine)], progress).await?;
-        Ok(Submitted { alerts: count })
+        self.dispatch(vec![(shard, mine)], progress)
     }
 
     /// The distinct shards `alert`'s routes land on, in route order.
@@ -407,6 +441,15 @@ impl Engine {
         targets: Vec<(usize, Vec<RoutedAlert>)>,
         progress: Progress,
     ) -> Result<(), EngineError> {
+        self.dispatch(targets, progress)?.stored().await
+    }
+
+    /// Hands each shard its alerts; the answer waits until all are stored.
+    fn dispatch(
+        &self,
+        targets: Vec<(usize, Vec<RoutedAlert>)>,
+        progress: Progress,
+    ) -> Result<Stored, EngineError> {
         let received = Instant::now();
         self.check_sink_room()?;
         self.reserve(&targets)?;
@@ -431,10 +474,7 @@ impl Engine {
             }
             waits.push((shard, rx));
         }
-        for (shard, wait) in waits {
-            wait.await.map_err(|_| EngineError::NotOwned { shard })??;
-        }
-        Ok(())
+        Ok(Stored { waits })
     }
 
     /// Why new alerts and commands are refused now, if they are: the

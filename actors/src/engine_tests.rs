@@ -590,6 +590,40 @@ async fn replayed_offsets_change_nothing() {
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 1);
 }
 
+/// A consumer hands over its next batch while the last one awaits its group
+/// commit: dispatching returns before anything is stored, the alerts'
+/// events are out at once, and each wait resolves once its batch is stored.
+#[tokio::test(start_paused = true)]
+async fn dispatched_batches_apply_at_once_and_are_stored_with_the_next_commit() {
+    let h = start(true).await;
+    let shard = h.engine.shards_of(&firing("A", "1"))[0];
+    let at = |offset| {
+        Progress::at(Some(SourcePosition {
+            source: "keyed/0".into(),
+            offset,
+        }))
+    };
+    let mut waits = Vec::new();
+    for offset in 1..=3 {
+        let alerts = vec![firing("A", &offset.to_string())];
+        let dispatched = h.engine.dispatch_to_shard(shard, alerts, at(offset));
+        waits.push(dispatched.unwrap());
+    }
+    assert_eq!(h.store.live_count(), 0, "nothing is stored yet");
+    for wait in waits {
+        wait.stored().await.unwrap();
+    }
+    assert_eq!(h.store.live_count(), 1);
+    let id = incident_of(&h, "A");
+    assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 3);
+    // A replay of a dispatched offset changes nothing.
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .await
+        .unwrap();
+    assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 3);
+}
+
 /// Hands every shard `messages` (offset, alerts) of one stream partition as
 /// one batch, as a cluster's shard consumers do.
 async fn apply_records(h: &Harness, messages: &[(i64, Vec<Alert>)]) {

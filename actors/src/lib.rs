@@ -19,7 +19,7 @@ mod settings;
 mod shard;
 mod telemetry;
 
-pub use engine::{compile_rules, Engine, EngineError, Ports, RestoreReport, Submitted};
+pub use engine::{compile_rules, Engine, EngineError, Ports, RestoreReport, Stored, Submitted};
 pub use incident::{
     decode_incident, encode_incident, CodecError, IncidentRules, SNAPSHOT_FORMAT_VERSION,
 };

@@ -78,6 +78,15 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
         scenario.resolve_ratio,
         seed,
     );
+    let metrics_url = format!("{}/metrics", scenario.base_url());
+    let producer = match scenario.mode {
+        Mode::Kafka => {
+            let producer = kafka::producer(&scenario)?;
+            kafka::warm_up(&scenario, &producer, &run_id, &metrics_url).await?;
+            Some(producer)
+        }
+        _ => None,
+    };
     let started_at = chrono::Utc::now().to_rfc3339();
     let recorder = Arc::new(Recorder::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -98,7 +107,6 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
             Some(tokio::spawn(observer.run(stream, stop_rx)))
         }
     };
-    let metrics_url = format!("{}/metrics", scenario.base_url());
     let events_before = published_events(&metrics_url).await;
     let stop_sampler = Arc::new(AtomicBool::new(false));
     let sampler = (scenario.mode == Mode::Kafka).then(|| {
@@ -107,9 +115,9 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     let progress = progress_bar(&scenario, recorder.clone());
 
     let send_start = Instant::now();
-    match scenario.mode {
-        Mode::Kafka => kafka::run(&scenario, &mut gen, recorder.clone()).await?,
-        _ => http::run(&scenario, &mut gen, recorder.clone()).await?,
+    match &producer {
+        Some(producer) => kafka::run(&scenario, producer, &mut gen, recorder.clone()).await?,
+        None => http::run(&scenario, &mut gen, recorder.clone()).await?,
     }
 
     // Drain: wait for the outstanding `created` events (and, with the

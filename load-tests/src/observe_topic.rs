@@ -69,6 +69,7 @@ fn kafka_at_end(brokers: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
         .set("group.id", format!("incidentd-load-{}", ulid::Ulid::new()))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "5")
+        .set("socket.nagle.disable", "true")
         .create()
         .context("Kafka consumer")?;
     let metadata = consumer

@@ -2,7 +2,9 @@
 //! in batches, applies them to the shard and reports the last offset whose
 //! effect is stored (the consumer then stores it for commit).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,9 +118,41 @@ enum Step {
     },
 }
 
+/// Alerts handed to the shard, until their effect is stored.
+struct InFlight {
+    step: Step,
+    stored: Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>>,
+}
+
+/// Batches of alerts handed to the shard before the oldest of them is
+/// stored. The shard applies a batch at once (its events go out) and stores
+/// it with its next group commit; handing over the next batches meanwhile,
+/// instead of waiting a commit per batch, is what keeps a busy partition's
+/// alerts from queueing behind the commits.
+const MAX_IN_FLIGHT: usize = 8;
+
 impl Worker {
     async fn run(mut self, mut receiver: mpsc::Receiver<OwnedMessage>) {
-        while let Some(first) = receiver.recv().await {
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        loop {
+            let room = in_flight.len() < MAX_IN_FLIGHT;
+            let oldest = async {
+                match in_flight.front_mut() {
+                    Some(oldest) => oldest.stored.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let first = tokio::select! {
+                stored = oldest => {
+                    let done = in_flight.pop_front().expect("the oldest is there");
+                    if !self.confirm(done.step, stored).await {
+                        return;
+                    }
+                    continue;
+                }
+                message = receiver.recv(), if room => message,
+            };
+            let Some(first) = first else { break };
             let mut batch = vec![first];
             while batch.len() < self.shared.max_batch {
                 match receiver.try_recv() {
@@ -131,10 +165,85 @@ impl Worker {
             }
             let steps = self.decode(batch).await;
             for step in steps {
-                if !self.apply(step).await {
+                if !self.take(step, &mut in_flight).await {
                     return;
                 }
             }
+        }
+        // Stopping: what was handed over is stored with the shard's next
+        // commit; its offsets are reported (and committed) after it.
+        self.confirm_all_but(0, &mut in_flight).await;
+    }
+
+    /// Hands alerts to the shard without waiting for their commit; a
+    /// record (command, creation) only after everything before it is
+    /// stored, so the reported offset only grows. False when the shard is
+    /// no longer ours or the worker is told to stop.
+    async fn take(&self, step: Step, in_flight: &mut VecDeque<InFlight>) -> bool {
+        let Step::Alerts {
+            alerts,
+            offset,
+            origins,
+            records,
+        } = &step
+        else {
+            return self.confirm_all_but(0, in_flight).await && self.apply(step).await;
+        };
+        if !self.confirm_all_but(MAX_IN_FLIGHT - 1, in_flight).await {
+            return false;
+        }
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let progress = self.progress(*offset, origins, records);
+            let result = self
+                .shared
+                .engine
+                .dispatch_to_shard(self.shard, alerts.clone(), progress);
+            match result {
+                Ok(stored) => {
+                    in_flight.push_back(InFlight {
+                        step,
+                        stored: Box::pin(stored.stored()),
+                    });
+                    return true;
+                }
+                Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown) => return false,
+                Err(e) => {
+                    if self.stopped() {
+                        return false;
+                    }
+                    tracing::debug!(shard = self.shard, error = %e, "shard cannot take input yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        }
+    }
+
+    /// Waits for the oldest handed-over steps until at most `left` remain.
+    async fn confirm_all_but(&self, left: usize, in_flight: &mut VecDeque<InFlight>) -> bool {
+        while in_flight.len() > left {
+            let done = in_flight.pop_front().expect("the oldest is there");
+            let stored = done.stored.await;
+            if !self.confirm(done.step, stored).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reports a handed-over step's offset once it is stored. When that
+    /// commit failed, the step is sent again (a replay the shard skips, as
+    /// it has applied it) until a later commit stores it.
+    async fn confirm(&self, step: Step, stored: Result<(), EngineError>) -> bool {
+        match (stored, &step) {
+            (Ok(()), Step::Alerts { alerts, offset, .. }) => {
+                telemetry::alerts_applied(alerts.len());
+                self.applied.store(*offset, Ordering::Release);
+                true
+            }
+            (Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown), _) => false,
+            _ => self.apply(step).await,
         }
     }
 
@@ -322,17 +431,7 @@ impl Worker {
                 origins,
                 records,
             } => {
-                let progress = Progress {
-                    position: Some(self.position(*offset)),
-                    origins: origins
-                        .iter()
-                        .map(|(source, offset)| SourcePosition {
-                            source: source.clone(),
-                            offset: *offset,
-                        })
-                        .collect(),
-                    records: records.clone(),
-                };
+                let progress = self.progress(*offset, origins, records);
                 let result = engine
                     .submit_to_shard(self.shard, alerts.clone(), progress)
                     .await
@@ -401,6 +500,27 @@ impl Worker {
                 }
                 (*offset, result)
             }
+        }
+    }
+
+    /// Where a step of alerts sits: this partition's offset, the origins'
+    /// offsets and the records the alerts came in.
+    fn progress(
+        &self,
+        offset: i64,
+        origins: &BTreeMap<String, i64>,
+        records: &[AlertRecord],
+    ) -> Progress {
+        Progress {
+            position: Some(self.position(offset)),
+            origins: origins
+                .iter()
+                .map(|(source, offset)| SourcePosition {
+                    source: source.clone(),
+                    offset: *offset,
+                })
+                .collect(),
+            records: records.to_vec(),
         }
     }
 
