@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use incidentd_actors::model::{IncidentId, IncidentSummary};
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisResult, Script};
+use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult, Script};
 
 use crate::config::StoreConfig;
 use crate::telemetry;
@@ -91,6 +91,19 @@ pub struct RedisStore {
     save_script: Script,
 }
 
+/// The URL's connection with TCP_NODELAY (the redis crate leaves Nagle's
+/// algorithm on): every shard's commits and lookups share one multiplexed
+/// connection, and a small command written behind an unacknowledged one
+/// would wait for the server's delayed ACK.
+fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
+    // The URL may hold a password, so errors do not repeat it.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| unavailable("invalid store.redis_url", e))?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    Ok(info.set_tcp_settings(tcp))
+}
+
 fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {what}: {e}"))
 }
@@ -98,8 +111,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
 impl RedisStore {
     /// Connects within `connect_timeout`, or fails with `Unavailable`.
     pub async fn connect(config: &StoreConfig) -> Result<RedisStore, StoreError> {
-        // The URL may hold a password, so errors do not repeat it.
-        let client = redis::Client::open(config.redis_url.as_str())
+        let client = redis::Client::open(connection_info(&config.redis_url)?)
             .map_err(|e| unavailable("invalid store.redis_url", e))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
@@ -453,6 +465,15 @@ mod tests {
 
     use super::testing::test_config;
     use super::*;
+
+    #[test]
+    fn connections_disable_nagle_and_keep_the_url_s_settings() {
+        let info = connection_info("redis://:secret@127.0.0.1:6390/3").unwrap();
+        assert!(info.tcp_settings().nodelay());
+        assert_eq!(info.redis_settings().db(), 3);
+        let err = connection_info("http://:secret@127.0.0.1/").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
 
     async fn connect(config: &StoreConfig) -> RedisStore {
         RedisStore::connect(config)
