@@ -1,6 +1,7 @@
 //! One assigned partition of a shard's input: takes its messages in order,
-//! in batches, applies them to the shard and reports the last offset whose
-//! effect is stored (the consumer then stores it for commit).
+//! in batches, hands them to the shard (several batches may await the
+//! shard's group commit at once) and reports, in order, the last offset
+//! whose effect is stored (the consumer then stores it for commit).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -192,32 +193,22 @@ impl Worker {
         if !self.confirm_all_but(MAX_IN_FLIGHT - 1, in_flight).await {
             return false;
         }
-        let mut delay = Duration::from_millis(10);
-        loop {
+        let dispatch = || {
             let progress = self.progress(*offset, origins, records);
-            let result = self
-                .shared
-                .engine
-                .dispatch_to_shard(self.shard, alerts.clone(), progress);
-            match result {
-                Ok(stored) => {
-                    in_flight.push_back(InFlight {
-                        step,
-                        stored: Box::pin(stored.stored()),
-                    });
-                    return true;
-                }
-                Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown) => return false,
-                Err(e) => {
-                    if self.stopped() {
-                        return false;
-                    }
-                    tracing::debug!(shard = self.shard, error = %e, "shard cannot take input yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
-                }
-            }
-        }
+            let dispatched =
+                self.shared
+                    .engine
+                    .dispatch_to_shard(self.shard, alerts.clone(), progress);
+            std::future::ready(dispatched)
+        };
+        let Some(stored) = self.retrying(dispatch).await else {
+            return false;
+        };
+        in_flight.push_back(InFlight {
+            step,
+            stored: Box::pin(stored.stored()),
+        });
+        true
     }
 
     /// Waits for the oldest handed-over steps until at most `left` remain.
@@ -401,18 +392,30 @@ impl Worker {
     /// down. False when the shard is no longer ours or the worker is told to
     /// stop: what is not applied is read again by the next owner.
     async fn apply(&self, step: Step) -> bool {
+        match self.retrying(|| self.try_apply(&step)).await {
+            Some(offset) => {
+                self.applied.store(offset, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, pausing with backoff while the
+    /// shard cannot take input yet (full, or its store is down). None when
+    /// the shard is no longer ours or the worker is told to stop.
+    async fn retrying<T, F>(&self, mut attempt: impl FnMut() -> F) -> Option<T>
+    where
+        F: Future<Output = Result<T, EngineError>>,
+    {
         let mut delay = Duration::from_millis(10);
         loop {
-            let (offset, result) = self.try_apply(&step).await;
-            match result {
-                Ok(()) => {
-                    self.applied.store(offset, Ordering::Release);
-                    return true;
-                }
-                Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown) => return false,
+            match attempt().await {
+                Ok(value) => return Some(value),
+                Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown) => return None,
                 Err(e) => {
                     if self.stopped() {
-                        return false;
+                        return None;
                     }
                     tracing::debug!(shard = self.shard, error = %e, "shard cannot take input yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -422,7 +425,8 @@ impl Worker {
         }
     }
 
-    async fn try_apply(&self, step: &Step) -> (i64, Result<(), EngineError>) {
+    /// Applies a step and waits until it is stored; its offset then.
+    async fn try_apply(&self, step: &Step) -> Result<i64, EngineError> {
         let engine = &self.shared.engine;
         match step {
             Step::Alerts {
@@ -436,7 +440,7 @@ impl Worker {
                     .submit_to_shard(self.shard, alerts.clone(), progress)
                     .await
                     .map(|_| telemetry::alerts_applied(alerts.len()));
-                (*offset, result)
+                result.map(|()| *offset)
             }
             Step::Record { record, offset } => {
                 let position = Some(self.position(*offset));
@@ -483,7 +487,7 @@ impl Worker {
                                 .submit_to_shard(self.shard, Vec::new(), Progress::at(position))
                                 .await
                                 .map(|_| ());
-                            return (*offset, result);
+                            return result.map(|()| *offset);
                         }
                     },
                 };
@@ -498,7 +502,7 @@ impl Worker {
                         self.shared.pending.complete(request, outcome);
                     }
                 }
-                (*offset, result)
+                result.map(|()| *offset)
             }
         }
     }
