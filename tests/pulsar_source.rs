@@ -14,7 +14,7 @@ use common::Service;
 use futures::StreamExt;
 use pulsar::consumer::Message;
 use pulsar::{Consumer, Producer, SubType, TokioExecutor};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn webhook(alertname: &str, instances: &[&str]) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -39,26 +39,34 @@ fn webhook(alertname: &str, instances: &[&str]) -> Vec<u8> {
     .unwrap()
 }
 
-/// Per alertname: (alert_count, total_alerts, seq) of its incident.
-async fn incidents(service: &Service) -> BTreeMap<String, (u64, u64, u64)> {
+/// Per alertname, `what` of its incident.
+async fn by_alertname<T>(service: &Service, what: impl Fn(&Value) -> T) -> BTreeMap<String, T> {
     service
         .all_incidents()
         .await
         .iter()
         .map(|i| {
-            (
-                i["labels"]["alertname"]
-                    .as_str()
-                    .expect("alertname label")
-                    .to_string(),
-                (
-                    i["alert_count"].as_u64().expect("alert_count"),
-                    i["total_alerts"].as_u64().expect("total_alerts"),
-                    i["seq"].as_u64().expect("seq"),
-                ),
-            )
+            let alertname = i["labels"]["alertname"].as_str().expect("alertname label");
+            (alertname.to_string(), what(i))
         })
         .collect()
+}
+
+/// Per alertname: (alert_count, total_alerts, seq) of its incident.
+async fn incidents(service: &Service) -> BTreeMap<String, (u64, u64, u64)> {
+    by_alertname(service, |i| {
+        (
+            i["alert_count"].as_u64().expect("alert_count"),
+            i["total_alerts"].as_u64().expect("total_alerts"),
+            i["seq"].as_u64().expect("seq"),
+        )
+    })
+    .await
+}
+
+/// Per alertname: its incident's id.
+async fn incident_ids(service: &Service) -> BTreeMap<String, String> {
+    by_alertname(service, |i| i["id"].as_str().expect("id").to_string()).await
 }
 
 /// Waits until the incidents have exactly these alert counts.
@@ -407,24 +415,6 @@ async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_st
     }
     let no_letter = tokio::time::timeout(Duration::from_secs(1), outage.dead.next()).await;
     assert!(no_letter.is_err(), "nothing dead-lettered");
-}
-
-/// Per alertname: its incident's id.
-async fn incident_ids(service: &Service) -> BTreeMap<String, String> {
-    service
-        .all_incidents()
-        .await
-        .iter()
-        .map(|i| {
-            (
-                i["labels"]["alertname"]
-                    .as_str()
-                    .expect("alertname")
-                    .to_string(),
-                i["id"].as_str().expect("id").to_string(),
-            )
-        })
-        .collect()
 }
 
 /// A standalone replica that dies after its incidents' events went out but
