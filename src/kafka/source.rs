@@ -53,9 +53,16 @@ impl SourceInput {
     pub fn into_records(self, engine: &Engine, origin: Option<Origin>) -> Vec<Keyed> {
         let mut per_shard: BTreeMap<usize, Vec<Alert>> = BTreeMap::new();
         for alert in self.alerts {
-            for shard in engine.shards_of(&alert) {
+            // Copies only for the further shards of routes that continue:
+            // nearly every alert lands on one shard and moves there.
+            let shards = engine.shards_of(&alert);
+            let Some((&last, others)) = shards.split_last() else {
+                continue;
+            };
+            for &shard in others {
                 per_shard.entry(shard).or_default().push(alert.clone());
             }
+            per_shard.entry(last).or_default().push(alert);
         }
         let mut records: Vec<Keyed> = per_shard
             .into_iter()
@@ -85,5 +92,88 @@ impl SourceInput {
             }
         }
         records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use incidentd_actors::ports::memory::{CollectingSink, MemoryStore};
+    use incidentd_actors::ports::TokioClock;
+    use incidentd_actors::routing::RouteConfig;
+    use incidentd_actors::{compile_rules, EngineSettings, Ports};
+
+    use super::*;
+
+    /// Routes by team: `db` alerts also continue into the `all` tenant,
+    /// so they land on two groups (and, with 64 shards, two shards).
+    fn engine() -> Engine {
+        let routing: RouteConfig = toml::from_str(
+            r#"
+            group_by = ["alertname"]
+            [[routes]]
+            id = "db"
+            matchers = ['team="db"']
+            continue = true
+            [[routes]]
+            id = "all"
+            tenant = "all"
+            "#,
+        )
+        .unwrap();
+        let (tree, policies) = compile_rules(&routing, Vec::new()).unwrap();
+        let settings = EngineSettings {
+            shards: 64,
+            ..EngineSettings::default()
+        };
+        let ports = Ports {
+            store: Arc::new(MemoryStore::default()),
+            sink: Arc::new(CollectingSink::default()),
+            clock: Arc::new(TokioClock::new()),
+        };
+        Engine::without_shards(settings, tree, policies, ports)
+    }
+
+    fn alert(name: &str, team: &str) -> Alert {
+        let labels = BTreeMap::from([
+            ("alertname".to_string(), name.to_string()),
+            ("team".to_string(), team.to_string()),
+        ]);
+        Alert::firing(labels)
+    }
+
+    #[test]
+    fn each_shard_an_alert_s_routes_land_on_gets_it_once_in_order() {
+        let engine = engine();
+        let input = SourceInput {
+            alerts: vec![alert("A", "db"), alert("B", "web"), alert("C", "db")],
+            ..SourceInput::default()
+        };
+        let mut expected: BTreeMap<usize, Vec<Alert>> = BTreeMap::new();
+        for alert in &input.alerts {
+            let shards = engine.shards_of(alert);
+            let routes = if alert.labels["team"] == "db" { 2 } else { 1 };
+            assert_eq!(
+                shards.len(),
+                routes,
+                "{shards:?}: pick names on distinct shards"
+            );
+            for shard in shards {
+                expected.entry(shard).or_default().push(alert.clone());
+            }
+        }
+        let records = input.into_records(&engine, None);
+        let shards: BTreeSet<usize> = records.iter().map(|r| r.shard).collect();
+        assert_eq!(shards.len(), records.len(), "one record per shard");
+        let got: BTreeMap<usize, Vec<Alert>> = records
+            .into_iter()
+            .map(|keyed| match keyed.record {
+                KeyedRecord::Alerts { alerts, .. } => (keyed.shard, alerts),
+                other => panic!("not alerts: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, expected);
     }
 }
