@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::kafka::{brokers, create_topics, reader, Names};
-use common::load::native_alert;
+use common::load::{native_alert, pagerduty_event};
 use common::redis::Redis;
 use common::{paging_config, Service, WebhookReceiver};
 use pulsar::SubType;
@@ -547,15 +547,7 @@ async fn a_pagerduty_resolve_whose_key_the_store_cannot_look_up_waits_for_the_st
     assert_ne!(config, shared_redis, "the replica has a Redis of its own");
     let mut service = Service::start(&config).await;
     let producer = producer();
-    let event = |action: &str| {
-        serde_json::to_vec(&json!({
-            "routing_key": "r1",
-            "event_action": action,
-            "dedup_key": "disk-db1",
-            "payload": {"summary": "disk full", "source": "db1", "severity": "critical"},
-        }))
-        .unwrap()
-    };
+    let event = |action: &str| pagerduty_event(action, "disk-db1");
     produce(&producer, &events, "disk-db1", &event("trigger")).await;
     wait_for_groups(&service, 1, 1).await;
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::load::native_alert;
+use common::load::{native_alert, pagerduty_event};
 use common::pulsar::{client, produce, producer, pulsar_url, subscribe};
 use common::redis::Redis;
 use common::Service;
@@ -305,13 +305,7 @@ format = "{format}"
     }
 
     async fn send_pagerduty(&mut self, action: &str, dedup_key: &str) {
-        let event = json!({
-            "routing_key": "r1",
-            "event_action": action,
-            "dedup_key": dedup_key,
-            "payload": {"summary": "disk full", "source": "db1", "severity": "critical"},
-        });
-        produce(&mut self.alerts, serde_json::to_vec(&event).unwrap()).await;
+        produce(&mut self.alerts, pagerduty_event(action, dedup_key)).await;
     }
 
     /// Waits until the source has negatively acknowledged `count` messages

@@ -17,6 +17,18 @@ pub fn native_alert(alertname: &str, instance: usize, severity: &str) -> Value {
     })
 }
 
+/// A PagerDuty Events v2 event of `action` for `dedup_key` (the payload
+/// only matters to a trigger).
+pub fn pagerduty_event(action: &str, dedup_key: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "routing_key": "r1",
+        "event_action": action,
+        "dedup_key": dedup_key,
+        "payload": {"summary": "disk full", "source": "db1", "severity": "critical"},
+    }))
+    .expect("JSON values encode")
+}
+
 /// Sends `rounds` rounds of one new alert for each of `groups` groups
 /// (named `<prefix><n>`) to `base`'s ingest, each round again until it is
 /// answered 2xx: the service may be down, restarting or refusing (503)
