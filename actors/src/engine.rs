@@ -410,7 +410,7 @@ impl Engine {
         let mut record = None;
         for (i, alert) in alerts.into_iter().enumerate() {
             while let Some(next) = records.next_if(|r| r.first_alert <= i) {
-                record = next.opening();
+                record = next.opening;
             }
             let routes = self.routing.route(&alert);
             let last = routes.len().saturating_sub(1);

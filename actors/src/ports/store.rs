@@ -45,42 +45,37 @@ impl Progress {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertRecord {
     pub first_alert: usize,
-    /// Stable hash of where the record sits in its stream.
-    place: u64,
-    /// The record's broker timestamp, the time part of the ids it opens
-    /// (the same on every read, unlike the clock). Without one, the record's
-    /// incidents get random ids.
-    time: Option<Timestamp>,
+    /// What an incident opened by the record's alerts derives its id from;
+    /// None (random ids) for a record without a broker timestamp.
+    pub(crate) opening: Option<OpeningRecord>,
 }
 
 impl AlertRecord {
     /// The record at `position` of `source`, the same on every read of it:
     /// a Kafka partition and `[offset]`, a Pulsar topic and the parts of a
-    /// message id.
+    /// message id. `time` is its broker timestamp, the time part of the ids
+    /// it opens (the same on every read, unlike the clock).
     pub fn new(
         first_alert: usize,
         source: &str,
         position: &[u64],
         time: Option<Timestamp>,
     ) -> AlertRecord {
-        let mut hash = StableHash::new();
-        hash.write(source.as_bytes()).write(&[0]);
-        for part in position {
-            hash.write(&part.to_le_bytes());
-        }
+        let opening = time.map(|time| {
+            let mut hash = StableHash::new();
+            hash.write(source.as_bytes()).write(&[0]);
+            for part in position {
+                hash.write(&part.to_le_bytes());
+            }
+            OpeningRecord {
+                time,
+                hash: hash.finish(),
+            }
+        });
         AlertRecord {
             first_alert,
-            place: hash.finish(),
-            time,
+            opening,
         }
-    }
-
-    /// What an incident opened by this record's alerts derives its id from.
-    pub(crate) fn opening(&self) -> Option<OpeningRecord> {
-        self.time.map(|time| OpeningRecord {
-            time,
-            hash: self.place,
-        })
     }
 }
 
