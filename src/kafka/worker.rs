@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use incidentd_actors::model::{Alert, CommandError, Timestamp};
 use incidentd_actors::ports::{AlertRecord, Progress, SourcePosition};
-use incidentd_actors::{Engine, EngineError};
+use incidentd_actors::{Engine, EngineError, Stored};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -193,14 +193,7 @@ impl Worker {
         if !self.confirm_all_but(MAX_IN_FLIGHT - 1, in_flight).await {
             return false;
         }
-        let dispatch = || {
-            let progress = self.progress(*offset, origins, records);
-            let dispatched =
-                self.shared
-                    .engine
-                    .dispatch_to_shard(self.shard, alerts.clone(), progress);
-            std::future::ready(dispatched)
-        };
+        let dispatch = || std::future::ready(self.dispatch(alerts, *offset, origins, records));
         let Some(stored) = self.retrying(dispatch).await else {
             return false;
         };
@@ -227,15 +220,26 @@ impl Worker {
     /// commit failed, the step is sent again (a replay the shard skips, as
     /// it has applied it) until a later commit stores it.
     async fn confirm(&self, step: Step, stored: Result<(), EngineError>) -> bool {
-        match (stored, &step) {
-            (Ok(()), Step::Alerts { alerts, offset, .. }) => {
-                telemetry::alerts_applied(alerts.len());
-                self.applied.store(*offset, Ordering::Release);
+        match stored {
+            Ok(()) => {
+                self.report_stored(&step);
                 true
             }
-            (Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown), _) => false,
-            _ => self.apply(step).await,
+            Err(EngineError::NotOwned { .. }) | Err(EngineError::ShuttingDown) => false,
+            Err(_) => self.apply(step).await,
         }
+    }
+
+    /// A step's effect is stored: its offset may be committed.
+    fn report_stored(&self, step: &Step) {
+        let offset = match step {
+            Step::Alerts { alerts, offset, .. } => {
+                telemetry::alerts_applied(alerts.len());
+                offset
+            }
+            Step::Record { offset, .. } => offset,
+        };
+        self.applied.store(*offset, Ordering::Release);
     }
 
     fn stopped(&self) -> bool {
@@ -392,13 +396,11 @@ impl Worker {
     /// down. False when the shard is no longer ours or the worker is told to
     /// stop: what is not applied is read again by the next owner.
     async fn apply(&self, step: Step) -> bool {
-        match self.retrying(|| self.try_apply(&step)).await {
-            Some(offset) => {
-                self.applied.store(offset, Ordering::Release);
-                true
-            }
-            None => false,
+        let applied = self.retrying(|| self.try_apply(&step)).await.is_some();
+        if applied {
+            self.report_stored(&step);
         }
+        applied
     }
 
     /// Runs `attempt` until it succeeds, pausing with backoff while the
@@ -425,8 +427,8 @@ impl Worker {
         }
     }
 
-    /// Applies a step and waits until it is stored; its offset then.
-    async fn try_apply(&self, step: &Step) -> Result<i64, EngineError> {
+    /// Applies a step and waits until it is stored.
+    async fn try_apply(&self, step: &Step) -> Result<(), EngineError> {
         let engine = &self.shared.engine;
         match step {
             Step::Alerts {
@@ -435,12 +437,9 @@ impl Worker {
                 origins,
                 records,
             } => {
-                let progress = self.progress(*offset, origins, records);
-                let result = engine
-                    .submit_to_shard(self.shard, alerts.clone(), progress)
+                self.dispatch(alerts, *offset, origins, records)?
+                    .stored()
                     .await
-                    .map(|_| telemetry::alerts_applied(alerts.len()));
-                result.map(|()| *offset)
             }
             Step::Record { record, offset } => {
                 let position = Some(self.position(*offset));
@@ -483,11 +482,10 @@ impl Worker {
                         ),
                         // No incident to act on: only the offset moves.
                         None => {
-                            let result = engine
+                            return engine
                                 .submit_to_shard(self.shard, Vec::new(), Progress::at(position))
                                 .await
                                 .map(|_| ());
-                            return result.map(|()| *offset);
                         }
                     },
                 };
@@ -502,20 +500,21 @@ impl Worker {
                         self.shared.pending.complete(request, outcome);
                     }
                 }
-                result.map(|()| *offset)
+                result
             }
         }
     }
 
-    /// Where a step of alerts sits: this partition's offset, the origins'
-    /// offsets and the records the alerts came in.
-    fn progress(
+    /// Hands a step's alerts to the shard with where they sit: this
+    /// partition's offset, the origins' offsets and the records they came in.
+    fn dispatch(
         &self,
+        alerts: &[Alert],
         offset: i64,
         origins: &BTreeMap<String, i64>,
         records: &[AlertRecord],
-    ) -> Progress {
-        Progress {
+    ) -> Result<Stored, EngineError> {
+        let progress = Progress {
             position: Some(self.position(offset)),
             origins: origins
                 .iter()
@@ -525,7 +524,10 @@ impl Worker {
                 })
                 .collect(),
             records: records.to_vec(),
-        }
+        };
+        self.shared
+            .engine
+            .dispatch_to_shard(self.shard, alerts.to_vec(), progress)
     }
 
     fn position(&self, offset: i64) -> SourcePosition {
