@@ -54,14 +54,8 @@ pub async fn warm_up(
     metrics_url: &str,
 ) -> anyhow::Result<()> {
     let topic = scenario.kafka_topic.as_deref().context("no topic")?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let applied = || async {
-        let page = metrics_page::fetch(&client, metrics_url).await?;
-        Some(metrics_page::counter(&page, APPLIED, None))
-    };
-    let before = applied().await.unwrap_or(0);
+    let applied = Applied::at(metrics_url.to_string());
+    let before = applied.read().await.unwrap_or(0);
     let alertname = format!("warmup-{run_id}");
     let body = serde_json::to_vec(&serde_json::json!([{
         "status": "firing",
@@ -77,7 +71,7 @@ pub async fn warm_up(
         .await
         .map_err(|(e, _)| anyhow::anyhow!("warm-up alert not acknowledged by Kafka: {e}"))?;
     let deadline = Instant::now() + WARM_UP_TIMEOUT;
-    while applied().await.unwrap_or(0) <= before {
+    while applied.read().await.unwrap_or(0) <= before {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the service did not apply the warm-up alert within {WARM_UP_TIMEOUT:?} ({APPLIED} at {metrics_url} did not grow)"
@@ -152,6 +146,31 @@ fn kafka_error(e: &KafkaError) -> String {
 /// adds to it only after the snapshot holding the alerts' effect is stored.
 const APPLIED: &str = "incidentd_kafka_alerts_applied_total";
 
+/// APPLIED as the service's `/metrics` page says.
+struct Applied {
+    client: reqwest::Client,
+    metrics_url: String,
+}
+
+impl Applied {
+    fn at(metrics_url: String) -> Applied {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client");
+        Applied {
+            client,
+            metrics_url,
+        }
+    }
+
+    /// None while the page cannot be read.
+    async fn read(&self) -> Option<u64> {
+        let page = metrics_page::fetch(&self.client, &self.metrics_url).await?;
+        Some(metrics_page::counter(&page, APPLIED, None))
+    }
+}
+
 /// Samples, every second until `stop`, APPLIED since the start.
 pub fn sample_durable(
     metrics_url: String,
@@ -159,18 +178,11 @@ pub fn sample_durable(
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("HTTP client");
-        let read = || async {
-            let page = metrics_page::fetch(&client, &metrics_url).await?;
-            Some(metrics_page::counter(&page, APPLIED, None))
-        };
-        let baseline = read().await.unwrap_or(0);
+        let applied = Applied::at(metrics_url);
+        let baseline = applied.read().await.unwrap_or(0);
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
-            if let Some(total) = read().await {
+            if let Some(total) = applied.read().await {
                 recorder.durable_sample(Instant::now(), total.saturating_sub(baseline));
             }
             tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
