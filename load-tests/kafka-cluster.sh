@@ -21,7 +21,6 @@ cd "$(dirname "$0")/.."
 rate="${1:?usage: load-tests/kafka-cluster.sh RATE [SCENARIO.toml]}"
 scenario="${2:-load-tests/scenarios/kafka-native.toml}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/incidentd-target}"
-kafka_lib="${INCIDENTD_SERVICES_DIR:-$HOME/.cache/incidentd-services}/kafka/lib"
 run="kafka-$(date -u +%Y%m%dT%H%M%SZ)"
 out="load-results/$run"
 mkdir -p "$out"
@@ -29,7 +28,7 @@ pid=""
 topics_created=0
 cleanup() {
     [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-    ((topics_created)) && topic_command --delete --topic "$run\\..*" || true
+    ((topics_created)) && scripts/services.sh kafka-topics --delete --topic "$run\\..*" || true
 }
 trap cleanup EXIT
 
@@ -37,13 +36,8 @@ scripts/services.sh up kafka redis
 cargo build --release --locked -p incidentd -p incidentd-load
 bin="$CARGO_TARGET_DIR/release"
 
-topic_command() {
-    timeout 60 java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$kafka_lib/*" \
-        org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9192 "$@" |
-        sed '/^WARNING: Due to limitations in metric names/d'
-}
 create_topic() {
-    topic_command --create --topic "$1" --partitions "$2" --replication-factor 1
+    scripts/services.sh kafka-topics --create --topic "$1" --partitions "$2" --replication-factor 1
 }
 topics_created=1
 create_topic "$run.alerts" 8

@@ -3,9 +3,13 @@
 # the example configs use, on this machine, without docker.
 #
 #   scripts/services.sh up|down|status [SERVICE...]    (default: all)
+#   scripts/services.sh kafka-topics ARGS...
 #
 #   SERVICE is redis, kafka, pulsar or all (= redis kafka pulsar); several
 #   may be named, e.g. `scripts/services.sh up kafka redis`.
+#   kafka-topics runs Kafka's topic tool (kafka-topics.sh's options, e.g.
+#   `--create --topic T --partitions 8 --replication-factor 1`, `--delete
+#   --topic 'run\..*'`) against the broker this script starts.
 #
 # redis: Debian's redis-server (installed when missing) on 127.0.0.1 port
 #   ${INCIDENTD_REDIS_PORT:-6390}, data, pidfile and log under
@@ -143,6 +147,7 @@ fresh_data() {
 
 usage() {
     echo "usage: $0 up|down|status [redis|kafka|pulsar|all]..." >&2
+    echo "       $0 kafka-topics ARGS..." >&2
     exit 64
 }
 
@@ -614,17 +619,22 @@ kafka_up() {
         name="${entry%%:*}"
         partitions="${entry##*:}"
         if ! grep -qxF "$name" <<<"$topics"; then
-            # TopicCommand warns about every name with a '.', which all of
-            # ours have on purpose; the warning would only hide real output.
-            kafka_java org.apache.kafka.tools.TopicCommand \
-                --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
-                --topic "$name" --partitions "$partitions" --replication-factor 1 |
-                sed '/^WARNING: Due to limitations in metric names/d'
+            kafka_topics --create --if-not-exists \
+                --topic "$name" --partitions "$partitions" --replication-factor 1
         fi
     done
     if ((started)); then
         echo "kafka: up on 127.0.0.1:$KAFKA_PORT (pid $pid, controller port $KAFKA_CONTROLLER_PORT, data in $KAFKA_DATA)"
     fi
+}
+
+# Runs Kafka's topic tool against our broker: kafka_topics ARGS...
+kafka_topics() {
+    # TopicCommand warns about every name with a '.', which all of ours have
+    # on purpose; the warning would only hide real output.
+    kafka_java org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@" |
+        sed '/^WARNING: Due to limitations in metric names/d'
 }
 
 # A broker flushes and closes its logs on SIGTERM; one that has not exited
@@ -855,6 +865,11 @@ pulsar_status() {
 action="${1:-}"
 case "$action" in
 up | down | status) ;;
+kafka-topics)
+    shift
+    kafka_topics "$@"
+    exit
+    ;;
 *) usage ;;
 esac
 shift
