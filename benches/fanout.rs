@@ -5,50 +5,15 @@
 //! load generator's. Figures are in benches/README.md.
 
 mod allocator;
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod load_incident;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use incidentd::bus::SharedEvent;
 use incidentd::sinks::CloudEvent;
-use incidentd_actors::escalation::EscalationPolicies;
-use incidentd_actors::model::{Alert, Incident, IncidentEvent, IncidentId, Timestamp};
-use incidentd_actors::routing::RouteSettings;
-use incidentd_actors::{EngineSettings, IncidentRules};
+use incidentd_actors::model::IncidentEvent;
 
 /// How many SSE clients (or subscriptions) receive each event.
 const RECEIVERS: usize = 20;
-
-fn alert(instance: usize) -> Alert {
-    let labels: BTreeMap<String, String> = [
-        ("alertname", "load-r1-17".to_string()),
-        ("instance", format!("instance-{instance}")),
-        ("severity", "critical".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    Alert::firing(labels)
-}
-
-/// The last event of an incident that 50 alerts joined.
-fn event() -> IncidentEvent {
-    let rules = IncidentRules::new(EscalationPolicies::default(), &EngineSettings::default());
-    let now = Timestamp::from_millis(1_800_000_000_000);
-    let mut events = Vec::new();
-    let mut incident = Incident::open(
-        IncidentId::new(now),
-        ("default", "root:{alertname=\"load-r1-17\"}"),
-        &Arc::new(RouteSettings::manual()),
-        &alert(0),
-        now,
-        &rules,
-        &mut events,
-    );
-    incident.apply_alerts((1..50).map(alert).collect(), now, &rules, &mut events);
-    events.pop().expect("alert_added events")
-}
 
 /// One encoded form of an event: as each receiver made it before (its
 /// length, so the work is not optimised away), and as shared now.
@@ -59,7 +24,9 @@ struct Form {
 }
 
 fn bench(c: &mut Criterion) {
-    let event = event();
+    // The last event of an incident that 50 alerts joined.
+    let (_, mut events) = load_incident::incident(50, 0);
+    let event = events.pop().expect("alert_added events");
     let mut group = c.benchmark_group(format!("fanout/{RECEIVERS}_receivers"));
     let forms = [
         Form {
