@@ -142,7 +142,12 @@ impl Actor for IncidentActor {
             IncidentMsg::Snapshot(reply) => {
                 let bytes = Arc::new(encode_incident(incident));
                 let summary = Arc::new(incident.summary());
-                context.read_model.insert(summary.clone());
+                // An archived incident left the read model when it was
+                // archived; a flush that asked before then must not bring it
+                // back (the shard stores it as archived next).
+                if !incident.archived {
+                    context.read_model.insert(summary.clone());
+                }
                 let bounced = std::mem::take(&mut state.bounced_since_snapshot);
                 let _ = reply.send(SnapshotReply {
                     bytes,
