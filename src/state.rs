@@ -35,7 +35,7 @@ pub enum Directory {
     /// This process's read model: it owns every shard.
     Local,
     /// The summaries every replica's shards stored in Redis, so any replica
-    /// lists them all (lagging the owners by about one flush interval).
+    /// lists them all (lagging the owners by about one group commit).
     Redis(Arc<RedisStore>),
 }
 

@@ -796,3 +796,30 @@ async fn corrupt_snapshot_is_skipped_and_reported() {
         report.rejected[0]
     );
 }
+
+/// Group commit: a quiet shard stores a submit at once; its next commit
+/// begins `flush_interval` after the last one began.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_shard_commits_at_once_and_the_next_commit_waits_for_the_interval() {
+    let interval = Duration::from_millis(200);
+    let settings = EngineSettings {
+        shards: 1,
+        flush_interval: interval,
+        ..settings(false)
+    };
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let h = start_with(settings, Arc::new(MemoryStore::default()), clock).await;
+
+    let started = tokio::time::Instant::now();
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    h.engine.submit(vec![firing("B", "1")]).await.unwrap();
+    assert_eq!(started.elapsed(), interval);
+
+    // Quiet for an interval: the next submit is stored at once again.
+    tokio::time::sleep(interval).await;
+    let quiet = tokio::time::Instant::now();
+    h.engine.submit(vec![firing("C", "1")]).await.unwrap();
+    assert_eq!(quiet.elapsed(), Duration::ZERO);
+    assert_eq!(h.store.live_count(), 3);
+}

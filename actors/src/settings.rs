@@ -12,8 +12,11 @@ pub struct EngineSettings {
     /// Alerts a shard may hold that are not yet durable; beyond it `submit`
     /// answers "busy" (HTTP 503) and stream sources pause.
     pub shard_capacity: usize,
-    /// Group commit: how long a shard gathers changes before storing them.
-    /// A caller waits at most about this long for its alerts to be durable.
+    /// Group commit: the shortest time from the start of one commit of a
+    /// shard's changes to the start of its next. A quiet shard commits at
+    /// once; under load each commit takes everything that arrived while the
+    /// last one ran. 0 (the default) starts the next as soon as the last one
+    /// finished; more trades latency for fewer, larger store writes.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Most distinct alerts kept per incident; more are counted, not kept.
@@ -37,7 +40,7 @@ impl Default for EngineSettings {
         EngineSettings {
             shards: 0,
             shard_capacity: 50_000,
-            flush_interval: Duration::from_millis(10),
+            flush_interval: Duration::ZERO,
             max_alerts_per_incident: 1_000,
             max_timeline_entries: 200,
             retention: Duration::from_secs(24 * 3600),

@@ -59,7 +59,7 @@ pub async fn list_incidents(
 /// Response header saying where an incident was read: `owner` (this
 /// replica owns its shard and answered from memory) or `store` (another
 /// replica owns it; this is its last stored snapshot, which lags the owner
-/// by about one flush interval, as lists do).
+/// by about one group commit, as lists do).
 const SOURCE_HEADER: &str = "incidentd-source";
 
 /// Incident `id` in full and where it was read (see `SOURCE_HEADER`).
@@ -94,7 +94,7 @@ async fn read_incident(
     params(("id" = String, Path, description = "Incident id (ULID)")),
     responses(
         (status = 200, description = "The incident; any replica answers", body = Incident,
-            headers(("incidentd-source" = String, description = "`owner` (read from the owning replica's memory) or `store` (another replica owns it: its last stored snapshot, lagging by about one flush interval)"))),
+            headers(("incidentd-source" = String, description = "`owner` (read from the owning replica's memory) or `store` (another replica owns it: its last stored snapshot, lagging by about one group commit)"))),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No live incident with that id", body = ErrorBody),
         (status = 503, description = "This replica does not own the incident and the store cannot be reached", body = ErrorBody),

@@ -173,7 +173,7 @@ impl RedisStore {
 
     /// Every live incident's summary over all `shards`, as their owners last
     /// stored them: what `GET /api/v1/incidents` lists on any replica. It
-    /// lags the owners by at most one flush interval (longer while their
+    /// lags the owners by about one group commit (longer while their
     /// store is failing).
     pub async fn summaries(&self, shards: usize) -> Result<Vec<Arc<IncidentSummary>>, StoreError> {
         let started = Instant::now();

@@ -18,6 +18,10 @@ use super::ShardContext;
 /// How long a flush waits for one incident's snapshot before treating the
 /// incident as failed.
 const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// First pause before retrying a failed flush, doubled on each failure up to
+/// `MAX_RETRY_DELAY`: a failing store is not hammered even when
+/// `flush_interval` is 0.
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// Longest pause between flush retries while the store is failing.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -36,6 +40,9 @@ pub(crate) struct FlushControl {
     pub in_flight: bool,
     pub scheduled: bool,
     pub failures: u32,
+    /// When the last flush began; the next begins `flush_interval` later at
+    /// the earliest.
+    pub last_started: Option<tokio::time::Instant>,
 }
 
 /// One flush, taken out of the shard so it runs while the shard goes on.
@@ -114,14 +121,33 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
 }
 
 impl ShardState {
-    /// Arms the next group commit unless one is already armed.
+    /// Arms the next group commit unless one is armed or running (its end
+    /// arms the next). It begins once `flush_interval` has passed since the
+    /// last one began, so a shard that was quiet stores at once, and under
+    /// load each commit takes everything that arrived while the last ran.
     pub(super) fn schedule_flush(&mut self, myself: &ActorRef<ShardMsg>) {
-        self.schedule_flush_after(myself, self.context.settings.flush_interval);
+        if self.flush.in_flight {
+            return;
+        }
+        let delay = self.flush.last_started.map_or(Duration::ZERO, |at| {
+            self.context
+                .settings
+                .flush_interval
+                .saturating_sub(at.elapsed())
+        });
+        self.schedule_flush_after(myself, delay);
     }
 
     fn schedule_flush_after(&mut self, myself: &ActorRef<ShardMsg>, delay: Duration) {
-        if !self.flush.scheduled {
-            self.flush.scheduled = true;
+        if self.flush.scheduled {
+            return;
+        }
+        self.flush.scheduled = true;
+        if delay.is_zero() {
+            // Behind what is already in the mailbox: input queued now joins
+            // this commit.
+            let _ = myself.cast(ShardMsg::Flush);
+        } else {
             drop(myself.send_after(delay, || ShardMsg::Flush));
         }
     }
@@ -164,6 +190,7 @@ impl ShardState {
             }
         }
         self.flush.in_flight = true;
+        self.flush.last_started = Some(tokio::time::Instant::now());
         Some(FlushJob {
             ready,
             asks,
@@ -256,8 +283,13 @@ impl ShardState {
             || !self.archived.is_empty()
             || !self.round.waiters.is_empty()
             || self.round.alerts > 0;
-        if pending {
-            let backoff = self.context.settings.flush_interval
+        if !pending {
+            return;
+        }
+        if self.flush.failures == 0 {
+            self.schedule_flush(myself);
+        } else {
+            let backoff = self.context.settings.flush_interval.max(MIN_RETRY_DELAY)
                 * 2u32.saturating_pow(self.flush.failures.min(10));
             self.schedule_flush_after(myself, backoff.min(MAX_RETRY_DELAY));
         }
