@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use incidentd_actors::model::{Alert, IncidentEvent};
@@ -26,7 +25,6 @@ pub async fn engine(passivation: bool) -> Engine {
     let (tree, policies) = compile_rules(&routing, Vec::new()).expect("rules");
     let mut settings = EngineSettings {
         shard_capacity: 1_000_000,
-        flush_interval: Duration::from_millis(5),
         ..EngineSettings::default()
     };
     settings.passivation.enabled = passivation;
