@@ -571,6 +571,29 @@ async fn store_outage_refuses_acknowledgement_then_fills_up() {
     );
 }
 
+/// With commits back to back (`flush_interval` 0, the default), a failing
+/// store is still retried with a growing pause, not in a loop.
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_is_retried_with_backoff_without_a_flush_interval() {
+    let settings = EngineSettings {
+        shards: 1,
+        flush_interval: Duration::ZERO,
+        ..settings(true)
+    };
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let h = start_with(settings, Arc::new(MemoryStore::default()), clock).await;
+    h.store.set_failing(true);
+    let err = h.engine.submit(vec![firing("A", "1")]).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
+    let failed = h.store.save_attempts();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Pauses of 20, 40, 80, 160, 320 ms fit in the second; 640 ms does not.
+    assert_eq!(h.store.save_attempts() - failed, 5);
+    h.store.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.store.live_count(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn replayed_offsets_change_nothing() {
     let h = start(true).await;

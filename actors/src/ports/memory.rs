@@ -1,6 +1,7 @@
 //! In-memory implementations of the ports, for tests and benches.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,12 +22,18 @@ struct ShardData {
 pub struct MemoryStore {
     shards: Mutex<HashMap<usize, ShardData>>,
     failing: Mutex<bool>,
+    save_attempts: AtomicUsize,
 }
 
 impl MemoryStore {
     /// Makes every save fail until called again with `false`, to test outages.
     pub fn set_failing(&self, failing: bool) {
         *self.failing.lock().unwrap() = failing;
+    }
+
+    /// Calls of `save_batch`, failed ones included.
+    pub fn save_attempts(&self) -> usize {
+        self.save_attempts.load(Ordering::Relaxed)
     }
 
     pub fn live_count(&self) -> usize {
@@ -85,6 +92,7 @@ impl SnapshotStore for MemoryStore {
     }
 
     async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
+        self.save_attempts.fetch_add(1, Ordering::Relaxed);
         if *self.failing.lock().unwrap() {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
         }
