@@ -16,7 +16,8 @@ pub struct EngineSettings {
     /// shard's changes to the start of its next. A quiet shard commits at
     /// once; under load each commit takes everything that arrived while the
     /// last one ran. 0 (the default) starts the next as soon as the last one
-    /// finished; more trades latency for fewer, larger store writes.
+    /// finished; more trades latency for fewer, larger store writes (each
+    /// commit costs the store a transaction: worth spacing on a busy disk).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Most distinct alerts kept per incident; more are counted, not kept.
