@@ -18,9 +18,9 @@ use super::ShardContext;
 /// How long a flush waits for one incident's snapshot before treating the
 /// incident as failed.
 const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// First pause before retrying a failed flush, doubled on each failure up to
-/// `MAX_RETRY_DELAY`: a failing store is not hammered even when
-/// `flush_interval` is 0.
+/// After failed flushes the shard pauses this (or `flush_interval`, if
+/// longer) doubled per consecutive failure, up to `MAX_RETRY_DELAY`: a
+/// failing store is not hammered even when `flush_interval` is 0.
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// Longest pause between flush retries while the store is failing.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
