@@ -30,8 +30,10 @@ pub(crate) struct IncidentState {
 
 /// What a flush gets from a resident incident.
 pub(crate) struct SnapshotReply {
-    pub bytes: Arc<Vec<u8>>,
-    pub summary: Arc<IncidentSummary>,
+    /// The state to store as live and its summary; None once the incident
+    /// was archived: the shard's next flush moves it to the archive, and it
+    /// must not come back to the live set meanwhile.
+    pub live: Option<(Arc<Vec<u8>>, Arc<IncidentSummary>)>,
     pub bounced: bool,
 }
 
@@ -140,23 +142,13 @@ impl Actor for IncidentActor {
                 must_report = true;
             }
             IncidentMsg::Snapshot(reply) => {
-                let bytes = Arc::new(encode_incident(incident));
-                let summary = Arc::new(incident.summary());
-                // An archived incident left the read model when it was
-                // archived; a flush that asked before then must not bring it
-                // back (the shard stores it as archived next).
-                if !incident.archived {
-                    context.read_model.insert(summary.clone());
-                }
+                let live = show_in_read_model(&context, incident)
+                    .map(|summary| (Arc::new(encode_incident(incident)), summary));
                 let bounced = std::mem::take(&mut state.bounced_since_snapshot);
-                let _ = reply.send(SnapshotReply {
-                    bytes,
-                    summary,
-                    bounced,
-                });
+                let _ = reply.send(SnapshotReply { live, bounced });
             }
             IncidentMsg::Passivate(reply) => {
-                context.read_model.insert(Arc::new(incident.summary()));
+                show_in_read_model(&context, incident);
                 let _ = reply.send(encode_incident(incident));
                 myself.stop(Some("passivated".into()));
             }
@@ -175,4 +167,16 @@ impl Actor for IncidentActor {
         }
         Ok(())
     }
+}
+
+/// Puts the incident's current summary in the read model, unless it was
+/// archived: it left the read model then, and a flush or sweep that asked
+/// for it before the archiving was handled must not bring it back.
+fn show_in_read_model(context: &ShardContext, incident: &Incident) -> Option<Arc<IncidentSummary>> {
+    if incident.archived {
+        return None;
+    }
+    let summary = Arc::new(incident.summary());
+    context.read_model.insert(summary.clone());
+    Some(summary)
 }

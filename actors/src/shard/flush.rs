@@ -82,8 +82,10 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
         match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
             Ok(Ok(snapshot)) => {
                 bounced |= snapshot.bounced;
-                upserts.push((id, snapshot.bytes));
-                summaries.push(snapshot.summary);
+                if let Some((bytes, summary)) = snapshot.live {
+                    upserts.push((id, bytes));
+                    summaries.push(summary);
+                }
             }
             _ => unanswered.push(id),
         }
