@@ -86,14 +86,14 @@ async fn start_with(
     }
 }
 
-async fn start(passivation: bool) -> Harness {
+/// An engine with `settings` on a fresh store and clock.
+async fn start_fresh(settings: EngineSettings) -> Harness {
     let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
-    start_with(
-        settings(passivation),
-        Arc::new(MemoryStore::default()),
-        clock,
-    )
-    .await
+    start_with(settings, Arc::new(MemoryStore::default()), clock).await
+}
+
+async fn start(passivation: bool) -> Harness {
+    start_fresh(settings(passivation)).await
 }
 
 fn alert(name: &str, instance: &str, status: AlertStatus, severity: Severity) -> Alert {
@@ -531,8 +531,7 @@ async fn store_outage_refuses_acknowledgement_then_fills_up() {
     let mut settings = settings(true);
     settings.shards = 1;
     settings.shard_capacity = 4;
-    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
-    let h = start_with(settings, Arc::new(MemoryStore::default()), clock).await;
+    let h = start_fresh(settings).await;
     h.store.set_failing(true);
     let err = h
         .engine
@@ -580,8 +579,7 @@ async fn a_failing_store_is_retried_with_backoff_without_a_flush_interval() {
         flush_interval: Duration::ZERO,
         ..settings(true)
     };
-    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
-    let h = start_with(settings, Arc::new(MemoryStore::default()), clock).await;
+    let h = start_fresh(settings).await;
     h.store.set_failing(true);
     let err = h.engine.submit(vec![firing("A", "1")]).await.unwrap_err();
     assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
@@ -830,8 +828,7 @@ async fn a_quiet_shard_commits_at_once_and_the_next_commit_waits_for_the_interva
         flush_interval: interval,
         ..settings(false)
     };
-    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
-    let h = start_with(settings, Arc::new(MemoryStore::default()), clock).await;
+    let h = start_fresh(settings).await;
 
     let started = tokio::time::Instant::now();
     h.engine.submit(vec![firing("A", "1")]).await.unwrap();
