@@ -641,10 +641,9 @@ async fn list_filters_sorts_and_pages_300_incidents() {
     assert_eq!(page["items"].as_array().unwrap().len(), 11); // i7, i70..i79
 
     // Every incident's first escalation step is due as it opens, and firing
-    // it updates the incident: let those fire (the clock is paused, so they
-    // fire within this second), then resolve one a second later. It alone is
+    // it updates the incident: let those fire (the paused clock moves on
+    // only once they have), then resolve one a second later. It alone is
     // found by status and resolved time, and it is the latest updated.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let target = summaries
         .iter()
