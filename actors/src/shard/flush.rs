@@ -128,7 +128,8 @@ impl ShardState {
     /// last one began, so a shard that was quiet stores at once, and under
     /// load each commit takes everything that arrived while the last ran.
     pub(super) fn schedule_flush(&mut self, myself: &ActorRef<ShardMsg>) {
-        if self.flush.in_flight {
+        // Called for every input: read no clock while nothing is to do.
+        if self.flush.in_flight || self.flush.scheduled {
             return;
         }
         let delay = self.flush.last_started.map_or(Duration::ZERO, |at| {
