@@ -324,10 +324,19 @@ format = "{format}"
 
     async fn wait_for_incident(&self, alertname: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !incidents(&self.service).await.contains_key(alertname) {
+        loop {
+            // Just after Redis came back, listing may answer 503 a while.
+            let listed = self.service.try_all_incidents().await;
+            let found = listed
+                .as_ref()
+                .is_ok_and(|all| all.iter().any(|i| i["labels"]["alertname"] == alertname));
+            if found {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "no incident {alertname}; log:\n{}",
+                "no incident {alertname} (last listing error: {:?}); log:\n{}",
+                listed.err(),
                 self.service.log_text()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
