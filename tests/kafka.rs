@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::kafka::{brokers, create_topics, reader, Names};
 use common::load::{native_alert, pagerduty_event};
 use common::redis::Redis;
-use common::{paging_config, Service, WebhookReceiver};
+use common::{paging_config, wait_until, Service, WebhookReceiver};
 use pulsar::SubType;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -127,35 +127,6 @@ async fn wait_for_shared_shards(what: &str, within: Duration, a: &Service, b: &S
 /// How many shards a replica owns now.
 async fn owned_shards(service: &Service) -> usize {
     service.metric("incidentd_kafka_owned_shards", &[]).await as usize
-}
-
-/// Polls `check` until it passes; on timeout fails with what it saw last
-/// and the end of each service's log.
-async fn wait_until<F, Fut>(what: &str, within: Duration, services: &[&Service], mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let last = check().await;
-        match last {
-            Ok(()) => return,
-            Err(state) if Instant::now() > deadline => {
-                let logs: String = services
-                    .iter()
-                    .map(|service| {
-                        let log = service.log_text();
-                        let lines: Vec<&str> = log.lines().collect();
-                        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
-                        format!("\n--- {} (last 60 log lines) ---\n{tail}", service.base)
-                    })
-                    .collect();
-                panic!("{what} did not happen within {within:?}; last seen: {state}{logs}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 /// Waits until `service` counted `at_least` consumed messages of `outcome`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::load::{native_alert, pagerduty_event};
 use common::pulsar::{client, produce, producer, pulsar_url, subscribe};
 use common::redis::Redis;
-use common::Service;
+use common::{wait_until, Service};
 use futures::StreamExt;
 use pulsar::consumer::Message;
 use pulsar::{Consumer, Producer, SubType, TokioExecutor};
@@ -323,24 +323,17 @@ format = "{format}"
     }
 
     async fn wait_for_incident(&self, alertname: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let what = format!("an incident for {alertname}");
+        wait_until(&what, Duration::from_secs(60), &[&self.service], || async {
             // Just after Redis came back, listing may answer 503 a while.
-            let listed = self.service.try_all_incidents().await;
-            let found = listed
-                .as_ref()
-                .is_ok_and(|all| all.iter().any(|i| i["labels"]["alertname"] == alertname));
-            if found {
-                return;
+            let all = self.service.try_all_incidents().await?;
+            if all.iter().any(|i| i["labels"]["alertname"] == alertname) {
+                Ok(())
+            } else {
+                Err(format!("{} incidents, none for {alertname}", all.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "no incident {alertname} (last listing error: {:?}); log:\n{}",
-                listed.err(),
-                self.service.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 }
 

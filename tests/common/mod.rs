@@ -395,3 +395,32 @@ impl WebhookReceiver {
         }
     }
 }
+
+/// Polls `check` until it passes; on timeout fails with what it saw last
+/// and the end of each service's log.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, services: &[&Service], mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let last = check().await;
+        match last {
+            Ok(()) => return,
+            Err(state) if Instant::now() > deadline => {
+                let logs: String = services
+                    .iter()
+                    .map(|service| {
+                        let log = service.log_text();
+                        let lines: Vec<&str> = log.lines().collect();
+                        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                        format!("\n--- {} (last 60 log lines) ---\n{tail}", service.base)
+                    })
+                    .collect();
+                panic!("{what} did not happen within {within:?}; last seen: {state}{logs}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
