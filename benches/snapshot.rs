@@ -3,13 +3,16 @@
 //! the engine bench), a large one (50 alerts and their timeline) and a full
 //! one (50 alerts that resolved and fired again until the timeline reached
 //! its cap of 200 entries, as the HTTP load scenario's incidents end up).
+//! `changes/*` prices what a commit writes instead once the incident is
+//! stored: the change frame after one duplicate alert.
 //! Figures are in benches/README.md.
 
 mod allocator;
 mod load_incident;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use incidentd_actors::{decode_incident, encode_incident};
+use incidentd_actors::model::Timestamp;
+use incidentd_actors::{decode_incident, encode_changes, encode_incident};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
@@ -24,6 +27,21 @@ fn bench(c: &mut Criterion) {
         );
         group.bench_function(format!("encode/{name}"), |b| {
             b.iter(|| encode_incident(&incident))
+        });
+        // One duplicate since the last snapshot: one alert's count and time.
+        let mut changed = incident.clone();
+        let latest = changed.alerts.values().map(|a| a.last_seen).max();
+        let since = Timestamp::from_millis(latest.expect("has alerts").millis() + 1);
+        let duplicate = changed.alerts.values_mut().next().expect("has alerts");
+        duplicate.count += 1;
+        duplicate.last_seen = since;
+        let seq = changed.seq;
+        eprintln!(
+            "{name}: change frame after one duplicate: {} bytes",
+            encode_changes(&mut changed, since, seq).len()
+        );
+        group.bench_function(format!("changes/{name}"), |b| {
+            b.iter(|| encode_changes(&mut changed, since, seq))
         });
         group.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| decode_incident("bench", &bytes).expect("decodes"))

@@ -11,7 +11,7 @@ use incidentd::store::RedisStore;
 use incidentd_actors::escalation::EscalationPolicies;
 use incidentd_actors::model::{Alert, IncidentId, Timestamp};
 use incidentd_actors::ports::memory::CollectingSink;
-use incidentd_actors::ports::{SnapshotBatch, SnapshotStore, TokioClock};
+use incidentd_actors::ports::{SnapshotBatch, SnapshotStore, SnapshotWrite, TokioClock};
 use incidentd_actors::routing::{RouteConfig, RoutingTree};
 use incidentd_actors::{encode_incident, Engine, EngineSettings, IncidentRules, Ports};
 
@@ -61,9 +61,10 @@ async fn seed(store: &RedisStore, count: usize) {
             &mut Vec::new(),
         );
         let shard = n % shards;
-        batches[shard]
-            .upserts
-            .push((id, Arc::new(encode_incident(&incident))));
+        batches[shard].upserts.push((
+            id,
+            SnapshotWrite::Whole(Arc::new(encode_incident(&incident))),
+        ));
         if batches[shard].upserts.len() == 5_000 {
             let batch = std::mem::take(&mut batches[shard]);
             store.save_batch(shard, &batch).await.expect("save");

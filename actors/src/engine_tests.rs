@@ -592,6 +592,42 @@ async fn a_failing_store_is_retried_with_backoff_without_a_flush_interval() {
     assert_eq!(h.store.live_count(), 1);
 }
 
+/// Commits after an incident's first store only its changes; one that the
+/// store failed to take must not leave a gap: the retry writes it whole.
+#[tokio::test(start_paused = true)]
+async fn a_commit_the_store_failed_to_take_is_written_whole_by_the_retry() {
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let store = Arc::new(MemoryStore::default());
+    // Commits 100 ms apart: the failed one snapshots the incident after the
+    // alert it lost changed, so the retry's changes would not repeat it.
+    let settings = EngineSettings {
+        flush_interval: Duration::from_millis(100),
+        ..settings(false)
+    };
+    let h = start_with(settings.clone(), store.clone(), clock.clone()).await;
+    h.engine
+        .submit(vec![firing("A", "1"), firing("A", "2")])
+        .await
+        .unwrap();
+    let id = incident_of(&h, "A");
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    store.set_failing(true);
+    let err = h.engine.submit(vec![firing("A", "1")]).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
+    store.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.engine.sync().await.unwrap();
+    let live = h.engine.incident(id).await.unwrap();
+    h.engine.shutdown().await;
+
+    let restored = start_with(settings, store, clock).await;
+    let stored = restored.engine.incident(id).await.unwrap();
+    assert_eq!(stored.total_alerts, 4);
+    let counts: Vec<u64> = stored.alerts.values().map(|a| a.count).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 4, "per-alert counts {counts:?}");
+    assert_eq!(stored, live);
+}
+
 #[tokio::test(start_paused = true)]
 async fn replayed_offsets_change_nothing() {
     let h = start(true).await;

@@ -70,6 +70,14 @@ pub fn flush_done(duration: Duration, incidents: usize, ok: bool) {
     }
 }
 
+/// Bytes one stored commit wrote: incidents written whole, and change
+/// frames appended to stored incidents.
+pub fn snapshot_bytes_written(whole: usize, changes: usize) {
+    counter!("incidentd_snapshot_written_bytes_total", "form" => "whole").increment(whole as u64);
+    counter!("incidentd_snapshot_written_bytes_total", "form" => "changes")
+        .increment(changes as u64);
+}
+
 pub fn incident_restarted() {
     counter!("incidentd_incident_restarts_total").increment(1);
 }

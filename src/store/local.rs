@@ -2,12 +2,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
+use incidentd_actors::ports::{
+    ShardSnapshot, SnapshotBatch, SnapshotStore, SnapshotWrite, StoreError,
+};
 use redb::{
-    Database, Key, ReadOnlyTable, ReadableDatabase, TableDefinition, Value, WriteTransaction,
+    Database, Key, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, Value,
+    WriteTransaction,
 };
 
-/// Live incidents: (shard, incident id) -> encoded incident.
+/// Live incidents: (shard, incident id) -> encoded incident (whole, then
+/// any change frames appended since).
 const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
 /// Archived incidents, kept for post-mortems and analytics.
 const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
@@ -117,10 +121,24 @@ impl LocalStore {
             let mut offsets = txn
                 .open_table(OFFSETS)
                 .map_err(|e| unavailable("open table", e))?;
-            for (id, bytes) in &batch.upserts {
-                let id = id.to_string();
-                live.insert((shard, id.as_str()), bytes.as_slice())
-                    .map_err(|e| unavailable("write", e))?;
+            // An error drops the transaction uncommitted: nothing is written.
+            for (incident, write) in &batch.upserts {
+                let id = incident.to_string();
+                let key = (shard, id.as_str());
+                match write {
+                    SnapshotWrite::Whole(bytes) => live.insert(key, bytes.as_slice()),
+                    SnapshotWrite::Append(frame) => {
+                        let mut stored = live
+                            .get(key)
+                            .map_err(|e| unavailable("read", e))?
+                            .ok_or(StoreError::NothingToAppendTo { id: *incident })?
+                            .value()
+                            .to_vec();
+                        stored.extend_from_slice(frame);
+                        live.insert(key, stored.as_slice())
+                    }
+                }
+                .map_err(|e| unavailable("write", e))?;
             }
             for (id, bytes) in &batch.archived {
                 let id = id.to_string();
@@ -220,6 +238,13 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn appends_change_frames_and_refuses_them_without_a_stored_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        incidentd_actors::ports::store_check::check_change_frames(&store, 0).await;
+    }
+
+    #[tokio::test]
     async fn saves_restores_and_archives_per_shard() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c) = (
@@ -230,7 +255,10 @@ mod tests {
         {
             let store = LocalStore::open(dir.path()).unwrap();
             let batch = SnapshotBatch {
-                upserts: vec![(a, Arc::new(vec![1])), (b, Arc::new(vec![2]))],
+                upserts: vec![
+                    (a, SnapshotWrite::Whole(Arc::new(vec![1]))),
+                    (b, SnapshotWrite::Whole(Arc::new(vec![2]))),
+                ],
                 offsets: BTreeMap::from([("alerts/0".to_string(), 41)]),
                 ..SnapshotBatch::default()
             };
@@ -239,7 +267,7 @@ mod tests {
                 .save_batch(
                     1,
                     &SnapshotBatch {
-                        upserts: vec![(c, Arc::new(vec![3]))],
+                        upserts: vec![(c, SnapshotWrite::Whole(Arc::new(vec![3])))],
                         ..SnapshotBatch::default()
                     },
                 )

@@ -2,7 +2,7 @@
 //! space, hash-tagged (`{shard-N}`) so it lives in one Redis Cluster slot
 //! and one script can write it atomically:
 //!
-//! - `<prefix>:{shard-N}:live`        HASH incident id -> encoded incident
+//! - `<prefix>:{shard-N}:live`        HASH incident id -> encoded incident (whole, then change frames)
 //! - `<prefix>:{shard-N}:offsets`     HASH source -> highest applied offset
 //! - `<prefix>:{shard-N}:epoch`       INT, bumped by every owner that claims the shard
 //! - `<prefix>:{shard-N}:archive:<id>` STRING, expires after `archive_ttl`
@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use incidentd_actors::model::{IncidentId, IncidentSummary};
-use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotStore, StoreError};
+use incidentd_actors::ports::{
+    ShardSnapshot, SnapshotBatch, SnapshotStore, SnapshotWrite, StoreError,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult, Script};
 
@@ -39,27 +41,50 @@ const SCAN_PAGE: usize = 5000;
 /// Redis is back (the default grows to several seconds).
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 
-/// The save script's answer when a newer epoch owns the shard.
+/// The save script's answers when it stored the batch and when a newer
+/// epoch owns the shard.
+const STORED: i64 = 1;
 const FENCED: i64 = 0;
 
 /// One flush, all or nothing. Redis runs a script without interleaving
 /// other commands, so the epoch check and the writes cannot be separated.
+/// Writes made before an error in a script are not undone, so every check
+/// comes before the first write.
 ///
-/// KEYS: epoch, live, offsets, then one archive key per archived incident.
-/// ARGV: our epoch, archive TTL in seconds, number of upserts, number of
-/// archived, then (id, bytes) per upsert, (id, bytes) per archived
-/// incident, and (source, offset) pairs up to the end.
+/// KEYS: epoch, live, offsets, summaries, then one archive key per archived
+/// incident.
+/// ARGV: our epoch, archive TTL in seconds, number of whole upserts, number
+/// of appended change frames, number of archived, number of summaries, then
+/// (id, bytes) per whole upsert, (id, frame) per change frame, (id, bytes)
+/// per archived incident, (id, JSON) per summary, and (source, offset)
+/// pairs up to the end.
+///
+/// Returns 1 when stored, 0 when a newer epoch owns the shard, and -n when
+/// the n-th change frame's incident has nothing stored to append to.
 const SAVE_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local ttl = ARGV[2]
-local upserts = tonumber(ARGV[3])
-local archived = tonumber(ARGV[4])
-local summaries = tonumber(ARGV[5])
-local i = 6
-for _ = 1, upserts do
+local wholes = tonumber(ARGV[3])
+local appends = tonumber(ARGV[4])
+local archived = tonumber(ARGV[5])
+local summaries = tonumber(ARGV[6])
+local i = 7
+local frame = i + 2 * wholes
+for n = 1, appends do
+  if redis.call('HEXISTS', KEYS[2], ARGV[frame]) == 0 then
+    return -n
+  end
+  frame = frame + 2
+end
+for _ = 1, wholes do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for _ = 1, appends do
+  local stored = redis.call('HGET', KEYS[2], ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], stored .. ARGV[i + 1])
   i = i + 2
 end
 for n = 1, archived do
@@ -331,13 +356,22 @@ impl RedisStore {
         for (id, _) in &batch.archived {
             invocation.key(self.key(shard, &format!("archive:{id}")));
         }
+        let (wholes, appends): (Vec<_>, Vec<_>) = batch
+            .upserts
+            .iter()
+            .partition(|(_, write)| matches!(write, SnapshotWrite::Whole(_)));
         invocation
             .arg(epoch)
             .arg(self.archive_ttl_secs)
-            .arg(batch.upserts.len())
+            .arg(wholes.len())
+            .arg(appends.len())
             .arg(batch.archived.len())
             .arg(batch.summaries.len());
-        for (id, bytes) in batch.upserts.iter().chain(&batch.archived) {
+        let upserts = wholes
+            .iter()
+            .chain(&appends)
+            .map(|(id, write)| (id, write.bytes()));
+        for (id, bytes) in upserts.chain(batch.archived.iter().map(|(id, bytes)| (id, bytes))) {
             invocation.arg(id.to_string()).arg(bytes.as_slice());
         }
         for summary in &batch.summaries {
@@ -356,11 +390,23 @@ impl RedisStore {
                 invocation.invoke_async(&mut connection),
             )
             .await?;
-        if stored == FENCED {
-            metrics::counter!(telemetry::STORE_FENCED_WRITES).increment(1);
-            return Err(StoreError::Fenced { shard });
+        match stored {
+            STORED => Ok(()),
+            FENCED => {
+                metrics::counter!(telemetry::STORE_FENCED_WRITES).increment(1);
+                Err(StoreError::Fenced { shard })
+            }
+            missing => {
+                let frame = usize::try_from(-missing - 1).ok();
+                match frame.and_then(|n| appends.get(n)) {
+                    Some((id, _)) => Err(StoreError::NothingToAppendTo { id: *id }),
+                    None => Err(unavailable(
+                        "save batch",
+                        format!("unexpected answer {missing}"),
+                    )),
+                }
+            }
         }
-        Ok(())
     }
 }
 
@@ -518,10 +564,17 @@ mod tests {
         SnapshotBatch {
             upserts: entries
                 .iter()
-                .map(|(id, byte)| (*id, Arc::new(vec![*byte, 0, 255])))
+                .map(|(id, byte)| (*id, SnapshotWrite::Whole(Arc::new(vec![*byte, 0, 255]))))
                 .collect(),
             ..SnapshotBatch::default()
         }
+    }
+
+    #[tokio::test]
+    async fn appends_change_frames_and_refuses_them_without_a_stored_state() {
+        let store = connect(&test_config()).await;
+        incidentd_actors::ports::store_check::check_change_frames(&store, 0).await;
+        delete_keys(&store).await;
     }
 
     #[tokio::test]

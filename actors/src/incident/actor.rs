@@ -4,10 +4,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
 use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary};
+use crate::ports::SnapshotWrite;
 use crate::shard::{ShardContext, ShardMsg};
 use crate::telemetry;
 
-use super::{encode_incident, RecordRuns};
+use super::{encode_incident, RecordRuns, SnapshotWriter};
 
 /// A resident incident: one ractor actor that owns the incident's state and
 /// applies its alerts, commands and timers one message at a time.
@@ -26,6 +27,10 @@ pub(crate) struct IncidentState {
     /// Alerts handed back to the shard since the last snapshot: the shard's
     /// flush must then wait one round for the incident they opened.
     bounced_since_snapshot: bool,
+    /// Decides whether a snapshot is written whole or as changes. A new
+    /// actor writes whole first: the store may hold an older state than the
+    /// one it started from.
+    writer: SnapshotWriter,
 }
 
 /// What a flush gets from a resident incident.
@@ -33,7 +38,7 @@ pub(crate) struct SnapshotReply {
     /// The state to store as live and its summary; None once the incident
     /// was archived: the shard's next flush moves it to the archive, and it
     /// must not come back to the live set meanwhile.
-    pub live: Option<(Arc<Vec<u8>>, Arc<IncidentSummary>)>,
+    pub live: Option<(SnapshotWrite, Arc<IncidentSummary>)>,
     pub bounced: bool,
 }
 
@@ -57,7 +62,12 @@ pub(crate) enum IncidentMsg {
     Timer {
         generation: u64,
     },
-    Snapshot(oneshot::Sender<SnapshotReply>),
+    /// What to store of the incident. `whole` when the store may not hold
+    /// the previous snapshot (its commit failed or never got it).
+    Snapshot {
+        reply: oneshot::Sender<SnapshotReply>,
+        whole: bool,
+    },
     /// Encode, reply, stop: the shard keeps the bytes instead of the actor.
     Passivate(oneshot::Sender<Vec<u8>>),
     Get(oneshot::Sender<Option<Incident>>),
@@ -83,6 +93,7 @@ impl Actor for IncidentActor {
             context: args.context,
             shard: args.shard,
             bounced_since_snapshot: false,
+            writer: SnapshotWriter::default(),
         })
     }
 
@@ -141,9 +152,12 @@ impl Actor for IncidentActor {
                 // and needs the current deadline back, changed or not.
                 must_report = true;
             }
-            IncidentMsg::Snapshot(reply) => {
+            IncidentMsg::Snapshot { reply, whole } => {
+                if whole {
+                    state.writer.forget();
+                }
                 let live = show_in_read_model(&context, incident)
-                    .map(|summary| (Arc::new(encode_incident(incident)), summary));
+                    .map(|summary| (state.writer.write(incident, now), summary));
                 let bounced = std::mem::take(&mut state.bounced_since_snapshot);
                 let _ = reply.send(SnapshotReply { live, bounced });
             }

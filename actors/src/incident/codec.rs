@@ -1,10 +1,16 @@
 use thiserror::Error;
 
-use crate::model::Incident;
+use crate::model::{AlertState, FiredStep, Incident, TimelineEntry, Timestamp};
 
-/// First byte of every snapshot; bump it when `Incident` changes shape and
-/// teach `decode_incident` the old one.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// First byte of every stored incident; bump it when `Incident` changes
+/// shape and teach `decode_incident` the old one.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+
+/// First byte of a change frame. Since version 3 a stored incident is its
+/// whole encoding followed by any number of change frames, so a commit can
+/// append what changed (~1 KB) instead of rewriting the whole (up to tens of
+/// KB once the alert map and timeline fill up).
+const CHANGES_FRAME: u8 = 0x80;
 
 #[derive(Debug, Error)]
 pub enum CodecError {
@@ -20,48 +26,151 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes an incident as one version byte, then bincode of the incident,
-/// then (since version 2) bincode of its last fired escalation step, which
-/// version 1 did not have.
+fn write<T: serde::Serialize + ?Sized>(value: &T, bytes: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(value, bytes, config())
+        .expect("writing to a Vec cannot fail and every field is serializable");
+}
+
+/// Encodes a whole incident: one version byte, bincode of the incident,
+/// then bincode of its last fired escalation step (which the incident's
+/// serde form skips).
 pub fn encode_incident(incident: &Incident) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(512);
     bytes.push(SNAPSHOT_FORMAT_VERSION);
-    bincode::serde::encode_into_std_write(incident, &mut bytes, config())
-        .expect("writing to a Vec cannot fail and every field is serializable");
-    bincode::serde::encode_into_std_write(&incident.escalation.last_fired, &mut bytes, config())
-        .expect("writing to a Vec cannot fail and every field is serializable");
+    write(incident, &mut bytes);
+    write(&incident.escalation.last_fired, &mut bytes);
     // A passivated incident is kept as these bytes: growth by doubling
     // would leave up to half of the allocation unused for as long.
     bytes.shrink_to_fit();
     bytes
 }
 
-/// Decodes a snapshot of this version or version 1; `key` names the entry
-/// in errors.
+/// Encodes what changed in `incident` since it was last encoded at `since`,
+/// when its `seq` was `seq`: a frame to append to that encoding. It holds the
+/// incident without its alerts and timeline (small, and replaces the one
+/// before), every alert seen at or after `since` (every change to an alert
+/// sets its `last_seen`, and the engine's clock never goes back), the
+/// timeline entries after `seq`, and the timeline's length, which tells the
+/// decoder how many old entries the cap dropped. Applying a frame twice
+/// gives the same incident, so a commit retried after an unclear failure
+/// does no harm.
+///
+/// The alerts and timeline are moved out of `incident` while its other
+/// fields are written, and back, rather than cloned.
+pub fn encode_changes(incident: &mut Incident, since: Timestamp, seq: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(512);
+    bytes.push(CHANGES_FRAME);
+    let alerts = std::mem::take(&mut incident.alerts);
+    let timeline = std::mem::take(&mut incident.timeline);
+    write(&*incident, &mut bytes);
+    incident.alerts = alerts;
+    incident.timeline = timeline;
+    write(&incident.escalation.last_fired, &mut bytes);
+
+    let changed = |alert: &&AlertState| alert.last_seen >= since;
+    let count = incident.alerts.values().filter(changed).count();
+    write(&(count as u64), &mut bytes);
+    for (fingerprint, alert) in &incident.alerts {
+        if changed(&alert) {
+            write(&(fingerprint, alert), &mut bytes);
+        }
+    }
+    let first_new = incident.timeline.partition_point(|entry| entry.seq <= seq);
+    write(&((incident.timeline.len() - first_new) as u64), &mut bytes);
+    for entry in incident.timeline.range(first_new..) {
+        write(entry, &mut bytes);
+    }
+    write(&(incident.timeline.len() as u64), &mut bytes);
+    bytes
+}
+
+/// Reads bincode values one after another from a stored incident.
+struct Reader<'a> {
+    key: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, CodecError> {
+        let (value, read) = bincode::serde::decode_from_slice(&self.bytes[self.at..], config())
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        self.at += read;
+        Ok(value)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let byte = self.bytes.get(self.at).copied();
+        self.at += 1;
+        byte
+    }
+
+    fn corrupt(&self, reason: String) -> CodecError {
+        CodecError::Corrupt {
+            key: self.key.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Decodes a stored incident of this version (the whole encoding and its
+/// change frames) or of versions 1 and 2 (a whole encoding only; version 1
+/// without the last fired step); `key` names the entry in errors.
 pub fn decode_incident(key: &str, bytes: &[u8]) -> Result<Incident, CodecError> {
-    let corrupt = |reason: String| CodecError::Corrupt {
-        key: key.to_string(),
-        reason,
-    };
-    let (&version, body) = bytes.split_first().ok_or_else(|| CodecError::Empty {
+    let mut reader = Reader { key, bytes, at: 0 };
+    let version = reader.byte().ok_or_else(|| CodecError::Empty {
         key: key.to_string(),
     })?;
-    if version != 1 && version != SNAPSHOT_FORMAT_VERSION {
+    if !(1..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(CodecError::UnknownVersion {
             key: key.to_string(),
             found: version,
         });
     }
-    let (mut incident, mut read): (Incident, usize) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| corrupt(e.to_string()))?;
+    let mut incident: Incident = reader.read()?;
     if version >= 2 {
-        let (last_fired, trailer) = bincode::serde::decode_from_slice(&body[read..], config())
-            .map_err(|e| corrupt(e.to_string()))?;
-        incident.escalation.last_fired = last_fired;
-        read += trailer;
+        incident.escalation.last_fired = reader.read()?;
     }
-    if read != body.len() {
-        return Err(corrupt(format!("{} trailing bytes", body.len() - read)));
+    while reader.at < bytes.len() {
+        if version < 3 || reader.byte() != Some(CHANGES_FRAME) {
+            return Err(reader.corrupt(format!(
+                "{} trailing bytes",
+                bytes.len() - reader.at.min(bytes.len())
+            )));
+        }
+        incident = apply_changes(incident, &mut reader)?;
     }
     Ok(incident)
+}
+
+/// Reads one change frame (after its first byte) over `incident`.
+fn apply_changes(incident: Incident, reader: &mut Reader) -> Result<Incident, CodecError> {
+    let Incident {
+        mut alerts,
+        mut timeline,
+        ..
+    } = incident;
+    let mut changed: Incident = reader.read()?;
+    changed.escalation.last_fired = reader.read::<Option<FiredStep>>()?;
+    let count: u64 = reader.read()?;
+    for _ in 0..count {
+        let (fingerprint, alert): (String, AlertState) = reader.read()?;
+        alerts.insert(fingerprint, alert);
+    }
+    let count: u64 = reader.read()?;
+    let last_seq = timeline.back().map_or(0, |entry| entry.seq);
+    for _ in 0..count {
+        let entry: TimelineEntry = reader.read()?;
+        // A frame applied twice (a retried commit) adds nothing the second time.
+        if entry.seq > last_seq {
+            timeline.push_back(entry);
+        }
+    }
+    let len: u64 = reader.read()?;
+    while timeline.len() as u64 > len {
+        timeline.pop_front();
+    }
+    changed.alerts = alerts;
+    changed.timeline = timeline;
+    Ok(changed)
 }

@@ -10,13 +10,17 @@ mod open;
 mod record;
 mod record_runs;
 mod rules;
+mod snapshot_writer;
 mod timers;
 
 pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply};
-pub use codec::{decode_incident, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION};
+pub use codec::{
+    decode_incident, encode_changes, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION,
+};
 pub(crate) use open::manual_group_key;
 pub(crate) use record_runs::RecordRuns;
 pub use rules::IncidentRules;
+pub(crate) use snapshot_writer::SnapshotWriter;
 
 #[cfg(test)]
 mod tests;

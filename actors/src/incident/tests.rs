@@ -10,10 +10,12 @@ use crate::model::{
 };
 use crate::routing::{RouteSettings, SeverityPolicies};
 
-use super::{decode_incident, encode_incident, CodecError, IncidentRules};
+use super::{decode_incident, encode_incident, CodecError, IncidentRules, SnapshotWriter};
+use crate::ports::SnapshotWrite;
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 const MIN: Duration = Duration::from_secs(60);
+const SEC: Duration = Duration::from_secs(1);
 
 fn at(offset: Duration) -> Timestamp {
     T0.plus(offset)
@@ -627,6 +629,52 @@ fn last_fired_step_survives_the_snapshot_and_is_republished_within_the_window() 
     assert_eq!(old.id, p.incident.id);
 }
 
+#[test]
+fn after_a_whole_write_a_duplicate_is_stored_as_a_small_change_frame() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![firing("b"), firing("c")], at(MIN));
+    let mut writer = SnapshotWriter::default();
+    // Later than the alerts: those changed in the same millisecond as a
+    // snapshot are written again by the next.
+    let SnapshotWrite::Whole(whole) = writer.write(&mut p.incident, at(MIN + SEC)) else {
+        panic!("a writer's first write is whole");
+    };
+    p.alerts(vec![firing("b")], at(2 * MIN));
+    let SnapshotWrite::Append(frame) = writer.write(&mut p.incident, at(2 * MIN)) else {
+        panic!("a duplicate is stored as a change frame");
+    };
+    let holds = |bytes: &[u8], name: &str| {
+        let fingerprint = firing(name).fingerprint;
+        bytes
+            .windows(fingerprint.len())
+            .any(|w| w == fingerprint.as_bytes())
+    };
+    assert!(["a", "b", "c"].iter().all(|name| holds(&whole, name)));
+    assert!(
+        holds(&frame, "b") && !holds(&frame, "a") && !holds(&frame, "c"),
+        "the frame holds the changed alert only"
+    );
+    assert!(frame.len() < whole.len());
+    let stored = [whole.as_slice(), frame.as_slice()].concat();
+    assert_eq!(decode_incident("k", &stored).unwrap(), p.incident);
+
+    writer.forget();
+    assert!(
+        matches!(
+            writer.write(&mut p.incident, at(2 * MIN)),
+            SnapshotWrite::Whole(_)
+        ),
+        "after a lost write the next is whole"
+    );
+    let mut old = encode_incident(&p.incident);
+    old[0] = 2;
+    old.extend_from_slice(&frame);
+    assert!(
+        matches!(decode_incident("k", &old), Err(CodecError::Corrupt { .. })),
+        "version 2 had no change frames"
+    );
+}
+
 mod properties {
     use proptest::prelude::*;
 
@@ -641,6 +689,11 @@ mod properties {
         },
         Command(u8),
         Wait(u16),
+        /// A commit takes a snapshot; `twice`: its change frame is stored
+        /// twice, as a commit retried after an unclear failure would.
+        Snapshot {
+            twice: bool,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -648,7 +701,44 @@ mod properties {
             4 => (0u8..4, any::<bool>(), any::<bool>()).prop_map(|(name, firing, critical)| Op::Alert { name, firing, critical }),
             2 => (0u8..9).prop_map(Op::Command),
             2 => (1u16..2_000).prop_map(Op::Wait),
+            2 => any::<bool>().prop_map(|twice| Op::Snapshot { twice }),
         ]
+    }
+
+    /// Applies one op to the incident at `now` (a wait moves `now` on and
+    /// fires what came due); returns how many alerts were handed back for a
+    /// new incident. Snapshots are the caller's.
+    fn run(p: &mut Probe, op: &Op, now: &mut Timestamp) -> u64 {
+        match *op {
+            Op::Alert {
+                name,
+                firing,
+                critical,
+            } => {
+                let status = if firing {
+                    AlertStatus::Firing
+                } else {
+                    AlertStatus::Resolved
+                };
+                let severity = if critical {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                let alert = alert(&format!("a{name}"), status, severity);
+                p.alerts(vec![alert], *now).len() as u64
+            }
+            Op::Command(n) => {
+                let _ = p.command(command(n, *now), *now);
+                0
+            }
+            Op::Wait(seconds) => {
+                *now = now.plus(Duration::from_secs(u64::from(seconds)));
+                p.tick(*now);
+                0
+            }
+            Op::Snapshot { .. } => 0,
+        }
     }
 
     fn command(n: u8, now: Timestamp) -> Command {
@@ -682,26 +772,41 @@ mod properties {
             let mut sent = 1u64;
             let mut handed_back = 0u64;
             for op in ops {
-                match op {
-                    Op::Alert { name, firing, critical } => {
-                        let status = if firing { AlertStatus::Firing } else { AlertStatus::Resolved };
-                        let severity = if critical { Severity::Critical } else { Severity::Warning };
-                        sent += 1;
-                        handed_back += p.alerts(vec![alert(&format!("a{name}"), status, severity)], now).len() as u64;
-                    }
-                    Op::Command(n) => {
-                        let _ = p.command(command(n, now), now);
-                    }
-                    Op::Wait(seconds) => {
-                        now = now.plus(Duration::from_secs(u64::from(seconds)));
-                        p.tick(now);
-                    }
+                if matches!(op, Op::Alert { .. }) {
+                    sent += 1;
                 }
+                handed_back += run(&mut p, &op, &mut now);
             }
             p.assert_seq_gap_free();
             prop_assert_eq!(p.incident.total_alerts + handed_back, sent);
             prop_assert!(p.incident.timeline.len() <= p.rules.max_timeline_entries);
             prop_assert!(p.incident.alerts.len() <= p.rules.max_alerts_per_incident);
+        }
+
+        /// Whatever mix of whole writes and change frames an incident's
+        /// snapshots become, what the store holds decodes to the incident as
+        /// it was at the last snapshot, also when a frame was stored twice.
+        #[test]
+        fn stored_writes_decode_to_the_incident(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut p = Probe::open(firing("a0"));
+            let mut now = T0;
+            let mut writer = SnapshotWriter::default();
+            let mut stored = Vec::new();
+            for op in ops {
+                run(&mut p, &op, &mut now);
+                let Op::Snapshot { twice } = op else { continue };
+                match writer.write(&mut p.incident, now) {
+                    SnapshotWrite::Whole(bytes) => stored = bytes.to_vec(),
+                    SnapshotWrite::Append(frame) => {
+                        prop_assert!(!stored.is_empty(), "a frame before any whole write");
+                        stored.extend_from_slice(&frame);
+                        if twice {
+                            stored.extend_from_slice(&frame);
+                        }
+                    }
+                }
+                prop_assert_eq!(decode_incident("k", &stored).unwrap(), p.incident.clone());
+            }
         }
     }
 }

@@ -6,9 +6,11 @@ mod clock;
 pub mod memory;
 mod sink;
 mod store;
+pub mod store_check;
 
 pub use clock::{Clock, TokioClock};
 pub use sink::{EventSink, SinkError};
 pub use store::{
-    AlertRecord, Progress, ShardSnapshot, SnapshotBatch, SnapshotStore, SourcePosition, StoreError,
+    AlertRecord, Progress, ShardSnapshot, SnapshotBatch, SnapshotStore, SnapshotWrite,
+    SourcePosition, StoreError,
 };

@@ -89,10 +89,30 @@ pub struct ShardSnapshot {
     pub offsets: BTreeMap<String, i64>,
 }
 
+/// How a flush stores one live incident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotWrite {
+    /// Its whole encoding, replacing what was stored.
+    Whole(Arc<Vec<u8>>),
+    /// A change frame, appended to what is stored. Stored state is absent
+    /// only if something outside this shard removed it; the store then
+    /// refuses the batch (`StoreError::NothingToAppendTo`), and the shard's
+    /// retry writes the incident whole.
+    Append(Arc<Vec<u8>>),
+}
+
+impl SnapshotWrite {
+    pub fn bytes(&self) -> &Arc<Vec<u8>> {
+        match self {
+            SnapshotWrite::Whole(bytes) | SnapshotWrite::Append(bytes) => bytes,
+        }
+    }
+}
+
 /// One flush of one shard, stored atomically.
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotBatch {
-    pub upserts: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    pub upserts: Vec<(IncidentId, SnapshotWrite)>,
     /// The summaries of the upserted incidents, for stores that keep a read
     /// model other replicas list from.
     pub summaries: Vec<Arc<IncidentSummary>>,
@@ -113,6 +133,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("shard {shard} is owned by a newer epoch; this replica no longer owns it")]
     Fenced { shard: usize },
+    #[error("incident {id} has no stored state to append its changes to")]
+    NothingToAppendTo { id: IncidentId },
 }
 
 /// Where shards keep their snapshots.

@@ -13,12 +13,13 @@ pub(crate) type GroupRef = Arc<(String, String)>;
 /// A live incident as its shard holds it.
 pub(crate) enum Entry {
     /// Resident: an actor owns the state. `restart_from` is the last stored
-    /// (or initial) encoding, used if the actor fails.
+    /// (or initial) state, used if the actor fails: a whole encoding and the
+    /// change frames appended to it since, as the store holds them.
     Active {
         actor: ActorRef<IncidentMsg>,
         group: GroupRef,
         last_input: Timestamp,
-        restart_from: Arc<Vec<u8>>,
+        restart_from: Vec<Arc<Vec<u8>>>,
     },
     /// Passivated: only the encoded state is kept, until the next input.
     Passive {

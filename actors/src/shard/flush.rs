@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use crate::engine::EngineError;
 use crate::incident::{IncidentMsg, SnapshotReply};
 use crate::model::IncidentId;
-use crate::ports::{SnapshotBatch, StoreError};
+use crate::ports::{SnapshotBatch, SnapshotWrite, StoreError};
 use crate::telemetry;
 
 use super::entry::Entry;
@@ -43,11 +43,16 @@ pub(crate) struct FlushControl {
     /// When the last flush began; the next begins `flush_interval` later at
     /// the earliest.
     pub last_started: Option<tokio::time::Instant>,
+    /// Incidents whose last snapshot may not have been stored (its commit
+    /// failed, or the flush gave up waiting for it): their next snapshot is
+    /// written whole, as changes appended to an older state would not hold
+    /// everything.
+    pub write_whole: HashSet<IncidentId>,
 }
 
 /// One flush, taken out of the shard so it runs while the shard goes on.
 pub(crate) struct FlushJob {
-    ready: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    ready: Vec<(IncidentId, SnapshotWrite)>,
     asks: Vec<(IncidentId, oneshot::Receiver<SnapshotReply>)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     offsets: BTreeMap<String, i64>,
@@ -58,7 +63,7 @@ pub(crate) struct FlushOutcome {
     result: Result<(), String>,
     /// The store refused the batch because another replica owns the shard.
     fenced: bool,
-    saved: Vec<(IncidentId, Arc<Vec<u8>>)>,
+    saved: Vec<(IncidentId, SnapshotWrite)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     unanswered: Vec<IncidentId>,
     bounced: bool,
@@ -82,8 +87,8 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
         match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
             Ok(Ok(snapshot)) => {
                 bounced |= snapshot.bounced;
-                if let Some((bytes, summary)) = snapshot.live {
-                    upserts.push((id, bytes));
+                if let Some((write, summary)) = snapshot.live {
+                    upserts.push((id, write));
                     summaries.push(summary);
                 }
             }
@@ -185,10 +190,15 @@ impl ShardState {
                 Some(Entry::Active { actor, .. }) => {
                     let (tx, rx) = oneshot::channel();
                     // A failed cast drops `tx`; the job sees it unanswered.
-                    let _ = actor.cast(IncidentMsg::Snapshot(tx));
+                    let _ = actor.cast(IncidentMsg::Snapshot {
+                        reply: tx,
+                        whole: self.flush.write_whole.remove(&id),
+                    });
                     asks.push((id, rx));
                 }
-                Some(Entry::Passive { bytes, .. }) => ready.push((id, bytes.clone())),
+                Some(Entry::Passive { bytes, .. }) => {
+                    ready.push((id, SnapshotWrite::Whole(bytes.clone())))
+                }
                 None => {}
             }
         }
@@ -217,16 +227,26 @@ impl ShardState {
         } = outcome;
         telemetry::flush_done(duration, saved.len() + archived.len(), result.is_ok());
         let lost = round.lost || !unanswered.is_empty();
+        self.flush.write_whole.extend(&unanswered);
         self.dirty.extend(unanswered);
         match result {
             Ok(()) => {
                 self.flush.failures = 0;
                 self.context.load.set_store_error(None);
-                for (id, bytes) in saved {
+                let (mut whole, mut changes) = (0, 0);
+                for (id, write) in saved {
+                    match &write {
+                        SnapshotWrite::Whole(bytes) => whole += bytes.len(),
+                        SnapshotWrite::Append(frame) => changes += frame.len(),
+                    }
                     if let Some(Entry::Active { restart_from, .. }) = self.incidents.get_mut(&id) {
-                        *restart_from = bytes;
+                        match write {
+                            SnapshotWrite::Whole(bytes) => *restart_from = vec![bytes],
+                            SnapshotWrite::Append(frame) => restart_from.push(frame),
+                        }
                     }
                 }
+                telemetry::snapshot_bytes_written(whole, changes);
                 if lost {
                     for waiter in round.waiters {
                         let _ = waiter.send(Err(EngineError::Retry(
@@ -266,7 +286,9 @@ impl ShardState {
                 self.flush.failures += 1;
                 self.context.load.set_store_error(Some(message.clone()));
                 tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
-                self.dirty.extend(saved.into_iter().map(|(id, _)| id));
+                let saved = saved.into_iter().map(|(id, _)| id);
+                self.flush.write_whole.extend(saved.clone());
+                self.dirty.extend(saved);
                 self.archived.extend(archived);
                 for waiter in round.waiters {
                     let _ = waiter.send(Err(EngineError::NotDurable(message.clone())));

@@ -512,6 +512,7 @@ impl ShardState {
             }
         }
         self.dirty.remove(&update.id);
+        self.flush.write_whole.remove(&update.id);
         self.archived.push((update.id, final_state));
         self.publish_earliest(false);
         self.schedule_flush(myself);
@@ -668,7 +669,7 @@ impl ShardState {
                     actor,
                     group,
                     last_input: now,
-                    restart_from: bytes,
+                    restart_from: vec![bytes],
                 },
             );
         } else {
@@ -703,7 +704,7 @@ impl ShardState {
                 actor: actor.clone(),
                 group,
                 last_input: self.context.clock.now(),
-                restart_from: bytes,
+                restart_from: vec![bytes],
             },
         );
         Some(actor)
@@ -751,14 +752,19 @@ impl ShardState {
         tracing::error!(shard = self.context.shard, incident = %id, reason, "incident actor failed; restarting it from its last stored state");
         telemetry::incident_restarted();
         self.round.lost = true;
+        let bytes: Vec<u8> = restart_from
+            .iter()
+            .flat_map(|frame| frame.iter().copied())
+            .collect();
+        let bytes = Arc::new(bytes);
         self.incidents.insert(
             id,
             Entry::Passive {
-                bytes: restart_from.clone(),
+                bytes: bytes.clone(),
                 group,
             },
         );
-        if let Ok(incident) = decode_incident(&id.to_string(), &restart_from) {
+        if let Ok(incident) = decode_incident(&id.to_string(), &bytes) {
             self.timers
                 .set(id, incident.next_deadline(), incident.timer_generation);
             self.context.read_model.insert(Arc::new(incident.summary()));
