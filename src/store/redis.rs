@@ -2,7 +2,8 @@
 //! space, hash-tagged (`{shard-N}`) so it lives in one Redis Cluster slot
 //! and one script can write it atomically:
 //!
-//! - `<prefix>:{shard-N}:live`        HASH incident id -> encoded incident (whole, then change frames)
+//! - `<prefix>:{shard-N}:live`        HASH incident id -> whole encoded incident
+//! - `<prefix>:{shard-N}:changes:<id>` STRING change frames appended since the whole was written
 //! - `<prefix>:{shard-N}:offsets`     HASH source -> highest applied offset
 //! - `<prefix>:{shard-N}:epoch`       INT, bumped by every owner that claims the shard
 //! - `<prefix>:{shard-N}:archive:<id>` STRING, expires after `archive_ttl`
@@ -49,12 +50,15 @@ const FENCED: i64 = 0;
 /// One flush, all or nothing. Redis runs a script without interleaving
 /// other commands, so the epoch check and the writes cannot be separated.
 /// Writes made before an error in a script are not undone, so every check
-/// comes before the first write.
+/// comes before the first write. Change frames go to a string key of their
+/// own with APPEND, which costs about the frame; appending to the hash
+/// field would copy the whole stored value in Lua at every commit.
 ///
-/// KEYS: epoch, live, offsets, summaries, then one archive key per archived
-/// incident.
+/// KEYS: epoch, live, offsets, summaries, then the changes key of each
+/// whole upsert, of each change frame, and the archive and changes keys of
+/// each archived incident.
 /// ARGV: our epoch, archive TTL in seconds, number of whole upserts, number
-/// of appended change frames, number of archived, number of summaries, then
+/// of change frames, number of archived, number of summaries, then
 /// (id, bytes) per whole upsert, (id, frame) per change frame, (id, bytes)
 /// per archived incident, (id, JSON) per summary, and (source, offset)
 /// pairs up to the end.
@@ -71,6 +75,7 @@ local appends = tonumber(ARGV[4])
 local archived = tonumber(ARGV[5])
 local summaries = tonumber(ARGV[6])
 local i = 7
+local k = 5
 local frame = i + 2 * wholes
 for n = 1, appends do
   if redis.call('HEXISTS', KEYS[2], ARGV[frame]) == 0 then
@@ -80,18 +85,22 @@ for n = 1, appends do
 end
 for _ = 1, wholes do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('DEL', KEYS[k])
   i = i + 2
+  k = k + 1
 end
 for _ = 1, appends do
-  local stored = redis.call('HGET', KEYS[2], ARGV[i])
-  redis.call('HSET', KEYS[2], ARGV[i], stored .. ARGV[i + 1])
+  redis.call('APPEND', KEYS[k], ARGV[i + 1])
   i = i + 2
+  k = k + 1
 end
-for n = 1, archived do
+for _ = 1, archived do
   redis.call('HDEL', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[4], ARGV[i])
-  redis.call('SET', KEYS[4 + n], ARGV[i + 1], 'EX', ttl)
+  redis.call('SET', KEYS[k], ARGV[i + 1], 'EX', ttl)
+  redis.call('DEL', KEYS[k + 1])
   i = i + 2
+  k = k + 2
 end
 for _ = 1, summaries do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
@@ -237,9 +246,9 @@ impl RedisStore {
         Ok(found.iter().position(|exists| *exists))
     }
 
-    /// Incident `id` as its owner last stored it (the encoded snapshot),
-    /// from whichever of the `shards` holds it: how a replica that does not
-    /// own the incident answers a GET for it.
+    /// Incident `id` as its owner last stored it (the encoded snapshot and
+    /// its change frames), from whichever of the `shards` holds it: how a
+    /// replica that does not own the incident answers a GET for it.
     pub async fn stored_incident(
         &self,
         id: IncidentId,
@@ -248,7 +257,16 @@ impl RedisStore {
         let found: Vec<Option<Vec<u8>>> = self
             .on_every_shard(("HGET", "live"), id, shards, "get", "read an incident")
             .await?;
-        Ok(found.into_iter().flatten().next())
+        let Some((shard, whole)) = found
+            .into_iter()
+            .enumerate()
+            .find_map(|(shard, whole)| Some((shard, whole?)))
+        else {
+            return Ok(None);
+        };
+        let id = id.to_string();
+        let changes = self.changes_of(shard, &[id.as_str()], "get").await?;
+        Ok(Some([whole.as_slice(), &changes[0]].concat()))
     }
 
     /// One hash command about incident `id` (e.g. `HGET` on `live`) sent to
@@ -278,6 +296,35 @@ impl RedisStore {
     /// Redis Cluster hash tag.
     fn key(&self, shard: usize, name: &str) -> String {
         format!("{}:{{shard-{shard}}}:{name}", self.key_prefix)
+    }
+
+    /// Where the change frames of incident `id` are appended.
+    fn changes_key(&self, shard: usize, id: impl std::fmt::Display) -> String {
+        self.key(shard, &format!("changes:{id}"))
+    }
+
+    /// The change frames stored for each of `ids` (empty when none), read
+    /// with one MGET per `SCAN_PAGE` ids.
+    async fn changes_of(
+        &self,
+        shard: usize,
+        ids: &[&str],
+        command: &'static str,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut changes = Vec::with_capacity(ids.len());
+        for page in ids.chunks(SCAN_PAGE) {
+            let keys: Vec<String> = page.iter().map(|id| self.changes_key(shard, id)).collect();
+            let frames: Vec<Option<Vec<u8>>> = self
+                .run(
+                    command,
+                    "read change frames",
+                    redis::cmd("MGET").arg(keys).query_async(&mut connection),
+                )
+                .await?;
+            changes.extend(frames.into_iter().map(Option::unwrap_or_default));
+        }
+        Ok(changes)
     }
 
     /// Runs one command within the command timeout; every failure becomes
@@ -330,9 +377,17 @@ impl RedisStore {
             )
             .await?;
 
+        let ids: Vec<&str> = incidents.keys().map(String::as_str).collect();
+        let changes = self.changes_of(shard, &ids, "load").await?;
         let mut incidents: Vec<(String, Vec<u8>)> = incidents
-            .into_iter()
-            .map(|(id, bytes)| (format!("shard-{shard}/{id}"), bytes))
+            .iter()
+            .zip(changes)
+            .map(|((id, whole), changes)| {
+                (
+                    format!("shard-{shard}/{id}"),
+                    [whole.as_slice(), &changes].concat(),
+                )
+            })
             .collect();
         // Ids are ULIDs: restore in creation order, the same on every run.
         incidents.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -353,13 +408,18 @@ impl RedisStore {
             .key(self.key(shard, "live"))
             .key(self.key(shard, "offsets"))
             .key(self.key(shard, "summaries"));
-        for (id, _) in &batch.archived {
-            invocation.key(self.key(shard, &format!("archive:{id}")));
-        }
         let (wholes, appends): (Vec<_>, Vec<_>) = batch
             .upserts
             .iter()
             .partition(|(_, write)| matches!(write, SnapshotWrite::Whole(_)));
+        for (id, _) in wholes.iter().chain(&appends) {
+            invocation.key(self.changes_key(shard, *id));
+        }
+        for (id, _) in &batch.archived {
+            invocation
+                .key(self.key(shard, &format!("archive:{id}")))
+                .key(self.changes_key(shard, *id));
+        }
         invocation
             .arg(epoch)
             .arg(self.archive_ttl_secs)
@@ -457,15 +517,20 @@ impl SnapshotStore for RedisStore {
                     .query_async(&mut connection),
             )
             .await?;
-        let Some(bytes) = bytes else {
+        let Some(whole) = bytes else {
             return Ok(());
         };
+        // What restore failed to decode: the whole and its change frames.
+        let changes = self.changes_of(shard, &[id], "quarantine").await?;
+        let bytes = [whole.as_slice(), &changes[0]].concat();
         let mut transaction = redis::pipe();
         transaction
             .atomic()
             .hset(self.key(shard, "quarantine"), id, bytes)
             .ignore()
             .hdel(&live, id)
+            .ignore()
+            .del(self.changes_key(shard, id))
             .ignore();
         let () = self
             .run(
@@ -572,8 +637,44 @@ mod tests {
 
     #[tokio::test]
     async fn appends_change_frames_and_refuses_them_without_a_stored_state() {
-        let store = connect(&test_config()).await;
+        let config = test_config();
+        let store = connect(&config).await;
         incidentd_actors::ports::store_check::check_change_frames(&store, 0).await;
+
+        // Any replica reads an incident with its frames; archiving or a
+        // whole write leaves no frames behind.
+        let incident = id(7);
+        let write = |write| SnapshotBatch {
+            upserts: vec![(incident, write)],
+            ..SnapshotBatch::default()
+        };
+        let frame = |bytes: &[u8]| Arc::new(bytes.to_vec());
+        store
+            .save_batch(0, &write(SnapshotWrite::Whole(frame(&[1]))))
+            .await
+            .unwrap();
+        store
+            .save_batch(0, &write(SnapshotWrite::Append(frame(&[2, 3]))))
+            .await
+            .unwrap();
+        let other = connect(&config).await;
+        assert_eq!(
+            other.stored_incident(incident, 2).await.unwrap(),
+            Some(vec![1, 2, 3])
+        );
+        let archive = SnapshotBatch {
+            archived: vec![(incident, frame(&[9]))],
+            ..SnapshotBatch::default()
+        };
+        store.save_batch(0, &archive).await.unwrap();
+        let mut connection = store.connection.clone();
+        let frames_left: bool = redis::cmd("EXISTS")
+            .arg(store.changes_key(0, incident))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(!frames_left, "archiving deletes the frames");
+        assert_eq!(other.stored_incident(incident, 2).await.unwrap(), None);
         delete_keys(&store).await;
     }
 
