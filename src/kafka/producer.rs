@@ -48,6 +48,16 @@ impl<'a> SourceMessage<'a> {
     }
 }
 
+/// A keyed record ready to produce: partition (shard), key, payload, kind.
+type EncodedRecord = (usize, String, Vec<u8>, &'static str);
+
+fn encode(records: Vec<Keyed>) -> Vec<EncodedRecord> {
+    records
+        .into_iter()
+        .map(|k| (k.shard, k.key, k.record.encode(), k.record.kind()))
+        .collect()
+}
+
 pub struct KeyedProducer {
     producer: FutureProducer,
     keyed_topic: String,
@@ -72,10 +82,10 @@ impl KeyedProducer {
     /// them (acks=all), or the first failure. Records for one partition keep
     /// their order (idempotent producer).
     pub async fn send_all(&self, records: Vec<Keyed>) -> Result<(), String> {
-        let encoded: Vec<(usize, String, Vec<u8>, &'static str)> = records
-            .into_iter()
-            .map(|k| (k.shard, k.key, k.record.encode(), k.record.kind()))
-            .collect();
+        self.send_encoded(&encode(records)).await
+    }
+
+    async fn send_encoded(&self, encoded: &[EncodedRecord]) -> Result<(), String> {
         let sends = encoded
             .iter()
             .map(|(shard, key, payload, kind)| async move {
@@ -132,9 +142,11 @@ impl KeyedProducer {
     /// `send_all`, retried with backoff until acknowledged; false when
     /// `stop` was set first (the input is then read again by its next reader).
     pub async fn send_all_until_acked(&self, records: Vec<Keyed>, stop: &AtomicBool) -> bool {
+        // Encoded once: a retry sends the same bytes.
+        let encoded = encode(records);
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.send_all(records.clone()).await {
+            match self.send_encoded(&encoded).await {
                 Ok(()) => return true,
                 Err(e) => {
                     tracing::warn!(error = %e, "producing to the keyed topic failed; retrying")
