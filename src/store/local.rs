@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -6,13 +7,18 @@ use incidentd_actors::ports::{
     ShardSnapshot, SnapshotBatch, SnapshotStore, SnapshotWrite, StoreError,
 };
 use redb::{
-    Database, Key, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, Value,
+    Database, Key, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition, Value,
     WriteTransaction,
 };
 
-/// Live incidents: (shard, incident id) -> encoded incident (whole, then
-/// any change frames appended since).
+/// Live incidents: (shard, incident id) -> whole encoded incident.
 const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
+/// The change frames appended to a live incident since its whole encoding
+/// was written, one row each: (shard, incident id, frame number) -> frame.
+/// A row per frame makes an append cost about the frame; rewriting the
+/// incident's value would cost more than writing it whole.
+const CHANGES: TableDefinition<(u32, &str, u32), &[u8]> =
+    TableDefinition::new("live_incident_changes");
 /// Archived incidents, kept for post-mortems and analytics.
 const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
 /// Entries the engine could not decode, moved aside: (shard, store key) -> bytes.
@@ -45,6 +51,8 @@ impl LocalStore {
             txn.open_table(table)
                 .map_err(|e| unavailable("create table", e))?;
         }
+        txn.open_table(CHANGES)
+            .map_err(|e| unavailable("create table", e))?;
         txn.open_table(OFFSETS)
             .map_err(|e| unavailable("create table", e))?;
         super::local_subscriptions::create_tables(&txn)?;
@@ -80,6 +88,21 @@ impl LocalStore {
         let live = txn
             .open_table(LIVE)
             .map_err(|e| unavailable("open table", e))?;
+        let changes = txn
+            .open_table(CHANGES)
+            .map_err(|e| unavailable("open table", e))?;
+        let mut frames: HashMap<String, Vec<u8>> = HashMap::new();
+        for entry in changes
+            .range((shard, "", 0)..(shard + 1, "", 0))
+            .map_err(|e| unavailable("read", e))?
+        {
+            let (key, frame) = entry.map_err(|e| unavailable("read", e))?;
+            let (_, id, _) = key.value();
+            frames
+                .entry(id.to_string())
+                .or_default()
+                .extend_from_slice(frame.value());
+        }
         let mut snapshot = ShardSnapshot::default();
         for entry in live
             .range((shard, "")..(shard + 1, ""))
@@ -87,9 +110,11 @@ impl LocalStore {
         {
             let (key, value) = entry.map_err(|e| unavailable("read", e))?;
             let (_, id) = key.value();
+            let mut bytes = value.value().to_vec();
+            bytes.extend_from_slice(frames.get(id).map_or(&[], Vec::as_slice));
             snapshot
                 .incidents
-                .push((format!("shard-{shard}/{id}"), value.value().to_vec()));
+                .push((format!("shard-{shard}/{id}"), bytes));
         }
         let offsets = txn
             .open_table(OFFSETS)
@@ -121,29 +146,43 @@ impl LocalStore {
             let mut offsets = txn
                 .open_table(OFFSETS)
                 .map_err(|e| unavailable("open table", e))?;
+            let mut changes = txn
+                .open_table(CHANGES)
+                .map_err(|e| unavailable("open table", e))?;
             // An error drops the transaction uncommitted: nothing is written.
             for (incident, write) in &batch.upserts {
                 let id = incident.to_string();
                 let key = (shard, id.as_str());
                 match write {
-                    SnapshotWrite::Whole(bytes) => live.insert(key, bytes.as_slice()),
+                    SnapshotWrite::Whole(bytes) => {
+                        live.insert(key, bytes.as_slice())
+                            .map_err(|e| unavailable("write", e))?;
+                        remove_changes(&mut changes, shard, &id)?;
+                    }
                     SnapshotWrite::Append(frame) => {
-                        let mut stored = live
-                            .get(key)
+                        let stored = live.get(key).map_err(|e| unavailable("read", e))?;
+                        if stored.is_none() {
+                            return Err(StoreError::NothingToAppendTo { id: *incident });
+                        }
+                        let last = changes
+                            .range((shard, id.as_str(), 0)..=(shard, id.as_str(), u32::MAX))
                             .map_err(|e| unavailable("read", e))?
-                            .ok_or(StoreError::NothingToAppendTo { id: *incident })?
-                            .value()
-                            .to_vec();
-                        stored.extend_from_slice(frame);
-                        live.insert(key, stored.as_slice())
+                            .next_back()
+                            .transpose()
+                            .map_err(|e| unavailable("read", e))?
+                            .map(|(key, _)| key.value().2);
+                        let next = last.map_or(0, |n| n + 1);
+                        changes
+                            .insert((shard, id.as_str(), next), frame.as_slice())
+                            .map_err(|e| unavailable("write", e))?;
                     }
                 }
-                .map_err(|e| unavailable("write", e))?;
             }
             for (id, bytes) in &batch.archived {
                 let id = id.to_string();
                 live.remove((shard, id.as_str()))
                     .map_err(|e| unavailable("write", e))?;
+                remove_changes(&mut changes, shard, &id)?;
                 archive
                     .insert((shard, id.as_str()), bytes.as_slice())
                     .map_err(|e| unavailable("write", e))?;
@@ -167,11 +206,22 @@ impl LocalStore {
             let mut live = txn
                 .open_table(LIVE)
                 .map_err(|e| unavailable("open table", e))?;
-            let bytes = live
+            let whole = live
                 .remove((shard, id))
                 .map_err(|e| unavailable("write", e))?
                 .map(|v| v.value().to_vec());
-            if let Some(bytes) = bytes {
+            if let Some(mut bytes) = whole {
+                // What restore failed to decode: the whole and its frames.
+                let mut changes = txn
+                    .open_table(CHANGES)
+                    .map_err(|e| unavailable("open table", e))?;
+                for frame in changes
+                    .extract_from_if((shard, id, 0)..=(shard, id, u32::MAX), |_, _| true)
+                    .map_err(|e| unavailable("write", e))?
+                {
+                    let (_, frame) = frame.map_err(|e| unavailable("write", e))?;
+                    bytes.extend_from_slice(frame.value());
+                }
                 let mut quarantine = txn
                     .open_table(QUARANTINE)
                     .map_err(|e| unavailable("open table", e))?;
@@ -189,6 +239,24 @@ impl LocalStore {
         let archive = self.read_table(ARCHIVE)?;
         archive.len().map_err(|e| unavailable("read", e))
     }
+
+    #[cfg(test)]
+    fn change_frame_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let changes = self.read_table(CHANGES)?;
+        changes.len().map_err(|e| unavailable("read", e))
+    }
+}
+
+/// Deletes the change frames stored for incident `id`.
+fn remove_changes(
+    changes: &mut Table<(u32, &str, u32), &[u8]>,
+    shard: u32,
+    id: &str,
+) -> Result<(), StoreError> {
+    changes
+        .retain_in((shard, id, 0)..=(shard, id, u32::MAX), |_, _| false)
+        .map_err(|e| unavailable("write", e))
 }
 
 /// Runs one blocking store call off the async threads.
@@ -242,6 +310,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         incidentd_actors::ports::store_check::check_change_frames(&store, 0).await;
+
+        // Archiving and quarantine delete an incident's frames with it.
+        let (a, b) = (
+            IncidentId::new(Timestamp(10)),
+            IncidentId::new(Timestamp(11)),
+        );
+        let frame = |byte: u8| Arc::new(vec![byte]);
+        let batch = SnapshotBatch {
+            upserts: vec![
+                (a, SnapshotWrite::Whole(frame(1))),
+                (b, SnapshotWrite::Whole(frame(2))),
+            ],
+            ..SnapshotBatch::default()
+        };
+        store.save_batch(1, &batch).await.unwrap();
+        let batch = SnapshotBatch {
+            upserts: vec![
+                (a, SnapshotWrite::Append(frame(3))),
+                (b, SnapshotWrite::Append(frame(4))),
+            ],
+            ..SnapshotBatch::default()
+        };
+        store.save_batch(1, &batch).await.unwrap();
+        assert_eq!(store.change_frame_count().unwrap(), 2);
+        let archive = SnapshotBatch {
+            archived: vec![(a, frame(9))],
+            ..SnapshotBatch::default()
+        };
+        store.save_batch(1, &archive).await.unwrap();
+        store
+            .quarantine(1, &format!("shard-1/{b}"), "test")
+            .await
+            .unwrap();
+        assert_eq!(store.change_frame_count().unwrap(), 0);
     }
 
     #[tokio::test]

@@ -19,8 +19,9 @@ fn frame(bytes: &[u8]) -> Arc<Vec<u8>> {
 }
 
 /// Panics unless `store`, on an empty `shard`: appends a change frame to
-/// what is stored, replaces it with a whole write, and refuses a batch with
-/// a frame for an incident it holds nothing of, writing none of that batch.
+/// what is stored, replaces it with a whole write, refuses a batch with a
+/// frame for an incident it holds nothing of (writing none of that batch),
+/// and leaves no frames behind when it archives or quarantines.
 pub async fn check_change_frames(store: &dyn SnapshotStore, shard: usize) {
     let (a, b, c) = (
         IncidentId::new(Timestamp(1)),
@@ -80,5 +81,41 @@ pub async fn check_change_frames(store: &dyn SnapshotStore, shard: usize) {
         live.get(&key(a)),
         Some(&vec![8]),
         "replaced, frames and all"
+    );
+
+    // Archiving and quarantine take the frames along: an incident stored
+    // again under the same id (a replayed record derives it again) starts
+    // from its new whole write only.
+    save(vec![(a, SnapshotWrite::Append(frame(&[3])))])
+        .await
+        .unwrap();
+    let archive = SnapshotBatch {
+        archived: vec![(a, frame(&[8, 3]))],
+        ..SnapshotBatch::default()
+    };
+    store.save_batch(shard, &archive).await.expect("archive");
+    save(vec![(b, SnapshotWrite::Append(frame(&[7])))])
+        .await
+        .unwrap();
+    store
+        .quarantine(shard, &key(b), "check")
+        .await
+        .expect("quarantine");
+    save(vec![
+        (a, SnapshotWrite::Whole(frame(&[1]))),
+        (b, SnapshotWrite::Whole(frame(&[2]))),
+    ])
+    .await
+    .unwrap();
+    let live = stored(store.load_shard(shard).await.unwrap());
+    assert_eq!(
+        live.get(&key(a)),
+        Some(&vec![1]),
+        "no frames left by the archive"
+    );
+    assert_eq!(
+        live.get(&key(b)),
+        Some(&vec![2]),
+        "no frames left by the quarantine"
     );
 }
