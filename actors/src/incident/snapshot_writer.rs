@@ -22,6 +22,9 @@ struct LastWrite {
     whole_len: usize,
     /// The whole encoding and the frames appended to it since.
     stored_len: usize,
+    /// The last frame's length: the guess for the next, so a frame that
+    /// would not fit is not encoded only to be thrown away.
+    frame_len: usize,
 }
 
 impl SnapshotWriter {
@@ -34,12 +37,16 @@ impl SnapshotWriter {
     /// earlier write of this writer (`forget` when one was lost).
     pub fn write(&mut self, incident: &mut Incident, now: Timestamp) -> SnapshotWrite {
         if let Some(last) = &mut self.last {
-            let frame = encode_changes(incident, last.at, last.seq);
-            if last.stored_len + frame.len() <= 2 * last.whole_len {
-                last.at = now;
-                last.seq = incident.seq;
-                last.stored_len += frame.len();
-                return SnapshotWrite::Append(Arc::new(frame));
+            let fits = |frame_len: usize| last.stored_len + frame_len <= 2 * last.whole_len;
+            if fits(last.frame_len) {
+                let frame = encode_changes(incident, last.at, last.seq);
+                if fits(frame.len()) {
+                    last.at = now;
+                    last.seq = incident.seq;
+                    last.stored_len += frame.len();
+                    last.frame_len = frame.len();
+                    return SnapshotWrite::Append(Arc::new(frame));
+                }
             }
         }
         let bytes = encode_incident(incident);
@@ -48,6 +55,7 @@ impl SnapshotWriter {
             seq: incident.seq,
             whole_len: bytes.len(),
             stored_len: bytes.len(),
+            frame_len: 0,
         });
         SnapshotWrite::Whole(Arc::new(bytes))
     }
