@@ -1,8 +1,8 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::ActorRef;
+use ractor::{ActorId, ActorRef};
 use tokio::sync::oneshot;
 
 use crate::engine::EngineError;
@@ -53,7 +53,7 @@ pub(crate) struct FlushControl {
 /// One flush, taken out of the shard so it runs while the shard goes on.
 pub(crate) struct FlushJob {
     ready: Vec<(IncidentId, SnapshotWrite)>,
-    asks: Vec<(IncidentId, oneshot::Receiver<SnapshotReply>)>,
+    asks: Vec<(IncidentId, ActorId, oneshot::Receiver<SnapshotReply>)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     offsets: BTreeMap<String, i64>,
     round: Round,
@@ -64,6 +64,8 @@ pub(crate) struct FlushOutcome {
     /// The store refused the batch because another replica owns the shard.
     fenced: bool,
     saved: Vec<(IncidentId, SnapshotWrite)>,
+    /// The actor each resident incident's snapshot came from.
+    written_by: HashMap<IncidentId, ActorId>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     unanswered: Vec<IncidentId>,
     bounced: bool,
@@ -83,11 +85,13 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     let mut upserts = job.ready;
     let mut unanswered = Vec::new();
     let mut bounced = false;
-    for (id, reply) in job.asks {
+    let mut written_by = HashMap::new();
+    for (id, actor, reply) in job.asks {
         match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
             Ok(Ok(snapshot)) => {
                 bounced |= snapshot.bounced;
                 if let Some((write, summary)) = snapshot.live {
+                    written_by.insert(id, actor);
                     upserts.push((id, write));
                     summaries.push(summary);
                 }
@@ -119,6 +123,7 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
         result,
         fenced,
         saved: batch.upserts,
+        written_by,
         archived: batch.archived,
         unanswered,
         bounced,
@@ -194,7 +199,7 @@ impl ShardState {
                         reply: tx,
                         whole: self.flush.write_whole.remove(&id),
                     });
-                    asks.push((id, rx));
+                    asks.push((id, actor.get_id(), rx));
                 }
                 Some(Entry::Passive { bytes, .. }) => {
                     ready.push((id, SnapshotWrite::Whole(bytes.clone())))
@@ -219,6 +224,7 @@ impl ShardState {
             result,
             fenced,
             saved,
+            written_by,
             archived,
             unanswered,
             bounced,
@@ -239,7 +245,18 @@ impl ShardState {
                         SnapshotWrite::Whole(bytes) => whole += bytes.len(),
                         SnapshotWrite::Append(frame) => changes += frame.len(),
                     }
-                    if let Some(Entry::Active { restart_from, .. }) = self.incidents.get_mut(&id) {
+                    let Some(Entry::Active {
+                        actor,
+                        restart_from,
+                        ..
+                    }) = self.incidents.get_mut(&id)
+                    else {
+                        continue;
+                    };
+                    // A frame continues the state its own actor stored; an
+                    // actor started since (passivated and woken, restarted)
+                    // keeps the state it started from.
+                    if written_by.get(&id) == Some(&actor.get_id()) {
                         match write {
                             SnapshotWrite::Whole(bytes) => *restart_from = vec![bytes],
                             SnapshotWrite::Append(frame) => restart_from.push(frame),
