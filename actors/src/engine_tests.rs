@@ -605,11 +605,13 @@ async fn a_commit_the_store_failed_to_take_is_written_whole_by_the_retry() {
         ..settings(false)
     };
     let h = start_with(settings.clone(), store.clone(), clock.clone()).await;
-    h.engine
-        .submit(vec![firing("A", "1"), firing("A", "2")])
-        .await
-        .unwrap();
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
     let id = incident_of(&h, "A");
+    // Nineteen more alerts make the incident large enough that its changes
+    // are stored as frames; they are stored whole 100 ms after they came,
+    // so a frame holds only the alerts changed after that.
+    let alerts = (2..=20).map(|n| firing("A", &n.to_string())).collect();
+    h.engine.submit(alerts).await.unwrap();
     h.engine.submit(vec![firing("A", "1")]).await.unwrap();
     store.set_failing(true);
     let err = h.engine.submit(vec![firing("A", "1")]).await.unwrap_err();
@@ -622,9 +624,13 @@ async fn a_commit_the_store_failed_to_take_is_written_whole_by_the_retry() {
 
     let restored = start_with(settings, store, clock).await;
     let stored = restored.engine.incident(id).await.unwrap();
-    assert_eq!(stored.total_alerts, 4);
+    assert_eq!(stored.total_alerts, 22);
     let counts: Vec<u64> = stored.alerts.values().map(|a| a.count).collect();
-    assert_eq!(counts.iter().sum::<u64>(), 4, "per-alert counts {counts:?}");
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        22,
+        "per-alert counts {counts:?}"
+    );
     assert_eq!(stored, live);
 }
 

@@ -629,9 +629,21 @@ fn last_fired_step_survives_the_snapshot_and_is_republished_within_the_window() 
     assert_eq!(old.id, p.incident.id);
 }
 
+/// An incident large enough for change frames: room for 40 alerts and
+/// timeline entries, 20 alerts (`filler-N`) in it besides `first`.
+fn large_probe(first: Alert) -> Probe {
+    let mut rules = rules();
+    rules.max_alerts_per_incident = 40;
+    rules.max_timeline_entries = 40;
+    let mut p = Probe::open_with(first, rules, route());
+    let filler = (0..20).map(|n| firing(&format!("filler-{n}"))).collect();
+    p.alerts(filler, T0);
+    p
+}
+
 #[test]
 fn after_a_whole_write_a_duplicate_is_stored_as_a_small_change_frame() {
-    let mut p = Probe::open(firing("a"));
+    let mut p = large_probe(firing("a"));
     p.alerts(vec![firing("b"), firing("c")], at(MIN));
     let mut writer = SnapshotWriter::default();
     // Later than the alerts: those changed in the same millisecond as a
@@ -788,7 +800,7 @@ mod properties {
         /// it was at the last snapshot, also when a frame was stored twice.
         #[test]
         fn stored_writes_decode_to_the_incident(ops in proptest::collection::vec(op(), 1..120)) {
-            let mut p = Probe::open(firing("a0"));
+            let mut p = large_probe(firing("a0"));
             let mut now = T0;
             let mut writer = SnapshotWriter::default();
             let mut stored = Vec::new();

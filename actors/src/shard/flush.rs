@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,8 +64,8 @@ pub(crate) struct FlushOutcome {
     /// The store refused the batch because another replica owns the shard.
     fenced: bool,
     saved: Vec<(IncidentId, SnapshotWrite)>,
-    /// The actor each resident incident's snapshot came from.
-    written_by: HashMap<IncidentId, ActorId>,
+    /// The actor each of `saved` came from (None: a passivated incident).
+    written_by: Vec<Option<ActorId>>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     unanswered: Vec<IncidentId>,
     bounced: bool,
@@ -82,16 +82,16 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
         .iter()
         .filter_map(|(id, _)| context.read_model.get(id))
         .collect();
+    let mut written_by = vec![None; job.ready.len()];
     let mut upserts = job.ready;
     let mut unanswered = Vec::new();
     let mut bounced = false;
-    let mut written_by = HashMap::new();
     for (id, actor, reply) in job.asks {
         match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
             Ok(Ok(snapshot)) => {
                 bounced |= snapshot.bounced;
                 if let Some((write, summary)) = snapshot.live {
-                    written_by.insert(id, actor);
+                    written_by.push(Some(actor));
                     upserts.push((id, write));
                     summaries.push(summary);
                 }
@@ -197,7 +197,9 @@ impl ShardState {
                     // A failed cast drops `tx`; the job sees it unanswered.
                     let _ = actor.cast(IncidentMsg::Snapshot {
                         reply: tx,
-                        whole: self.flush.write_whole.remove(&id),
+                        // Nearly always empty: skip hashing every id.
+                        whole: !self.flush.write_whole.is_empty()
+                            && self.flush.write_whole.remove(&id),
                     });
                     asks.push((id, actor.get_id(), rx));
                 }
@@ -240,7 +242,7 @@ impl ShardState {
                 self.flush.failures = 0;
                 self.context.load.set_store_error(None);
                 let (mut whole, mut changes) = (0, 0);
-                for (id, write) in saved {
+                for ((id, write), writer) in saved.into_iter().zip(written_by) {
                     match &write {
                         SnapshotWrite::Whole(bytes) => whole += bytes.len(),
                         SnapshotWrite::Append(frame) => changes += frame.len(),
@@ -256,11 +258,11 @@ impl ShardState {
                     // A frame continues the state its own actor stored; an
                     // actor started since (passivated and woken, restarted)
                     // keeps the state it started from.
-                    if written_by.get(&id) == Some(&actor.get_id()) {
-                        match write {
-                            SnapshotWrite::Whole(bytes) => *restart_from = vec![bytes],
-                            SnapshotWrite::Append(frame) => restart_from.push(frame),
+                    if writer == Some(actor.get_id()) {
+                        if let SnapshotWrite::Whole(_) = write {
+                            restart_from.clear();
                         }
+                        restart_from.push(write.bytes().clone());
                     }
                 }
                 telemetry::snapshot_bytes_written(whole, changes);
