@@ -1,4 +1,6 @@
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_inc
 /// was written, one row each: (shard, incident id, frame number) -> frame.
 /// A row per frame makes an append cost about the frame; rewriting the
 /// incident's value would cost more than writing it whole.
-const CHANGES: TableDefinition<(u32, &str, u32), &[u8]> =
+const CHANGES: TableDefinition<(u32, &str, u64), &[u8]> =
     TableDefinition::new("live_incident_changes");
 /// Archived incidents, kept for post-mortems and analytics.
 const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
@@ -164,14 +166,8 @@ impl LocalStore {
                         if stored.is_none() {
                             return Err(StoreError::NothingToAppendTo { id: *incident });
                         }
-                        let last = changes
-                            .range((shard, id.as_str(), 0)..=(shard, id.as_str(), u32::MAX))
-                            .map_err(|e| unavailable("read", e))?
-                            .next_back()
-                            .transpose()
-                            .map_err(|e| unavailable("read", e))?
-                            .map(|(key, _)| key.value().2);
-                        let next = last.map_or(0, |n| n + 1);
+                        let frames = (shard, id.as_str(), 0)..=(shard, id.as_str(), u64::MAX);
+                        let next = next_number(&changes, frames, |(_, _, n)| n)?;
                         changes
                             .insert((shard, id.as_str(), next), frame.as_slice())
                             .map_err(|e| unavailable("write", e))?;
@@ -216,7 +212,7 @@ impl LocalStore {
                     .open_table(CHANGES)
                     .map_err(|e| unavailable("open table", e))?;
                 for frame in changes
-                    .extract_from_if((shard, id, 0)..=(shard, id, u32::MAX), |_, _| true)
+                    .extract_from_if((shard, id, 0)..=(shard, id, u64::MAX), |_, _| true)
                     .map_err(|e| unavailable("write", e))?
                 {
                     let (_, frame) = frame.map_err(|e| unavailable("write", e))?;
@@ -250,13 +246,36 @@ impl LocalStore {
 
 /// Deletes the change frames stored for incident `id`.
 fn remove_changes(
-    changes: &mut Table<(u32, &str, u32), &[u8]>,
+    changes: &mut Table<(u32, &str, u64), &[u8]>,
     shard: u32,
     id: &str,
 ) -> Result<(), StoreError> {
     changes
-        .retain_in((shard, id, 0)..=(shard, id, u32::MAX), |_, _| false)
+        .retain_in((shard, id, 0)..=(shard, id, u64::MAX), |_, _| false)
         .map_err(|e| unavailable("write", e))
+}
+
+/// The number after that of the last row of `table` in `range` (0 when
+/// there is none), read from its key by `number`: rows numbered this way
+/// keep the order they were appended in.
+pub(super) fn next_number<'a, K, V, KR>(
+    table: &Table<K, V>,
+    range: impl RangeBounds<KR> + 'a,
+    number: impl for<'k> Fn(K::SelfType<'k>) -> u64,
+) -> Result<u64, StoreError>
+where
+    K: Key + 'static,
+    V: Value + 'static,
+    KR: Borrow<K::SelfType<'a>> + 'a,
+{
+    let last = table
+        .range(range)
+        .map_err(|e| unavailable("read", e))?
+        .next_back()
+        .transpose()
+        .map_err(|e| unavailable("read", e))?
+        .map(|(key, _)| number(key.value()));
+    Ok(last.map_or(0, |n| n + 1))
 }
 
 /// Runs one blocking store call off the async threads.
