@@ -379,14 +379,14 @@ impl RedisStore {
 
         let ids: Vec<&str> = incidents.keys().map(String::as_str).collect();
         let changes = self.changes_of(shard, &ids, "load").await?;
+        // A map not changed in between yields its entries in the order its
+        // keys came in, so they line up with `changes`.
         let mut incidents: Vec<(String, Vec<u8>)> = incidents
-            .iter()
+            .into_iter()
             .zip(changes)
-            .map(|((id, whole), changes)| {
-                (
-                    format!("shard-{shard}/{id}"),
-                    [whole.as_slice(), &changes].concat(),
-                )
+            .map(|((id, mut bytes), changes)| {
+                bytes.extend_from_slice(&changes);
+                (format!("shard-{shard}/{id}"), bytes)
             })
             .collect();
         // Ids are ULIDs: restore in creation order, the same on every run.
