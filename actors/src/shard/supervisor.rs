@@ -752,11 +752,8 @@ impl ShardState {
         tracing::error!(shard = self.context.shard, incident = %id, reason, "incident actor failed; restarting it from its last stored state");
         telemetry::incident_restarted();
         self.round.lost = true;
-        let bytes: Vec<u8> = restart_from
-            .iter()
-            .flat_map(|frame| frame.iter().copied())
-            .collect();
-        let bytes = Arc::new(bytes);
+        let frames: Vec<&[u8]> = restart_from.iter().map(|frame| frame.as_slice()).collect();
+        let bytes = Arc::new(frames.concat());
         self.incidents.insert(
             id,
             Entry::Passive {
