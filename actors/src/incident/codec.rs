@@ -8,8 +8,8 @@ pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
 /// First byte of a change frame. Since version 3 a stored incident is its
 /// whole encoding followed by any number of change frames, so a commit can
-/// append what changed (~1 KB) instead of rewriting the whole (up to tens of
-/// KB once the alert map and timeline fill up).
+/// append what changed (a few hundred bytes) instead of rewriting the whole
+/// (up to tens of KB once the alert map and timeline fill up).
 const CHANGES_FRAME: u8 = 0x80;
 
 #[derive(Debug, Error)]
