@@ -1,6 +1,6 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::ops::RangeBounds;
+use std::ops::{RangeBounds, RangeInclusive};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -166,8 +166,7 @@ impl LocalStore {
                         if stored.is_none() {
                             return Err(StoreError::NothingToAppendTo { id: *incident });
                         }
-                        let frames = (shard, id.as_str(), 0)..=(shard, id.as_str(), u64::MAX);
-                        let next = next_number(&changes, frames, |(_, _, n)| n)?;
+                        let next = next_number(&changes, frames_of(shard, &id), |(_, _, n)| n)?;
                         changes
                             .insert((shard, id.as_str(), next), frame.as_slice())
                             .map_err(|e| unavailable("write", e))?;
@@ -212,7 +211,7 @@ impl LocalStore {
                     .open_table(CHANGES)
                     .map_err(|e| unavailable("open table", e))?;
                 for frame in changes
-                    .extract_from_if((shard, id, 0)..=(shard, id, u64::MAX), |_, _| true)
+                    .extract_from_if(frames_of(shard, id), |_, _| true)
                     .map_err(|e| unavailable("write", e))?
                 {
                     let (_, frame) = frame.map_err(|e| unavailable("write", e))?;
@@ -244,6 +243,11 @@ impl LocalStore {
     }
 }
 
+/// The keys of incident `id`'s change frames in `CHANGES`.
+fn frames_of(shard: u32, id: &str) -> RangeInclusive<(u32, &str, u64)> {
+    (shard, id, 0)..=(shard, id, u64::MAX)
+}
+
 /// Deletes the change frames stored for incident `id`.
 fn remove_changes(
     changes: &mut Table<(u32, &str, u64), &[u8]>,
@@ -251,7 +255,7 @@ fn remove_changes(
     id: &str,
 ) -> Result<(), StoreError> {
     changes
-        .retain_in((shard, id, 0)..=(shard, id, u64::MAX), |_, _| false)
+        .retain_in(frames_of(shard, id), |_, _| false)
         .map_err(|e| unavailable("write", e))
 }
 
