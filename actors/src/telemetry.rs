@@ -70,6 +70,12 @@ pub fn flush_done(duration: Duration, incidents: usize, ok: bool) {
     }
 }
 
+/// How long the store took to take one commit's batch: the rest of a
+/// flush's duration is gathering snapshots from the incidents.
+pub fn batch_stored(duration: Duration) {
+    histogram!("incidentd_snapshot_store_duration_seconds").record(duration.as_secs_f64());
+}
+
 /// Bytes one stored commit wrote: incidents written whole, and change
 /// frames appended to stored incidents.
 pub fn snapshot_bytes_written(whole: usize, changes: usize) {

@@ -248,15 +248,27 @@ fn frames_of(shard: u32, id: &str) -> RangeInclusive<(u32, &str, u64)> {
     (shard, id, 0)..=(shard, id, u64::MAX)
 }
 
-/// Deletes the change frames stored for incident `id`.
+/// Deletes the change frames stored for incident `id`. Key by key, not
+/// with `retain_in`: that copies the leaf again for every row it deletes
+/// (it must not change the tree it iterates over), while `remove` changes
+/// in place a page this transaction already copied.
 fn remove_changes(
     changes: &mut Table<(u32, &str, u64), &[u8]>,
     shard: u32,
     id: &str,
 ) -> Result<(), StoreError> {
-    changes
-        .retain_in(frames_of(shard, id), |_, _| false)
-        .map_err(|e| unavailable("write", e))
+    let numbers = changes
+        .range(frames_of(shard, id))
+        .map_err(|e| unavailable("read", e))?
+        .map(|row| row.map(|(key, _)| key.value().2))
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|e| unavailable("read", e))?;
+    for number in numbers {
+        changes
+            .remove((shard, id, number))
+            .map_err(|e| unavailable("write", e))?;
+    }
+    Ok(())
 }
 
 /// The number after that of the last row of `table` in `range` (0 when

@@ -110,14 +110,15 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     let result = match context.sink.flush().await {
         Err(e) => Err(e.to_string()),
         Ok(()) if batch.is_empty() => Ok(()),
-        Ok(()) => context
-            .store
-            .save_batch(context.shard, &batch)
-            .await
-            .map_err(|e| {
+        Ok(()) => {
+            let storing = Instant::now();
+            let saved = context.store.save_batch(context.shard, &batch).await;
+            telemetry::batch_stored(storing.elapsed());
+            saved.map_err(|e| {
                 fenced = matches!(e, StoreError::Fenced { .. });
                 e.to_string()
-            }),
+            })
+        }
     };
     FlushOutcome {
         result,
