@@ -421,7 +421,7 @@ async fn a_full_sink_backlog_refuses_alerts_and_commands_until_it_drains() {
 
 #[tokio::test(start_paused = true)]
 async fn panicking_incident_restarts_from_last_state_and_neighbours_are_untouched() {
-    let h = start(false).await;
+    let h = Arc::new(start(false).await);
     h.engine
         .submit(vec![firing("A", "1"), firing("B", "1")])
         .await
@@ -448,13 +448,29 @@ async fn panicking_incident_restarts_from_last_state_and_neighbours_are_untouche
         )
         .await
         .unwrap();
+    // One alert is being stored when the actor fails, the next waits for
+    // the commit after: neither is in the state it restarts from.
+    let submit = |instance: &str| {
+        let (h, alert) = (h.clone(), firing("A", instance));
+        tokio::spawn(async move { h.engine.submit(vec![alert]).await })
+    };
+    h.store.hold_saves();
+    let in_flight = submit("2");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let next_round = submit("3");
+    tokio::time::sleep(Duration::from_millis(50)).await;
     h.engine.crash_incident(a);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let err = h.engine.sync().await.unwrap_err();
-    assert!(
-        matches!(err, EngineError::Retry(_)),
-        "callers of the round are told to resend: {err}"
-    );
+    h.store.stop_holding();
+    for caller in [in_flight, next_round] {
+        let err = caller.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, EngineError::Retry(_)),
+            "callers whose input the actor had are told to resend: {err}"
+        );
+    }
+    // Input after the restart is not: it goes to the restarted incident.
+    h.engine.sync().await.unwrap();
     let restarted = h.engine.incident(a).await.unwrap();
     assert_eq!(restarted.seq, 2, "created + the stored note");
     assert_eq!(restarted.timeline.back().unwrap().message, "note: stored");
@@ -632,6 +648,85 @@ async fn a_commit_the_store_failed_to_take_is_written_whole_by_the_retry() {
         "per-alert counts {counts:?}"
     );
     assert_eq!(stored, live);
+}
+
+/// Two incidents' lives overlap one commit: the incident is passivated and
+/// woken (a new actor, started from a later state than the frame the commit
+/// is storing), then that new actor fails while the next commit stores its
+/// snapshot. The restarted incident must hold everything it was woken with,
+/// and a caller whose change it lost must be told to resend.
+#[tokio::test(start_paused = true)]
+async fn an_incident_passivated_woken_and_failed_during_commits_keeps_every_acknowledged_change() {
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let store = Arc::new(MemoryStore::default());
+    let h = Arc::new(start_with(settings(true), store.clone(), clock.clone()).await);
+    // Twenty alerts make the incident large enough that a note is stored as
+    // a frame; the duplicate after them starts its actor.
+    let alerts = (1..=20).map(|n| firing("A", &n.to_string())).collect();
+    h.engine.submit(alerts).await.unwrap();
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    let id = incident_of(&h, "A");
+    let note = |text: &str| {
+        let (h, text) = (h.clone(), text.to_string());
+        tokio::spawn(async move {
+            h.engine
+                .command(id, Command::AddNote { text }, "x")
+                .await
+                .map(|summary| summary.seq)
+        })
+    };
+
+    // The commit of the first note holds the note's frame in flight.
+    store.hold_saves();
+    let first = note("one");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = note("two");
+    // A sweep (every 20 s) passivates the incident once it has been idle
+    // for `idle_after` (60 s), with both notes.
+    tokio::time::sleep(Duration::from_secs(85)).await;
+    let seq_with_both_notes = h.engine.read_model().get(&id).unwrap().seq;
+    // An alert wakes it: a new actor, started from the passivated state.
+    let waker = {
+        let h = h.clone();
+        tokio::spawn(async move { h.engine.submit(vec![firing("A", "1")]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The first commit ends (the old actor's frame is stored); the next one,
+    // with the new actor's snapshot, stays in flight while the new actor fails.
+    store.let_saves_through(1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.engine.crash_incident(id);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.stop_holding();
+
+    let restarted = h.engine.incident(id).await.unwrap();
+    assert_eq!(
+        restarted.seq, seq_with_both_notes,
+        "restarted from the state it was woken with, not from it with the first note's frame over it"
+    );
+    assert_eq!(restarted.timeline.back().unwrap().message, "note: two");
+    // It has no trace of the waking alert, stored by the commit in flight
+    // when it failed: that commit's callers must be told to resend. (The
+    // notes' callers wait for it too: a command's caller joins the commit
+    // after the one running when its reply reached the shard.)
+    assert_eq!(restarted.total_alerts, 21);
+    let resend = waker.await.unwrap();
+    assert!(matches!(resend, Err(EngineError::Retry(_))), "{resend:?}");
+    for note in [first, second] {
+        let answer = note.await.unwrap();
+        assert!(
+            matches!(answer, Err(CommandError::Unavailable(_))),
+            "{answer:?}"
+        );
+    }
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    settle(&h).await;
+    let live = h.engine.incident(id).await.unwrap();
+    assert_eq!(live.total_alerts, 22);
+    h.engine.shutdown().await;
+
+    let restored = start_with(settings(true), store, clock).await;
+    assert_eq!(restored.engine.incident(id).await.unwrap(), live);
 }
 
 #[tokio::test(start_paused = true)]

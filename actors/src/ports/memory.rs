@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use tokio::sync::Semaphore;
 
 use super::{EventSink, ShardSnapshot, SnapshotBatch, SnapshotStore, SnapshotWrite, StoreError};
 use crate::model::{IncidentEvent, IncidentId};
@@ -23,12 +24,36 @@ pub struct MemoryStore {
     shards: Mutex<HashMap<usize, ShardData>>,
     failing: Mutex<bool>,
     save_attempts: AtomicUsize,
+    /// While set, each save waits for a permit: tests hold a commit in
+    /// flight and let the engine go on meanwhile.
+    gate: Mutex<Option<Arc<Semaphore>>>,
 }
 
 impl MemoryStore {
     /// Makes every save fail until called again with `false`, to test outages.
     pub fn set_failing(&self, failing: bool) {
         *self.failing.lock().unwrap() = failing;
+    }
+
+    /// Makes every save wait until `let_saves_through` lets it (or
+    /// `stop_holding` lets all through), to test what happens while a
+    /// commit is in flight.
+    pub fn hold_saves(&self) {
+        *self.gate.lock().unwrap() = Some(Arc::new(Semaphore::new(0)));
+    }
+
+    /// Lets `count` held saves (waiting or still to come) through.
+    pub fn let_saves_through(&self, count: usize) {
+        if let Some(gate) = &*self.gate.lock().unwrap() {
+            gate.add_permits(count);
+        }
+    }
+
+    /// Lets every save through again.
+    pub fn stop_holding(&self) {
+        if let Some(gate) = self.gate.lock().unwrap().take() {
+            gate.close();
+        }
     }
 
     /// Calls of `save_batch`, failed ones included.
@@ -93,6 +118,13 @@ impl SnapshotStore for MemoryStore {
 
     async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
         self.save_attempts.fetch_add(1, Ordering::Relaxed);
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            // Closed by `stop_holding`: go on without a permit.
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
+        }
         if *self.failing.lock().unwrap() {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
         }

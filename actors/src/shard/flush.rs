@@ -31,7 +31,8 @@ pub(crate) struct Round {
     pub waiters: Vec<Waiter>,
     /// Alerts taken since the last flush (counted against shard capacity).
     pub alerts: usize,
-    /// An incident restarted during the round: some of its input is gone.
+    /// Some input of the round reached no incident (one could not be
+    /// activated): its callers resend.
     pub lost: bool,
 }
 
@@ -48,6 +49,10 @@ pub(crate) struct FlushControl {
     /// written whole, as changes appended to an older state would not hold
     /// everything.
     pub write_whole: HashSet<IncidentId>,
+    /// An incident actor failed while a flush was in flight. It restarted
+    /// from its last stored state, older than the snapshot that flush may be
+    /// storing for it, so that flush's callers are told to resend too.
+    pub restarted_in_flight: bool,
 }
 
 /// One flush, taken out of the shard so it runs while the shard goes on.
@@ -71,6 +76,15 @@ pub(crate) struct FlushOutcome {
     bounced: bool,
     round: Round,
     duration: Duration,
+}
+
+/// Answers callers whose input an incident actor may have lost by failing.
+pub(super) fn tell_to_resend(waiters: Vec<Waiter>) {
+    for waiter in waiters {
+        let _ = waiter.send(Err(EngineError::Retry(
+            "an incident restarted before its changes were stored".into(),
+        )));
+    }
 }
 
 /// Gathers the snapshots, publishes pending events, then stores the batch.
@@ -235,7 +249,8 @@ impl ShardState {
             duration,
         } = outcome;
         telemetry::flush_done(duration, saved.len() + archived.len(), result.is_ok());
-        let lost = round.lost || !unanswered.is_empty();
+        let restarted = std::mem::take(&mut self.flush.restarted_in_flight);
+        let lost = round.lost || restarted || !unanswered.is_empty();
         self.flush.write_whole.extend(&unanswered);
         self.dirty.extend(unanswered);
         match result {
@@ -268,11 +283,7 @@ impl ShardState {
                 }
                 telemetry::snapshot_bytes_written(whole, changes);
                 if lost {
-                    for waiter in round.waiters {
-                        let _ = waiter.send(Err(EngineError::Retry(
-                            "an incident restarted before its changes were stored".into(),
-                        )));
-                    }
+                    tell_to_resend(round.waiters);
                     self.context.load.release(round.alerts);
                 } else if bounced {
                     // The alerts an incident handed back opened a new

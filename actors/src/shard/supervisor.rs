@@ -20,7 +20,7 @@ use crate::telemetry;
 
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
-use super::flush::{FlushControl, FlushOutcome, Round};
+use super::flush::{tell_to_resend, FlushControl, FlushOutcome, Round};
 use super::timers::{spawn_timer_task, TimerIndex};
 use super::ShardContext;
 
@@ -751,7 +751,10 @@ impl ShardState {
         };
         tracing::error!(shard = self.context.shard, incident = %id, reason, "incident actor failed; restarting it from its last stored state");
         telemetry::incident_restarted();
-        self.round.lost = true;
+        // Input taken so far may have been in the failed actor's mailbox;
+        // input from now on goes to the restarted incident.
+        tell_to_resend(std::mem::take(&mut self.round.waiters));
+        self.flush.restarted_in_flight |= self.flush.in_flight;
         let frames: Vec<&[u8]> = restart_from.iter().map(|frame| frame.as_slice()).collect();
         let bytes = Arc::new(frames.concat());
         self.incidents.insert(
