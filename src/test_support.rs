@@ -1,6 +1,5 @@
 //! Small builders shared by the service's unit tests.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use incidentd_actors::model::{
@@ -34,7 +33,7 @@ pub fn summary(id: IncidentId) -> IncidentSummary {
         service: None,
         team: None,
         assignee: None,
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         alert_count: 1,
         firing_alerts: 1,
         total_alerts: 1,

@@ -376,7 +376,7 @@ mod tests {
             status,
             service: Some(format!("svc{}", n % 5)),
             assignee: (n % 7 == 0).then(|| "alice".to_string()),
-            labels: BTreeMap::from([("env".to_string(), format!("e{}", n % 2))]),
+            labels: Arc::new(BTreeMap::from([("env".to_string(), format!("e{}", n % 2))])),
             created_at: Timestamp((n % 50) as i64 * 1_000),
             updated_at: Timestamp(1_000_000 - n as i64),
             resolved_at: (status == IncidentStatus::Resolved).then_some(Timestamp(n as i64)),

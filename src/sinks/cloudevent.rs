@@ -72,6 +72,7 @@ impl<'a> CloudEvent<'a> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use incidentd_actors::model::{IncidentId, IncidentStatus, Severity};
     use serde_json::{json, Value};
@@ -146,7 +147,7 @@ mod tests {
         let incident = IncidentSummary {
             status: IncidentStatus::Acknowledged,
             service: Some("db".into()),
-            labels: BTreeMap::from([("alertname".into(), "DiskFull".into())]),
+            labels: Arc::new(BTreeMap::from([("alertname".into(), "DiskFull".into())])),
             acknowledged_at: Some(Timestamp(1_500)),
             ..summary(id)
         };

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use crate::model::{
     Alert, AlertState, AlertStatus, Change, Incident, IncidentEvent, IncidentStatus, Timestamp,
 };
@@ -124,9 +126,12 @@ impl Incident {
                 last_event_at: now,
             },
         );
-        // Keep only the labels every alert of the incident shares.
-        self.labels
-            .retain(|name, value| alert.labels.get(name) == Some(value));
+        // Keep only the labels every alert of the incident shares (copying
+        // them, as summaries share them, only when one goes).
+        let shared = |name: &String, value: &String| alert.labels.get(name) == Some(value);
+        if !self.labels.iter().all(|(name, value)| shared(name, value)) {
+            Arc::make_mut(&mut self.labels).retain(|name, value| shared(name, value));
+        }
         let change = Change::AlertAdded {
             fingerprint: alert.fingerprint.clone(),
             severity: alert.severity,

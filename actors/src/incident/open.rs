@@ -30,7 +30,7 @@ impl Incident {
         incident.severity = first.severity;
         incident.service = route.service.clone();
         incident.team = route.team.clone();
-        incident.labels = first.labels.clone();
+        incident.labels = Arc::new(first.labels.clone());
         incident.total_alerts = 1;
         incident.alerts.insert(
             first.fingerprint.clone(),
@@ -71,7 +71,7 @@ impl Incident {
         incident.service = request.service.clone();
         incident.team = request.team.clone();
         incident.assignee = request.assignee.clone();
-        incident.labels = request.labels.clone();
+        incident.labels = Arc::new(request.labels.clone());
         incident.record(
             Change::Created { fingerprint: None },
             actor,
@@ -99,7 +99,7 @@ impl Incident {
             service: None,
             team: None,
             assignee: None,
-            labels: BTreeMap::new(),
+            labels: Arc::default(),
             alerts: BTreeMap::new(),
             dropped_alerts: 0,
             total_alerts: 0,

@@ -199,11 +199,19 @@ fn duplicate_inside_window_only_counts_and_outside_window_refires() {
 #[test]
 fn new_fingerprint_joins_and_narrows_common_labels() {
     let mut p = Probe::open(firing("DiskFull"));
+    let before = p.incident.summary();
     p.alerts(vec![firing("DiskSlow")], at(MIN));
     assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded]);
     assert_eq!(p.incident.alerts.len(), 2);
     let common: Vec<&str> = p.incident.labels.keys().map(String::as_str).collect();
     assert_eq!(common, vec!["cluster"]);
+    // A summary shares the labels; narrowing them leaves it as it was.
+    assert_eq!(before.labels.len(), 2, "{:?}", before.labels);
+    // A new alert with every shared label changes none, and copies none.
+    let labels = p.incident.labels.clone();
+    p.alerts(vec![firing("DiskHot")], at(2 * MIN));
+    assert_eq!(p.incident.alerts.len(), 3);
+    assert!(Arc::ptr_eq(&labels, &p.incident.labels));
 }
 
 #[test]

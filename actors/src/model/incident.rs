@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
@@ -213,8 +214,11 @@ pub struct Incident {
     pub service: Option<String>,
     pub team: Option<String>,
     pub assignee: Option<String>,
-    /// Labels every alert of the incident shares.
-    pub labels: BTreeMap<String, String>,
+    /// Labels every alert of the incident shares. Shared with its summaries
+    /// (one is made at every commit): they change only when a new alert
+    /// lacks one.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Per-fingerprint state, capped; `dropped_alerts` counts what the cap refused.
     pub alerts: BTreeMap<String, AlertState>,
     pub dropped_alerts: u64,
@@ -308,7 +312,8 @@ pub struct IncidentSummary {
     pub service: Option<String>,
     pub team: Option<String>,
     pub assignee: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Distinct alerts (fingerprints) ever part of the incident.
     pub alert_count: u64,
     pub firing_alerts: u64,
