@@ -21,6 +21,10 @@ const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_inc
 /// incident's value would cost more than writing it whole.
 const CHANGES: TableDefinition<(u32, &str, u64), &[u8]> =
     TableDefinition::new("live_incident_changes");
+/// Per shard, the first frame number the next commit may use. Numbers grow
+/// with every commit, so an incident's frames sort in the order they were
+/// appended without looking up its last one.
+const FRAME_NUMBERS: TableDefinition<u32, u64> = TableDefinition::new("change_frame_numbers");
 /// Archived incidents, kept for post-mortems and analytics.
 const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
 /// Entries the engine could not decode, moved aside: (shard, store key) -> bytes.
@@ -54,6 +58,8 @@ impl LocalStore {
                 .map_err(|e| unavailable("create table", e))?;
         }
         txn.open_table(CHANGES)
+            .map_err(|e| unavailable("create table", e))?;
+        txn.open_table(FRAME_NUMBERS)
             .map_err(|e| unavailable("create table", e))?;
         txn.open_table(OFFSETS)
             .map_err(|e| unavailable("create table", e))?;
@@ -151,8 +157,14 @@ impl LocalStore {
             let mut changes = txn
                 .open_table(CHANGES)
                 .map_err(|e| unavailable("open table", e))?;
+            let mut frame_numbers = txn
+                .open_table(FRAME_NUMBERS)
+                .map_err(|e| unavailable("open table", e))?;
+            // Read when the batch has its first frame; entry i of the batch
+            // numbers its frame first + i.
+            let mut first_number = None;
             // An error drops the transaction uncommitted: nothing is written.
-            for (incident, write) in &batch.upserts {
+            for (i, (incident, write)) in batch.upserts.iter().enumerate() {
                 let id = incident.to_string();
                 let key = (shard, id.as_str());
                 match write {
@@ -166,12 +178,24 @@ impl LocalStore {
                         if stored.is_none() {
                             return Err(StoreError::NothingToAppendTo { id: *incident });
                         }
-                        let next = next_number(&changes, frames_of(shard, &id), |(_, _, n)| n)?;
+                        let first = match first_number {
+                            Some(first) => first,
+                            None => *first_number.insert(first_frame_number(
+                                &frame_numbers,
+                                &changes,
+                                shard,
+                            )?),
+                        };
                         changes
-                            .insert((shard, id.as_str(), next), frame.as_slice())
+                            .insert((shard, id.as_str(), first + i as u64), frame.as_slice())
                             .map_err(|e| unavailable("write", e))?;
                     }
                 }
+            }
+            if let Some(first) = first_number {
+                frame_numbers
+                    .insert(shard, first + batch.upserts.len() as u64)
+                    .map_err(|e| unavailable("write", e))?;
             }
             for (id, bytes) in &batch.archived {
                 let id = id.to_string();
@@ -241,6 +265,31 @@ impl LocalStore {
         let changes = self.read_table(CHANGES)?;
         changes.len().map_err(|e| unavailable("read", e))
     }
+}
+
+/// The first frame number this commit of `shard` may use. A store written
+/// before `FRAME_NUMBERS` existed numbered each incident's frames from 0:
+/// its first commit since starts after the highest number stored.
+fn first_frame_number(
+    frame_numbers: &Table<u32, u64>,
+    changes: &Table<(u32, &str, u64), &[u8]>,
+    shard: u32,
+) -> Result<u64, StoreError> {
+    if let Some(first) = frame_numbers
+        .get(shard)
+        .map_err(|e| unavailable("read", e))?
+    {
+        return Ok(first.value());
+    }
+    let mut first = 0;
+    for row in changes
+        .range((shard, "", 0)..(shard + 1, "", 0))
+        .map_err(|e| unavailable("read", e))?
+    {
+        let (key, _) = row.map_err(|e| unavailable("read", e))?;
+        first = first.max(key.value().2 + 1);
+    }
+    Ok(first)
 }
 
 /// The keys of incident `id`'s change frames in `CHANGES`.
@@ -379,6 +428,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.change_frame_count().unwrap(), 0);
+    }
+
+    /// A store written before frame numbers were kept per shard numbered
+    /// each incident's frames from 0; frames appended after the upgrade
+    /// must come after those, not replace them.
+    #[tokio::test]
+    async fn frames_appended_after_frames_of_an_older_build_come_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let a = IncidentId::new(Timestamp(10));
+        let id = a.to_string();
+        let txn = store.write().unwrap();
+        {
+            let mut live = txn.open_table(LIVE).unwrap();
+            live.insert((0, id.as_str()), [1u8].as_slice()).unwrap();
+            let mut changes = txn.open_table(CHANGES).unwrap();
+            for n in 0..3u8 {
+                changes
+                    .insert((0, id.as_str(), u64::from(n)), [10 + n].as_slice())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+
+        for byte in [20, 21] {
+            let batch = SnapshotBatch {
+                upserts: vec![(a, SnapshotWrite::Append(Arc::new(vec![byte])))],
+                ..SnapshotBatch::default()
+            };
+            store.save_batch(0, &batch).await.unwrap();
+        }
+        let restored = store.load_shard(0).await.unwrap();
+        assert_eq!(
+            restored.incidents,
+            vec![(format!("shard-0/{a}"), vec![1, 10, 11, 12, 20, 21])]
+        );
     }
 
     #[tokio::test]
