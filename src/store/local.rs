@@ -1,6 +1,5 @@
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::ops::{RangeBounds, RangeInclusive};
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -318,29 +317,6 @@ fn remove_changes(
             .map_err(|e| unavailable("write", e))?;
     }
     Ok(())
-}
-
-/// The number after that of the last row of `table` in `range` (0 when
-/// there is none), read from its key by `number`: rows numbered this way
-/// keep the order they were appended in.
-pub(super) fn next_number<'a, K, V, KR>(
-    table: &Table<K, V>,
-    range: impl RangeBounds<KR> + 'a,
-    number: impl for<'k> Fn(K::SelfType<'k>) -> u64,
-) -> Result<u64, StoreError>
-where
-    K: Key + 'static,
-    V: Value + 'static,
-    KR: Borrow<K::SelfType<'a>> + 'a,
-{
-    let last = table
-        .range(range)
-        .map_err(|e| unavailable("read", e))?
-        .next_back()
-        .transpose()
-        .map_err(|e| unavailable("read", e))?
-        .map(|(key, _)| number(key.value()));
-    Ok(last.map_or(0, |n| n + 1))
 }
 
 /// Runs one blocking store call off the async threads.

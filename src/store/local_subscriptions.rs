@@ -7,7 +7,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use ulid::Ulid;
 
 use super::json::{decode, encode};
-use super::local::{blocking, next_number, unavailable, LocalStore};
+use super::local::{blocking, unavailable, LocalStore};
 use crate::subscriptions::{DeadLetter, Subscription, SubscriptionStore};
 
 /// Subscription id -> subscription (JSON).
@@ -106,7 +106,16 @@ impl LocalStore {
             let mut letters = txn
                 .open_table(DEAD_LETTERS)
                 .map_err(|e| unavailable("open table", e))?;
-            let next = next_number(&letters, range.clone(), |(_, n)| n)?;
+            // The number after the subscription's last letter: letters keep
+            // the order they came in.
+            let last = letters
+                .range(range.clone())
+                .map_err(|e| unavailable("read", e))?
+                .next_back()
+                .transpose()
+                .map_err(|e| unavailable("read", e))?
+                .map(|(key, _)| key.value().1);
+            let next = last.map_or(0, |n| n + 1);
             letters
                 .insert((id.as_str(), next), json.as_slice())
                 .map_err(|e| unavailable("write", e))?;
