@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use incidentd_actors::ports::{
@@ -12,17 +12,20 @@ use redb::{
     WriteTransaction,
 };
 
-/// Live incidents: (shard, incident id) -> whole encoded incident.
-const LIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("live_incidents");
-/// The change frames appended to a live incident since its whole encoding
-/// was written, one row each: (shard, incident id, frame number) -> frame.
-/// A row per frame makes an append cost about the frame; rewriting the
-/// incident's value would cost more than writing it whole.
-const CHANGES: TableDefinition<(u32, &str, u64), &[u8]> =
-    TableDefinition::new("live_incident_changes");
-/// Per shard, the first frame number the next commit may use. Numbers grow
-/// with every commit, so an incident's frames sort in the order they were
-/// appended without looking up its last one.
+/// Live incidents: (shard, incident id) -> (the number of its first own
+/// change frame, whole encoding). Frames in `FRAME_LOG` numbered below it
+/// were appended before this whole was written: they are obsolete.
+pub(super) const LIVE: TableDefinition<(u32, &str), (u64, &[u8])> =
+    TableDefinition::new("live_incidents");
+/// Every live incident's change frames in the order they were committed:
+/// (shard, frame number) -> (incident id, frame). A commit appends its
+/// frames at the end of the shard's range, so it writes about the pages the
+/// frames fill; keyed by incident, each frame rewrote a page of its own
+/// (about six times the bytes stored, measured). Obsolete frames are swept
+/// out a few at every commit (`sweep_frames`).
+const FRAME_LOG: TableDefinition<(u32, u64), (&str, &[u8])> =
+    TableDefinition::new("change_frame_log");
+/// Per shard, the first frame number the next commit may use.
 const FRAME_NUMBERS: TableDefinition<u32, u64> = TableDefinition::new("change_frame_numbers");
 /// Archived incidents, kept for post-mortems and analytics.
 const ARCHIVE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("archived_incidents");
@@ -37,7 +40,14 @@ const OFFSETS: TableDefinition<(u32, &str), i64> = TableDefinition::new("source_
 #[derive(Clone)]
 pub struct LocalStore {
     pub(super) db: Arc<Database>,
+    /// Per shard, the frame number the next sweep of its log starts from.
+    sweep_from: Arc<Mutex<HashMap<u32, u64>>>,
 }
+
+/// Each commit sweeps this many frames of its shard's log beyond twice the
+/// frames it appends: the log is swept faster than it grows, so it holds
+/// at most about twice the frames that are still current.
+const SWEEP_EXTRA: usize = 64;
 
 pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("local store: {what}: {e}"))
@@ -52,11 +62,21 @@ impl LocalStore {
         let db = Database::create(&path)
             .map_err(|e| unavailable(&format!("open {}", path.display()), e))?;
         let txn = db.begin_write().map_err(|e| unavailable("begin", e))?;
-        for table in [LIVE, ARCHIVE, QUARANTINE] {
+        let migrated = super::local_migration::migrate(&txn)?;
+        if migrated > 0 {
+            tracing::info!(
+                incidents = migrated,
+                path = %path.display(),
+                "moved the local store's live incidents to the frame log layout"
+            );
+        }
+        txn.open_table(LIVE)
+            .map_err(|e| unavailable("create table", e))?;
+        for table in [ARCHIVE, QUARANTINE] {
             txn.open_table(table)
                 .map_err(|e| unavailable("create table", e))?;
         }
-        txn.open_table(CHANGES)
+        txn.open_table(FRAME_LOG)
             .map_err(|e| unavailable("create table", e))?;
         txn.open_table(FRAME_NUMBERS)
             .map_err(|e| unavailable("create table", e))?;
@@ -65,7 +85,10 @@ impl LocalStore {
         super::local_subscriptions::create_tables(&txn)?;
         super::local_pagerduty_keys::create_tables(&txn)?;
         txn.commit().map_err(|e| unavailable("commit", e))?;
-        Ok(LocalStore { db: Arc::new(db) })
+        Ok(LocalStore {
+            db: Arc::new(db),
+            sweep_from: Arc::default(),
+        })
     }
 
     /// `definition`'s table, in a read transaction of its own.
@@ -95,33 +118,36 @@ impl LocalStore {
         let live = txn
             .open_table(LIVE)
             .map_err(|e| unavailable("open table", e))?;
-        let changes = txn
-            .open_table(CHANGES)
+        let log = txn
+            .open_table(FRAME_LOG)
             .map_err(|e| unavailable("open table", e))?;
-        let mut frames: HashMap<String, Vec<u8>> = HashMap::new();
-        for entry in changes
-            .range((shard, "", 0)..(shard + 1, "", 0))
-            .map_err(|e| unavailable("read", e))?
-        {
-            let (key, frame) = entry.map_err(|e| unavailable("read", e))?;
-            let (_, id, _) = key.value();
-            frames
-                .entry(id.to_string())
-                .or_default()
-                .extend_from_slice(frame.value());
-        }
         let mut snapshot = ShardSnapshot::default();
+        // Per incident: its entry in `snapshot.incidents` and first own frame.
+        let mut found: HashMap<String, (usize, u64)> = HashMap::new();
         for entry in live
             .range((shard, "")..(shard + 1, ""))
             .map_err(|e| unavailable("read", e))?
         {
             let (key, value) = entry.map_err(|e| unavailable("read", e))?;
             let (_, id) = key.value();
-            let mut bytes = value.value().to_vec();
-            bytes.extend_from_slice(frames.get(id).map_or(&[], Vec::as_slice));
+            let (first_frame, whole) = value.value();
+            found.insert(id.to_string(), (snapshot.incidents.len(), first_frame));
             snapshot
                 .incidents
-                .push((format!("shard-{shard}/{id}"), bytes));
+                .push((format!("shard-{shard}/{id}"), whole.to_vec()));
+        }
+        for entry in log
+            .range(frames_of(shard))
+            .map_err(|e| unavailable("read", e))?
+        {
+            let (key, value) = entry.map_err(|e| unavailable("read", e))?;
+            let (id, frame) = value.value();
+            match found.get(id) {
+                Some(&(at, first_frame)) if key.value().1 >= first_frame => {
+                    snapshot.incidents[at].1.extend_from_slice(frame)
+                }
+                _ => {} // obsolete, not swept yet
+            }
         }
         let offsets = txn
             .open_table(OFFSETS)
@@ -143,6 +169,8 @@ impl LocalStore {
             .db
             .begin_write()
             .map_err(|e| unavailable("begin write", e))?;
+        let sweep_from = self.sweep_start(shard);
+        let sweep_next;
         {
             let mut live = txn
                 .open_table(LIVE)
@@ -153,45 +181,44 @@ impl LocalStore {
             let mut offsets = txn
                 .open_table(OFFSETS)
                 .map_err(|e| unavailable("open table", e))?;
-            let mut changes = txn
-                .open_table(CHANGES)
+            let mut log = txn
+                .open_table(FRAME_LOG)
                 .map_err(|e| unavailable("open table", e))?;
             let mut frame_numbers = txn
                 .open_table(FRAME_NUMBERS)
                 .map_err(|e| unavailable("open table", e))?;
-            // Read when the batch has its first frame; entry i of the batch
-            // numbers its frame first + i.
-            let mut first_number = None;
+            // Entry i of the batch takes number first + i: a frame as its key
+            // in the log, a whole write as the first frame that is its own.
+            let first = match frame_numbers
+                .get(shard)
+                .map_err(|e| unavailable("read", e))?
+            {
+                Some(first) => first.value(),
+                None => 0,
+            };
+            let mut appended = 0;
             // An error drops the transaction uncommitted: nothing is written.
             for (i, (incident, write)) in batch.upserts.iter().enumerate() {
+                let number = first + i as u64;
                 let id = incident.to_string();
                 let key = (shard, id.as_str());
                 match write {
                     SnapshotWrite::Whole(bytes) => {
-                        live.insert(key, bytes.as_slice())
+                        live.insert(key, (number, bytes.as_slice()))
                             .map_err(|e| unavailable("write", e))?;
-                        remove_changes(&mut changes, shard, &id)?;
                     }
                     SnapshotWrite::Append(frame) => {
                         let stored = live.get(key).map_err(|e| unavailable("read", e))?;
                         if stored.is_none() {
                             return Err(StoreError::NothingToAppendTo { id: *incident });
                         }
-                        let first = match first_number {
-                            Some(first) => first,
-                            None => *first_number.insert(first_frame_number(
-                                &frame_numbers,
-                                &changes,
-                                shard,
-                            )?),
-                        };
-                        changes
-                            .insert((shard, id.as_str(), first + i as u64), frame.as_slice())
+                        log.insert((shard, number), (id.as_str(), frame.as_slice()))
                             .map_err(|e| unavailable("write", e))?;
+                        appended += 1;
                     }
                 }
             }
-            if let Some(first) = first_number {
+            if !batch.upserts.is_empty() {
                 frame_numbers
                     .insert(shard, first + batch.upserts.len() as u64)
                     .map_err(|e| unavailable("write", e))?;
@@ -200,7 +227,6 @@ impl LocalStore {
                 let id = id.to_string();
                 live.remove((shard, id.as_str()))
                     .map_err(|e| unavailable("write", e))?;
-                remove_changes(&mut changes, shard, &id)?;
                 archive
                     .insert((shard, id.as_str()), bytes.as_slice())
                     .map_err(|e| unavailable("write", e))?;
@@ -210,8 +236,25 @@ impl LocalStore {
                     .insert((shard, source.as_str()), *offset)
                     .map_err(|e| unavailable("write", e))?;
             }
+            sweep_next = sweep_frames(
+                &live,
+                &mut log,
+                shard,
+                sweep_from,
+                2 * appended + SWEEP_EXTRA,
+            )?;
         }
-        txn.commit().map_err(|e| unavailable("commit", e))
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        self.sweep_from
+            .lock()
+            .expect("sweep positions")
+            .insert(shard, sweep_next);
+        Ok(())
+    }
+
+    fn sweep_start(&self, shard: u32) -> u64 {
+        let positions = self.sweep_from.lock().expect("sweep positions");
+        positions.get(&shard).copied().unwrap_or(0)
     }
 
     fn quarantine_blocking(&self, shard: u32, key: &str) -> Result<(), StoreError> {
@@ -224,21 +267,28 @@ impl LocalStore {
             let mut live = txn
                 .open_table(LIVE)
                 .map_err(|e| unavailable("open table", e))?;
-            let whole = live
+            let removed = live
                 .remove((shard, id))
                 .map_err(|e| unavailable("write", e))?
-                .map(|v| v.value().to_vec());
-            if let Some(mut bytes) = whole {
-                // What restore failed to decode: the whole and its frames.
-                let mut changes = txn
-                    .open_table(CHANGES)
+                .map(|v| {
+                    let (first_frame, whole) = v.value();
+                    (first_frame, whole.to_vec())
+                });
+            if let Some((first_frame, mut bytes)) = removed {
+                // What restore failed to decode: the whole and its frames,
+                // which are obsolete now and left to the sweep.
+                let log = txn
+                    .open_table(FRAME_LOG)
                     .map_err(|e| unavailable("open table", e))?;
-                for frame in changes
-                    .extract_from_if(frames_of(shard, id), |_, _| true)
-                    .map_err(|e| unavailable("write", e))?
+                for entry in log
+                    .range((shard, first_frame)..=(shard, u64::MAX))
+                    .map_err(|e| unavailable("read", e))?
                 {
-                    let (_, frame) = frame.map_err(|e| unavailable("write", e))?;
-                    bytes.extend_from_slice(frame.value());
+                    let (_, value) = entry.map_err(|e| unavailable("read", e))?;
+                    let (frame_of, frame) = value.value();
+                    if frame_of == id {
+                        bytes.extend_from_slice(frame);
+                    }
                 }
                 let mut quarantine = txn
                     .open_table(QUARANTINE)
@@ -261,62 +311,56 @@ impl LocalStore {
     #[cfg(test)]
     fn change_frame_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        let changes = self.read_table(CHANGES)?;
-        changes.len().map_err(|e| unavailable("read", e))
+        let log = self.read_table(FRAME_LOG)?;
+        log.len().map_err(|e| unavailable("read", e))
     }
 }
 
-/// The first frame number this commit of `shard` may use. A store written
-/// before `FRAME_NUMBERS` existed numbered each incident's frames from 0:
-/// its first commit since starts after the highest number stored.
-fn first_frame_number(
-    frame_numbers: &Table<u32, u64>,
-    changes: &Table<(u32, &str, u64), &[u8]>,
+/// The keys of `shard`'s change frames in `FRAME_LOG`.
+fn frames_of(shard: u32) -> RangeInclusive<(u32, u64)> {
+    (shard, 0)..=(shard, u64::MAX)
+}
+
+/// Looks at up to `budget` frames of `shard`'s log from number `from` on
+/// and deletes those that are obsolete: their incident left the live set,
+/// or was written whole since. Returns where the next sweep starts: after
+/// the last frame looked at, or 0 once the end of the log was reached.
+fn sweep_frames(
+    live: &Table<(u32, &str), (u64, &[u8])>,
+    log: &mut Table<(u32, u64), (&str, &[u8])>,
     shard: u32,
+    from: u64,
+    budget: usize,
 ) -> Result<u64, StoreError> {
-    if let Some(first) = frame_numbers
-        .get(shard)
+    let mut obsolete = Vec::new();
+    let mut next = 0;
+    for (looked_at, entry) in log
+        .range((shard, from)..=(shard, u64::MAX))
         .map_err(|e| unavailable("read", e))?
+        .enumerate()
     {
-        return Ok(first.value());
+        let (key, value) = entry.map_err(|e| unavailable("read", e))?;
+        let number = key.value().1;
+        if looked_at == budget {
+            next = number;
+            break;
+        }
+        let (id, _) = value.value();
+        let current = live
+            .get((shard, id))
+            .map_err(|e| unavailable("read", e))?
+            .is_some_and(|stored| stored.value().0 <= number);
+        if !current {
+            obsolete.push(number);
+        }
     }
-    let mut first = 0;
-    for row in changes
-        .range((shard, "", 0)..(shard + 1, "", 0))
-        .map_err(|e| unavailable("read", e))?
-    {
-        let (key, _) = row.map_err(|e| unavailable("read", e))?;
-        first = first.max(key.value().2 + 1);
-    }
-    Ok(first)
-}
-
-/// The keys of incident `id`'s change frames in `CHANGES`.
-fn frames_of(shard: u32, id: &str) -> RangeInclusive<(u32, &str, u64)> {
-    (shard, id, 0)..=(shard, id, u64::MAX)
-}
-
-/// Deletes the change frames stored for incident `id`. Key by key, not
-/// with `retain_in`: that copies the leaf again for every row it deletes
-/// (it must not change the tree it iterates over), while `remove` changes
-/// in place a page this transaction already copied.
-fn remove_changes(
-    changes: &mut Table<(u32, &str, u64), &[u8]>,
-    shard: u32,
-    id: &str,
-) -> Result<(), StoreError> {
-    let numbers = changes
-        .range(frames_of(shard, id))
-        .map_err(|e| unavailable("read", e))?
-        .map(|row| row.map(|(key, _)| key.value().2))
-        .collect::<Result<Vec<u64>, _>>()
-        .map_err(|e| unavailable("read", e))?;
-    for number in numbers {
-        changes
-            .remove((shard, id, number))
+    // Key by key: `retain_in` copies the leaf again for every row it
+    // deletes, while `remove` changes a page this transaction already copied.
+    for number in obsolete {
+        log.remove((shard, number))
             .map_err(|e| unavailable("write", e))?;
     }
-    Ok(())
+    Ok(next)
 }
 
 /// Runs one blocking store call off the async threads.
@@ -371,7 +415,7 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         incidentd_actors::ports::store_check::check_change_frames(&store, 0).await;
 
-        // Archiving and quarantine delete an incident's frames with it.
+        // Archiving and quarantine make an incident's frames obsolete.
         let (a, b) = (
             IncidentId::new(Timestamp(10)),
             IncidentId::new(Timestamp(11)),
@@ -403,43 +447,67 @@ mod tests {
             .quarantine(1, &format!("shard-1/{b}"), "test")
             .await
             .unwrap();
+        // Their frames are obsolete now; the next commit sweeps them out.
+        store
+            .save_batch(1, &SnapshotBatch::default())
+            .await
+            .unwrap();
         assert_eq!(store.change_frame_count().unwrap(), 0);
     }
 
-    /// A store written before frame numbers were kept per shard numbered
-    /// each incident's frames from 0; frames appended after the upgrade
-    /// must come after those, not replace them.
+    /// Frames made obsolete by whole writes are swept out as commits go
+    /// on, so the log stays within a bound of the frames still current,
+    /// and a restore reads each incident's current frames in order.
     #[tokio::test]
-    async fn frames_appended_after_frames_of_an_older_build_come_after_them() {
+    async fn the_frame_log_keeps_about_the_current_frames_and_restores_them_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let a = IncidentId::new(Timestamp(10));
-        let id = a.to_string();
-        let txn = store.write().unwrap();
-        {
-            let mut live = txn.open_table(LIVE).unwrap();
-            live.insert((0, id.as_str()), [1u8].as_slice()).unwrap();
-            let mut changes = txn.open_table(CHANGES).unwrap();
-            for n in 0..3u8 {
-                changes
-                    .insert((0, id.as_str(), u64::from(n)), [10 + n].as_slice())
-                    .unwrap();
-            }
-        }
-        txn.commit().unwrap();
-
-        for byte in [20, 21] {
+        let ids: Vec<IncidentId> = (0..200).map(|n| IncidentId::new(Timestamp(n))).collect();
+        // What a restore must read per incident: its whole and frames since.
+        let mut expected: Vec<Vec<u8>> = vec![Vec::new(); ids.len()];
+        let mut most_current = 0;
+        for commit in 0..120u32 {
+            let upserts = ids
+                .iter()
+                .enumerate()
+                // The first commit writes every incident whole; later ones
+                // write 3 of every 4, one in five of those whole, at
+                // different commits for each incident.
+                .filter(|(n, _)| commit == 0 || (*n as u32 + commit) % 4 != 0)
+                .map(|(n, id)| {
+                    let byte = [commit as u8, n as u8];
+                    if commit == 0 || (n as u32 + commit) % 5 == 0 {
+                        expected[n] = byte.to_vec();
+                        (*id, SnapshotWrite::Whole(Arc::new(byte.to_vec())))
+                    } else {
+                        expected[n].extend_from_slice(&byte);
+                        (*id, SnapshotWrite::Append(Arc::new(byte.to_vec())))
+                    }
+                })
+                .collect();
             let batch = SnapshotBatch {
-                upserts: vec![(a, SnapshotWrite::Append(Arc::new(vec![byte])))],
+                upserts,
                 ..SnapshotBatch::default()
             };
             store.save_batch(0, &batch).await.unwrap();
+            let current: usize = expected.iter().map(|bytes| bytes.len() / 2 - 1).sum();
+            most_current = most_current.max(current);
+            let rows = store.change_frame_count().unwrap() as usize;
+            assert!(
+                rows <= 2 * most_current + 2 * ids.len() + SWEEP_EXTRA,
+                "commit {commit}: {rows} frames in the log, {current} of them current"
+            );
         }
-        let restored = store.load_shard(0).await.unwrap();
-        assert_eq!(
-            restored.incidents,
-            vec![(format!("shard-0/{a}"), vec![1, 10, 11, 12, 20, 21])]
-        );
+        let restored: BTreeMap<String, Vec<u8>> = store
+            .load_shard(0)
+            .await
+            .unwrap()
+            .incidents
+            .into_iter()
+            .collect();
+        for (id, bytes) in ids.iter().zip(&expected) {
+            assert_eq!(restored.get(&format!("shard-0/{id}")), Some(bytes));
+        }
     }
 
     #[tokio::test]

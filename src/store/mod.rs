@@ -4,6 +4,7 @@
 
 mod json;
 mod local;
+mod local_migration;
 mod local_pagerduty_keys;
 mod local_subscriptions;
 mod redis;
