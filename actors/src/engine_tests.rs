@@ -322,6 +322,22 @@ async fn submit_returns_once_stored() {
     assert_eq!(a.alerts.len(), 2);
 }
 
+/// The read model shows what an incident took, also when the batch that
+/// opened it holds alerts after the first that change no more than its
+/// counters (a duplicate raises no event to refresh the summary with).
+#[tokio::test(start_paused = true)]
+async fn the_read_model_counts_every_alert_of_the_batch_that_opened_an_incident() {
+    for passivation in [true, false] {
+        let h = start(passivation).await;
+        h.engine
+            .submit(vec![firing("A", "1"), firing("A", "1")])
+            .await
+            .unwrap();
+        let summary = h.engine.read_model().get(&incident_of(&h, "A")).unwrap();
+        assert_eq!(summary.total_alerts, 2, "passivation {passivation}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn resolved_alert_without_incident_opens_nothing() {
     let h = start(false).await;

@@ -633,12 +633,20 @@ impl ShardState {
             rules,
             &mut events,
         );
-        let bounced = incident.apply_alerts(alerts.collect(), now, rules, &mut events);
+        let rest: Vec<Alert> = alerts.collect();
+        let took_more = !rest.is_empty();
+        let bounced = incident.apply_alerts(rest, now, rules, &mut events);
         debug_assert!(
             bounced.is_empty(),
             "a new incident is not resolved, so it takes every alert"
         );
         self.context.publish(&incident, events);
+        if took_more {
+            // The last event's summary misses what raised no event (a
+            // duplicate's count), and a passivated incident's summary is
+            // not refreshed by its first flush.
+            self.context.read_model.insert(Arc::new(incident.summary()));
+        }
         telemetry::alert_to_event(received.elapsed());
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
