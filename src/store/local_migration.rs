@@ -98,6 +98,21 @@ mod tests {
         txn.commit().unwrap();
     }
 
+    /// An older build opens `live_incidents` as whole encodings only; it
+    /// must fail on a moved store rather than find it empty.
+    #[test]
+    fn the_old_layout_cannot_open_a_moved_store() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalStore::open(dir.path()).unwrap());
+        let db = redb::Database::create(dir.path().join("incidentd.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let refused = txn.open_table(OLD_LIVE).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(refused, redb::TableError::TableTypeMismatch { .. }),
+            "{refused}"
+        );
+    }
+
     #[tokio::test]
     async fn a_store_of_the_old_layout_keeps_every_incident_and_takes_new_frames_after_them() {
         let dir = tempfile::tempdir().unwrap();
