@@ -137,7 +137,7 @@ impl LocalStore {
                 .push((format!("shard-{shard}/{id}"), whole.to_vec()));
         }
         for entry in log
-            .range(frames_of(shard))
+            .range(frames_from(shard, 0))
             .map_err(|e| unavailable("read", e))?
         {
             let (key, value) = entry.map_err(|e| unavailable("read", e))?;
@@ -281,7 +281,7 @@ impl LocalStore {
                     .open_table(FRAME_LOG)
                     .map_err(|e| unavailable("open table", e))?;
                 for entry in log
-                    .range((shard, first_frame)..=(shard, u64::MAX))
+                    .range(frames_from(shard, first_frame))
                     .map_err(|e| unavailable("read", e))?
                 {
                     let (_, value) = entry.map_err(|e| unavailable("read", e))?;
@@ -316,9 +316,9 @@ impl LocalStore {
     }
 }
 
-/// The keys of `shard`'s change frames in `FRAME_LOG`.
-fn frames_of(shard: u32) -> RangeInclusive<(u32, u64)> {
-    (shard, 0)..=(shard, u64::MAX)
+/// The keys of `shard`'s change frames in `FRAME_LOG` numbered `from` on.
+fn frames_from(shard: u32, from: u64) -> RangeInclusive<(u32, u64)> {
+    (shard, from)..=(shard, u64::MAX)
 }
 
 /// Looks at up to `budget` frames of `shard`'s log from number `from` on
@@ -335,7 +335,7 @@ fn sweep_frames(
     let mut obsolete = Vec::new();
     let mut next = 0;
     for (looked_at, entry) in log
-        .range((shard, from)..=(shard, u64::MAX))
+        .range(frames_from(shard, from))
         .map_err(|e| unavailable("read", e))?
         .enumerate()
     {
