@@ -12,7 +12,7 @@ use crate::model::{
     IncidentStatus, NewIncident, Severity, Timestamp,
 };
 use crate::ports::memory::{CollectingSink, MemoryStore};
-use crate::ports::{AlertRecord, Progress, SourcePosition, TokioClock};
+use crate::ports::{AlertRecord, Progress, SnapshotStore, SourcePosition, TokioClock};
 use crate::routing::RouteConfig;
 use crate::{compile_rules, Engine, EngineError, EngineSettings, Ports};
 
@@ -762,6 +762,72 @@ async fn replayed_offsets_change_nothing() {
         .unwrap();
     let id = incident_of(&h, "A");
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 1);
+}
+
+/// A stream caller told to resend because an incident failed before its
+/// input was stored sends the same position again: that resend is applied,
+/// not skipped as a replay, and until it arrives the stored offset stops
+/// short of it (a crash meanwhile reads the stream again from there).
+#[tokio::test(start_paused = true)]
+async fn a_resend_after_an_incident_failed_is_applied_not_skipped_as_a_replay() {
+    let h = Arc::new(start(false).await);
+    let shard = h.engine.shards_of(&firing("A", "1"))[0];
+    let at = |offset| {
+        Progress::at(Some(SourcePosition {
+            source: "keyed/0".into(),
+            offset,
+        }))
+    };
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "1")], at(1))
+        .await
+        .unwrap();
+    let id = incident_of(&h, "A");
+    let stored_offset = |h: &Arc<Harness>| {
+        let h = h.clone();
+        async move { h.store.load_shard(shard).await.unwrap().offsets["keyed/0"] }
+    };
+
+    h.store.hold_saves();
+    let lost = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            h.engine
+                .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.engine.crash_incident(id);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.store.stop_holding();
+    let err = lost.await.unwrap().unwrap_err();
+    assert!(matches!(err, EngineError::Retry(_)), "{err}");
+    assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 1);
+
+    // Later input is applied and stored, the lost position's offset is not.
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "3")], at(3))
+        .await
+        .unwrap();
+    assert_eq!(stored_offset(&h).await, 1);
+
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .await
+        .unwrap();
+    let incident = h.engine.incident(id).await.unwrap();
+    assert_eq!(incident.total_alerts, 3, "the resend was applied");
+    assert_eq!(incident.alerts.len(), 3);
+    h.engine.sync().await.unwrap();
+    assert_eq!(stored_offset(&h).await, 3);
+
+    // Once applied, the position is a replay like any other.
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .await
+        .unwrap();
+    assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 3);
 }
 
 /// A consumer hands over its next batch while the last one awaits its group

@@ -217,8 +217,9 @@ impl Worker {
     }
 
     /// Reports a handed-over step's offset once it is stored. When that
-    /// commit failed, the step is sent again (a replay the shard skips, as
-    /// it has applied it) until a later commit stores it.
+    /// commit failed, the step is sent again until a later commit stores it:
+    /// a replay the shard skips when it still holds the step's effect, or
+    /// applies again when an incident that took it failed before storing.
     async fn confirm(&self, step: Step, stored: Result<(), EngineError>) -> bool {
         match stored {
             Ok(()) => {

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use crate::engine::EngineError;
 use crate::incident::{IncidentMsg, SnapshotReply};
 use crate::model::IncidentId;
-use crate::ports::{SnapshotBatch, SnapshotWrite, StoreError};
+use crate::ports::{SnapshotBatch, SnapshotWrite, SourcePosition, StoreError};
 use crate::telemetry;
 
 use super::entry::Entry;
@@ -34,6 +34,9 @@ pub(crate) struct Round {
     /// Some input of the round reached no incident (one could not be
     /// activated): its callers resend.
     pub lost: bool,
+    /// The stream positions the round applied: awaited again when its
+    /// callers are told to resend.
+    pub positions: Vec<SourcePosition>,
 }
 
 #[derive(Default)]
@@ -76,15 +79,6 @@ pub(crate) struct FlushOutcome {
     bounced: bool,
     round: Round,
     duration: Duration,
-}
-
-/// Answers callers whose input an incident actor may have lost by failing.
-pub(super) fn tell_to_resend(waiters: Vec<Waiter>) {
-    for waiter in waiters {
-        let _ = waiter.send(Err(EngineError::Retry(
-            "an incident restarted before its changes were stored".into(),
-        )));
-    }
 }
 
 /// Gathers the snapshots, publishes pending events, then stores the batch.
@@ -230,7 +224,7 @@ impl ShardState {
             ready,
             asks,
             archived: std::mem::take(&mut self.archived),
-            offsets: self.offsets.clone(),
+            offsets: self.resends.storable(&self.offsets),
             round: std::mem::take(&mut self.round),
         })
     }
@@ -283,12 +277,13 @@ impl ShardState {
                 }
                 telemetry::snapshot_bytes_written(whole, changes);
                 if lost {
-                    tell_to_resend(round.waiters);
+                    self.ask_to_resend(round.waiters, round.positions);
                     self.context.load.release(round.alerts);
                 } else if bounced {
                     // The alerts an incident handed back opened a new
                     // incident after this flush began: wait one more round.
                     self.round.waiters.extend(round.waiters);
+                    self.round.positions.extend(round.positions);
                     self.round.alerts += round.alerts;
                 } else {
                     for waiter in round.waiters {

@@ -6,6 +6,7 @@ mod entry;
 mod flush;
 mod load;
 mod passivation;
+mod resend;
 mod supervisor;
 mod timers;
 

@@ -20,7 +20,8 @@ use crate::telemetry;
 
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
-use super::flush::{tell_to_resend, FlushControl, FlushOutcome, Round};
+use super::flush::{FlushControl, FlushOutcome, Round};
+use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
 use super::ShardContext;
 
@@ -135,6 +136,7 @@ pub(crate) struct ShardState {
     pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     pub(super) round: Round,
     pub(super) offsets: BTreeMap<String, i64>,
+    pub(super) resends: AwaitedResends,
     pub(super) flush: FlushControl,
     pub(super) sweep_scheduled: bool,
     pub(super) stopping: bool,
@@ -168,6 +170,7 @@ impl Actor for ShardSupervisor {
             archived: Vec::new(),
             round: Round::default(),
             offsets: args.offsets,
+            resends: AwaitedResends::default(),
             flush: FlushControl::default(),
             sweep_scheduled: false,
             stopping: false,
@@ -398,20 +401,25 @@ impl ShardState {
 
     /// Records that `position` is applied; false when it was already (a
     /// replay after a restart or hand-over), so its input must change nothing.
+    /// A position whose input was lost and resent is applied again.
     fn advance(&mut self, position: Option<SourcePosition>) -> bool {
         let Some(position) = position else {
             return true;
         };
-        if self
-            .offsets
-            .get(&position.source)
-            .is_some_and(|applied| position.offset <= *applied)
-        {
-            return false;
+        if !self.resends.take(&position) {
+            if self
+                .offsets
+                .get(&position.source)
+                .is_some_and(|applied| position.offset <= *applied)
+            {
+                return false;
+            }
+            // Stored with the next flush that has changes; input that
+            // changed nothing may be replayed harmlessly.
+            self.offsets
+                .insert(position.source.clone(), position.offset);
         }
-        // Stored with the next flush that has changes; input that changed
-        // nothing may be replayed harmlessly.
-        self.offsets.insert(position.source, position.offset);
+        self.round.positions.push(position);
         true
     }
 
@@ -761,7 +769,9 @@ impl ShardState {
         telemetry::incident_restarted();
         // Input taken so far may have been in the failed actor's mailbox;
         // input from now on goes to the restarted incident.
-        tell_to_resend(std::mem::take(&mut self.round.waiters));
+        let waiters = std::mem::take(&mut self.round.waiters);
+        let positions = std::mem::take(&mut self.round.positions);
+        self.ask_to_resend(waiters, positions);
         self.flush.restarted_in_flight |= self.flush.in_flight;
         let frames: Vec<&[u8]> = restart_from.iter().map(|frame| frame.as_slice()).collect();
         let bytes = Arc::new(frames.concat());
