@@ -532,14 +532,16 @@ impl Engine {
         position: Option<SourcePosition>,
     ) -> Result<Arc<IncidentSummary>, CommandError> {
         let (tx, rx) = oneshot::channel();
+        let (durable_tx, durable) = oneshot::channel();
         let message = ShardMsg::Command {
             id,
             command,
             actor: actor.to_string(),
             position,
             reply: tx,
+            durable: durable_tx,
         };
-        self.ask_durable(shard, message, rx).await
+        self.ask_durable(shard, message, rx, durable).await
     }
 
     /// Opens an incident by hand; returns it once stored.
@@ -564,14 +566,16 @@ impl Engine {
         Engine::validate_new_incident(&request)?;
         let shard = self.shard_of_new_incident(&request.tenant, id);
         let (tx, rx) = oneshot::channel();
+        let (durable_tx, durable) = oneshot::channel();
         let message = ShardMsg::Create {
             id,
             request,
             actor: actor.to_string(),
             position,
             reply: tx,
+            durable: durable_tx,
         };
-        self.ask_durable(shard, message, rx).await
+        self.ask_durable(shard, message, rx, durable).await
     }
 
     /// Sends a change to a shard and answers once it is stored.
@@ -580,13 +584,15 @@ impl Engine {
         shard: usize,
         message: ShardMsg,
         reply: oneshot::Receiver<Result<Arc<IncidentSummary>, CommandError>>,
+        durable: oneshot::Receiver<Result<(), EngineError>>,
     ) -> Result<Arc<IncidentSummary>, CommandError> {
-        self.check_sink_room()
-            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        let unavailable = |e: EngineError| CommandError::Unavailable(e.to_string());
+        self.check_sink_room().map_err(unavailable)?;
         let summary = self.ask(shard, message, reply).await??;
-        self.sync_shard(shard)
+        durable
             .await
-            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+            .map_err(|_| unavailable(EngineError::NotOwned { shard }))?
+            .map_err(unavailable)?;
         Ok(summary)
     }
 

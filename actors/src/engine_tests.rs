@@ -500,6 +500,43 @@ async fn panicking_incident_restarts_from_last_state_and_neighbours_are_untouche
     assert_eq!(neighbour.seq, 2);
 }
 
+/// A command's caller waits for the commit of the round the shard applied
+/// it in, and is told to resend when its incident fails before that commit
+/// ends: an answered command is never missing from what the incident
+/// restarts from.
+#[tokio::test(start_paused = true)]
+async fn a_command_whose_incident_failed_before_its_commit_ended_is_not_acknowledged() {
+    let h = Arc::new(start(false).await);
+    h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+    let a = incident_of(&h, "A");
+    h.store.hold_saves();
+    let note = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let note = Command::AddNote {
+                text: "lost".into(),
+            };
+            h.engine.command(a, note, "x").await
+        })
+    };
+    // Applied, answered and in the commit held in flight, then the failure.
+    while h.engine.read_model().get(&a).unwrap().seq < 2 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.engine.crash_incident(a);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.store.stop_holding();
+    let answer = note.await.unwrap();
+    assert!(
+        matches!(answer, Err(CommandError::Unavailable(_))),
+        "{answer:?}"
+    );
+    h.engine.sync().await.unwrap();
+    let restarted = h.engine.incident(a).await.unwrap();
+    assert_eq!(restarted.seq, 1, "restarted from the stored state");
+}
+
 #[tokio::test(start_paused = true)]
 async fn restore_rearms_escalation_and_fires_each_step_once() {
     for passivation in [true, false] {
@@ -722,19 +759,19 @@ async fn an_incident_passivated_woken_and_failed_during_commits_keeps_every_ackn
     );
     assert_eq!(restarted.timeline.back().unwrap().message, "note: two");
     // It has no trace of the waking alert, stored by the commit in flight
-    // when it failed: that commit's callers must be told to resend. (The
-    // notes' callers wait for it too: a command's caller joins the commit
-    // after the one running when its reply reached the shard.)
+    // when it failed: that commit's callers must be told to resend. A
+    // command's caller waits for the commit of the round it was applied in:
+    // the first note's commit ended, the second note's was in flight.
     assert_eq!(restarted.total_alerts, 21);
     let resend = waker.await.unwrap();
     assert!(matches!(resend, Err(EngineError::Retry(_))), "{resend:?}");
-    for note in [first, second] {
-        let answer = note.await.unwrap();
-        assert!(
-            matches!(answer, Err(CommandError::Unavailable(_))),
-            "{answer:?}"
-        );
-    }
+    let first = first.await.unwrap();
+    assert_eq!(first, Ok(seq_with_both_notes - 1));
+    let second = second.await.unwrap();
+    assert!(
+        matches!(second, Err(CommandError::Unavailable(_))),
+        "{second:?}"
+    );
     h.engine.submit(vec![firing("A", "1")]).await.unwrap();
     settle(&h).await;
     let live = h.engine.incident(id).await.unwrap();

@@ -74,6 +74,8 @@ pub(crate) enum ShardMsg {
         actor: String,
         position: Option<SourcePosition>,
         reply: SummaryReply,
+        /// Told once the commit of the round the shard applied it in ends.
+        durable: Waiter,
     },
     Create {
         id: IncidentId,
@@ -81,6 +83,8 @@ pub(crate) enum ShardMsg {
         actor: String,
         position: Option<SourcePosition>,
         reply: SummaryReply,
+        /// Told once the commit of the round the shard applied it in ends.
+        durable: Waiter,
     },
     Get {
         id: IncidentId,
@@ -245,12 +249,18 @@ impl Actor for ShardSupervisor {
                 actor,
                 position,
                 reply,
+                durable,
             } => {
                 if state.advance(position) {
                     state.on_command(&myself, id, command, actor, reply).await;
                 } else {
                     state.answer_replay(id, reply);
                 }
+                // Joins this round, whose callers an incident failure tells
+                // to resend: the answer reaches the caller before it is
+                // stored, and the incident may fail in between.
+                state.round.waiters.push(durable);
+                state.schedule_flush(&myself);
             }
             ShardMsg::Create {
                 id,
@@ -258,12 +268,18 @@ impl Actor for ShardSupervisor {
                 actor,
                 position,
                 reply,
+                durable,
             } => {
                 if state.advance(position) {
                     state.on_create(&myself, id, request, actor, reply).await;
                 } else {
                     state.answer_replay(id, reply);
                 }
+                // Joins this round, whose callers an incident failure tells
+                // to resend: the answer reaches the caller before it is
+                // stored, and the incident may fail in between.
+                state.round.waiters.push(durable);
+                state.schedule_flush(&myself);
             }
             ShardMsg::Get { id, reply } => state.on_get(id, reply),
             ShardMsg::CurrentOf {
