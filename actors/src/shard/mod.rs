@@ -2,6 +2,7 @@
 //! snapshots, and supervises the incident actors.
 
 mod context;
+mod dirty;
 mod entry;
 mod flush;
 mod load;
