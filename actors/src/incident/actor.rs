@@ -3,7 +3,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
-use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary, Timestamp};
+use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary};
 use crate::ports::SnapshotWrite;
 use crate::shard::{ShardContext, ShardMsg};
 use crate::telemetry;
@@ -42,33 +42,15 @@ pub(crate) struct SnapshotReply {
     pub bounced: bool,
 }
 
-impl SnapshotReply {
-    /// This snapshot followed by `next`, a later one of the same actor, as
-    /// one: the write that stores both, and the later summary.
-    pub fn then(self, next: SnapshotReply) -> SnapshotReply {
-        let live = match (self.live, next.live) {
-            (Some((before, _)), Some((write, summary))) => Some((before.then(write), summary)),
-            // Archived since (an archived incident writes nothing more).
-            (_, live) => live,
-        };
-        SnapshotReply {
-            live,
-            bounced: self.bounced || next.bounced,
-        }
-    }
-}
-
 pub(crate) type CommandReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
 
 pub(crate) enum IncidentMsg {
     /// Alerts of this incident's group, in arrival order, where they were
-    /// read, and when the engine took them. Answered with the snapshot after
-    /// them, for the shard's next commit.
+    /// read, and when the engine took them.
     Alerts {
         alerts: Vec<Alert>,
         records: RecordRuns,
         received: std::time::Instant,
-        snapshot: oneshot::Sender<SnapshotReply>,
     },
     Command {
         command: Command,
@@ -127,15 +109,11 @@ impl Actor for IncidentActor {
         let mut events = Vec::new();
         let generation_before = incident.timer_generation;
         let mut must_report = false;
-        // Sent last, after the input's events are published: a commit
-        // publishes pending events before it stores the snapshot holding them.
-        let mut snapshot_to = None;
         match message {
             IncidentMsg::Alerts {
                 alerts,
                 records,
                 received,
-                snapshot,
             } => {
                 let duplicates_before = incident.duplicate_alerts;
                 let count = alerts.len();
@@ -155,7 +133,6 @@ impl Actor for IncidentActor {
                         alerts: bounced,
                     });
                 }
-                snapshot_to = Some(snapshot);
             }
             IncidentMsg::Command {
                 command,
@@ -179,7 +156,10 @@ impl Actor for IncidentActor {
                 if whole {
                     state.writer.forget();
                 }
-                snapshot_to = Some(reply);
+                let live = show_in_read_model(&context, incident)
+                    .map(|summary| (state.writer.write(incident, now), summary));
+                let bounced = std::mem::take(&mut state.bounced_since_snapshot);
+                let _ = reply.send(SnapshotReply { live, bounced });
             }
             IncidentMsg::Passivate(reply) => {
                 show_in_read_model(&context, incident);
@@ -199,21 +179,7 @@ impl Actor for IncidentActor {
         if must_report || incident.timer_generation != generation_before || incident.archived {
             context.report(&state.shard, incident);
         }
-        if let Some(reply) = snapshot_to {
-            let _ = reply.send(state.snapshot(now));
-        }
         Ok(())
-    }
-}
-
-impl IncidentState {
-    /// What to store of the incident now, with its summary (put in the read
-    /// model too).
-    fn snapshot(&mut self, now: Timestamp) -> SnapshotReply {
-        let live = show_in_read_model(&self.context, &self.incident)
-            .map(|summary| (self.writer.write(&mut self.incident, now), summary));
-        let bounced = std::mem::take(&mut self.bounced_since_snapshot);
-        SnapshotReply { live, bounced }
     }
 }
 

@@ -107,21 +107,6 @@ impl SnapshotWrite {
             SnapshotWrite::Whole(bytes) | SnapshotWrite::Append(bytes) => bytes,
         }
     }
-
-    /// One write that stores this one and then `next`: a whole encoding
-    /// replaces what came before, a frame is appended to it (a stored
-    /// incident is its whole encoding followed by any number of frames).
-    pub fn then(self, next: SnapshotWrite) -> SnapshotWrite {
-        match (self, next) {
-            (_, SnapshotWrite::Whole(bytes)) => SnapshotWrite::Whole(bytes),
-            (SnapshotWrite::Whole(before), SnapshotWrite::Append(frame)) => {
-                SnapshotWrite::Whole(Arc::new([&before[..], &frame[..]].concat()))
-            }
-            (SnapshotWrite::Append(before), SnapshotWrite::Append(frame)) => {
-                SnapshotWrite::Append(Arc::new([&before[..], &frame[..]].concat()))
-            }
-        }
-    }
 }
 
 /// One flush of one shard, stored atomically.
@@ -161,29 +146,4 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// returned it) out of the live set, keeping its bytes for a
     /// post-mortem, so the next restore does not trip over it again.
     async fn quarantine(&self, shard: usize, key: &str, reason: &str) -> Result<(), StoreError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn whole(bytes: &[u8]) -> SnapshotWrite {
-        SnapshotWrite::Whole(Arc::new(bytes.to_vec()))
-    }
-
-    fn frame(bytes: &[u8]) -> SnapshotWrite {
-        SnapshotWrite::Append(Arc::new(bytes.to_vec()))
-    }
-
-    #[test]
-    fn writes_in_a_row_are_one_write_that_stores_them_in_order() {
-        assert_eq!(whole(b"w").then(frame(b"1")), whole(b"w1"));
-        assert_eq!(frame(b"1").then(frame(b"2")), frame(b"12"));
-        assert_eq!(frame(b"1").then(whole(b"w")), whole(b"w"));
-        assert_eq!(whole(b"v").then(whole(b"w")), whole(b"w"));
-        assert_eq!(
-            whole(b"w").then(frame(b"1")).then(frame(b"2")),
-            whole(b"w12")
-        );
-    }
 }

@@ -61,8 +61,7 @@ pub(crate) struct FlushControl {
 /// One flush, taken out of the shard so it runs while the shard goes on.
 pub(crate) struct FlushJob {
     ready: Vec<(IncidentId, SnapshotWrite)>,
-    /// Each resident incident's snapshots, in order, and the actor they come from.
-    asks: Vec<(IncidentId, ActorId, Vec<oneshot::Receiver<SnapshotReply>>)>,
+    asks: Vec<(IncidentId, ActorId, oneshot::Receiver<SnapshotReply>)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     offsets: BTreeMap<String, i64>,
     round: Round,
@@ -95,9 +94,9 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     let mut upserts = job.ready;
     let mut unanswered = Vec::new();
     let mut bounced = false;
-    for (id, actor, replies) in job.asks {
-        match gather(replies).await {
-            Some(snapshot) => {
+    for (id, actor, reply) in job.asks {
+        match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
+            Ok(Ok(snapshot)) => {
                 bounced |= snapshot.bounced;
                 if let Some((write, summary)) = snapshot.live {
                     written_by.push(Some(actor));
@@ -105,7 +104,7 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
                     summaries.push(summary);
                 }
             }
-            None => unanswered.push(id),
+            _ => unanswered.push(id),
         }
     }
     let batch = SnapshotBatch {
@@ -140,23 +139,6 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
         round: job.round,
         duration: started.elapsed(),
     }
-}
-
-/// An incident's snapshots as one; None when any of them is missing (its
-/// actor failed or did not answer in time), as each continues the last.
-async fn gather(replies: Vec<oneshot::Receiver<SnapshotReply>>) -> Option<SnapshotReply> {
-    let mut gathered: Option<SnapshotReply> = None;
-    for reply in replies {
-        let next = tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply)
-            .await
-            .ok()?
-            .ok()?;
-        gathered = Some(match gathered {
-            Some(before) => before.then(next),
-            None => next,
-        });
-    }
-    gathered
 }
 
 impl ShardState {
@@ -203,9 +185,8 @@ impl ShardState {
         }
     }
 
-    /// Takes everything dirty into a job. An incident that only took alerts
-    /// since its last commit has sent its snapshots already; any other is
-    /// asked through its mailbox, behind every input already sent to it. So
+    /// Takes everything dirty into a job. Snapshot requests go through the
+    /// incidents' mailboxes, behind every input already sent to them, so
     /// each snapshot holds the effect of everything this round took.
     pub(super) fn begin_flush(&mut self) -> Option<FlushJob> {
         self.flush.scheduled = false;
@@ -218,25 +199,18 @@ impl ShardState {
         }
         let mut ready = Vec::new();
         let mut asks = Vec::new();
-        for (id, dirty) in self.dirty.drain() {
+        for id in self.dirty.drain() {
             match self.incidents.get(&id) {
                 Some(Entry::Active { actor, .. }) => {
-                    // Nearly always empty: skip hashing every id.
-                    let whole =
-                        !self.flush.write_whole.is_empty() && self.flush.write_whole.remove(&id);
-                    let (mut replies, ask) = dirty.replies_of(actor.get_id());
-                    if whole {
-                        // Each continues a write the store lost: the whole
-                        // snapshot asked for next replaces them all.
-                        replies.clear();
-                    }
-                    if ask || whole {
-                        let (tx, rx) = oneshot::channel();
-                        // A failed cast drops `tx`; the job sees it unanswered.
-                        let _ = actor.cast(IncidentMsg::Snapshot { reply: tx, whole });
-                        replies.push(rx);
-                    }
-                    asks.push((id, actor.get_id(), replies));
+                    let (tx, rx) = oneshot::channel();
+                    // A failed cast drops `tx`; the job sees it unanswered.
+                    let _ = actor.cast(IncidentMsg::Snapshot {
+                        reply: tx,
+                        // Nearly always empty: skip hashing every id.
+                        whole: !self.flush.write_whole.is_empty()
+                            && self.flush.write_whole.remove(&id),
+                    });
+                    asks.push((id, actor.get_id(), rx));
                 }
                 Some(Entry::Passive { bytes, .. }) => {
                     ready.push((id, SnapshotWrite::Whole(bytes.clone())))
@@ -272,9 +246,7 @@ impl ShardState {
         let restarted = std::mem::take(&mut self.flush.restarted_in_flight);
         let lost = round.lost || restarted || !unanswered.is_empty();
         self.flush.write_whole.extend(&unanswered);
-        for id in unanswered {
-            self.mark_changed(id);
-        }
+        self.dirty.extend(unanswered);
         match result {
             Ok(()) => {
                 self.flush.failures = 0;
@@ -340,10 +312,9 @@ impl ShardState {
                 self.flush.failures += 1;
                 self.context.load.set_store_error(Some(message.clone()));
                 tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
-                for (id, _) in saved {
-                    self.flush.write_whole.insert(id);
-                    self.mark_changed(id);
-                }
+                let saved = saved.into_iter().map(|(id, _)| id);
+                self.flush.write_whole.extend(saved.clone());
+                self.dirty.extend(saved);
                 self.archived.extend(archived);
                 for waiter in round.waiters {
                     let _ = waiter.send(Err(EngineError::NotDurable(message.clone())));

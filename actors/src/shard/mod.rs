@@ -2,7 +2,6 @@
 //! snapshots, and supervises the incident actors.
 
 mod context;
-mod dirty;
 mod entry;
 mod flush;
 mod load;

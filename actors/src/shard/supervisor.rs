@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +19,6 @@ use crate::routing::RouteSettings;
 use crate::telemetry;
 
 use super::context::IncidentUpdate;
-use super::dirty::Dirty;
 use super::entry::{Entry, GroupRef};
 use super::flush::{FlushControl, FlushOutcome, Round};
 use super::resend::AwaitedResends;
@@ -137,7 +136,7 @@ pub(crate) struct ShardState {
     pub(super) timers: TimerIndex,
     earliest: watch::Sender<Option<Timestamp>>,
     timer_task: tokio::task::JoinHandle<()>,
-    pub(super) dirty: HashMap<IncidentId, Dirty>,
+    pub(super) dirty: HashSet<IncidentId>,
     pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     pub(super) round: Round,
     pub(super) offsets: BTreeMap<String, i64>,
@@ -171,7 +170,7 @@ impl Actor for ShardSupervisor {
             timers: TimerIndex::default(),
             earliest,
             timer_task,
-            dirty: HashMap::new(),
+            dirty: HashSet::new(),
             archived: Vec::new(),
             round: Round::default(),
             offsets: args.offsets,
@@ -467,7 +466,7 @@ impl ShardState {
                     reply,
                 });
                 self.touch(id, self.context.clock.now());
-                self.mark_changed(id);
+                self.dirty.insert(id);
                 self.schedule_flush(myself);
             }
             None => {
@@ -548,7 +547,7 @@ impl ShardState {
         for (id, generation) in self.timers.pop_due(now) {
             if let Some(incident) = self.resident(myself, id).await {
                 let _ = incident.cast(IncidentMsg::Timer { generation });
-                self.mark_changed(id);
+                self.dirty.insert(id);
             }
         }
         // Always publish, even an unchanged deadline: the timer task waits
@@ -606,18 +605,13 @@ impl ShardState {
     ) {
         match self.resident(myself, id).await {
             Some(incident) => {
-                let (snapshot, reply) = oneshot::channel();
                 let _ = incident.cast(IncidentMsg::Alerts {
                     alerts,
                     records,
                     received,
-                    snapshot,
                 });
                 self.touch(id, now);
-                self.dirty
-                    .entry(id)
-                    .or_default()
-                    .expect(incident.get_id(), reply);
+                self.dirty.insert(id);
             }
             None => {
                 tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
@@ -697,7 +691,7 @@ impl ShardState {
         self.timers
             .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
-        self.mark_changed(id);
+        self.dirty.insert(id);
         if self.context.settings.passivation.enabled {
             self.incidents.insert(id, Entry::Passive { bytes, group });
         } else if let Some(actor) = self.spawn(myself, incident).await {
@@ -815,12 +809,6 @@ impl ShardState {
         }
     }
 
-    /// The incident changed by input its last snapshot does not hold: the
-    /// next commit asks for a newer one.
-    pub(super) fn mark_changed(&mut self, id: IncidentId) {
-        self.dirty.entry(id).or_default().mark_stale();
-    }
-
     fn touch(&mut self, id: IncidentId, now: Timestamp) {
         if let Some(Entry::Active { last_input, .. }) = self.incidents.get_mut(&id) {
             *last_input = now;
@@ -879,7 +867,7 @@ mod tests {
     #[test]
     fn shard_of_is_stable_and_spreads() {
         assert_eq!(shard_of("t", "g1", 8), shard_of("t", "g1", 8));
-        let used: std::collections::HashSet<usize> = (0..200)
+        let used: HashSet<usize> = (0..200)
             .map(|i| shard_of("t", &format!("g{i}"), 8))
             .collect();
         assert_eq!(used.len(), 8);
