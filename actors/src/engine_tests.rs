@@ -661,6 +661,67 @@ async fn a_failing_store_is_retried_with_backoff_without_a_flush_interval() {
     assert_eq!(h.store.live_count(), 1);
 }
 
+/// Several batches of alerts and commands reach an incident while a commit
+/// is in flight: the next commit stores them all (as change frames of a
+/// large incident), and a restore from the store gives the incident as it
+/// lives.
+#[tokio::test(start_paused = true)]
+async fn batches_and_commands_taken_during_a_commit_are_all_stored_by_the_next() {
+    for passivation in [false, true] {
+        let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+        let store = Arc::new(MemoryStore::default());
+        let h = Arc::new(start_with(settings(passivation), store.clone(), clock.clone()).await);
+        // Sixty alerts make the incident large enough that its changes are
+        // stored as frames.
+        let alerts = (1..=60).map(|n| firing("A", &n.to_string())).collect();
+        // A frame holds the alerts seen since the last write: time passes
+        // between writes so that each holds only its own.
+        h.engine.submit(alerts).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        h.engine.submit(vec![firing("A", "1")]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let id = incident_of(&h, "A");
+        let submit = |instances: &[&str]| {
+            let h = h.clone();
+            let alerts: Vec<Alert> = instances.iter().map(|i| firing("A", i)).collect();
+            tokio::spawn(async move { h.engine.submit(alerts).await })
+        };
+
+        store.hold_saves();
+        let mut callers = vec![submit(&["61"])];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The commit of "61" is in flight; these join the next one.
+        callers.push(submit(&["62", "2"]));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let note = |text: &str| {
+            let (h, text) = (h.clone(), text.to_string());
+            tokio::spawn(async move { h.engine.command(id, Command::AddNote { text }, "x").await })
+        };
+        let mut notes = vec![note("between")];
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        callers.push(submit(&["63"]));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        callers.push(submit(&["64", "3", "63"]));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        notes.push(note("last"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        store.stop_holding();
+        for caller in callers {
+            caller.await.unwrap().unwrap();
+        }
+        for note in notes {
+            note.await.unwrap().unwrap();
+        }
+        let live = h.engine.incident(id).await.unwrap();
+        assert_eq!(live.alerts.len(), 64);
+        assert_eq!(live.total_alerts, 68);
+        h.engine.shutdown().await;
+
+        let restored = start_with(settings(passivation), store, clock).await;
+        assert_eq!(restored.engine.incident(id).await.unwrap(), live);
+    }
+}
+
 /// Commits after an incident's first store only its changes; one that the
 /// store failed to take must not leave a gap: the retry writes it whole.
 #[tokio::test(start_paused = true)]
