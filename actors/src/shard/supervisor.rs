@@ -256,11 +256,9 @@ impl Actor for ShardSupervisor {
                 } else {
                     state.answer_replay(id, reply);
                 }
-                // Joins this round, whose callers an incident failure tells
-                // to resend: the answer reaches the caller before it is
-                // stored, and the incident may fail in between.
-                state.round.waiters.push(durable);
-                state.schedule_flush(&myself);
+                // The answer reaches the caller before it is stored, and the
+                // incident may fail in between: the wait is this round's.
+                state.wait_for_commit(&myself, durable);
             }
             ShardMsg::Create {
                 id,
@@ -275,11 +273,9 @@ impl Actor for ShardSupervisor {
                 } else {
                     state.answer_replay(id, reply);
                 }
-                // Joins this round, whose callers an incident failure tells
-                // to resend: the answer reaches the caller before it is
-                // stored, and the incident may fail in between.
-                state.round.waiters.push(durable);
-                state.schedule_flush(&myself);
+                // The answer reaches the caller before it is stored, and the
+                // incident may fail in between: the wait is this round's.
+                state.wait_for_commit(&myself, durable);
             }
             ShardMsg::Get { id, reply } => state.on_get(id, reply),
             ShardMsg::CurrentOf {
@@ -289,10 +285,7 @@ impl Actor for ShardSupervisor {
             } => {
                 let _ = reply.send(state.groups.get(&(tenant, group_key)).copied());
             }
-            ShardMsg::Sync(waiter) => {
-                state.round.waiters.push(waiter);
-                state.schedule_flush(&myself);
-            }
+            ShardMsg::Sync(waiter) => state.wait_for_commit(&myself, waiter),
             ShardMsg::Updated(update) => state.on_updated(&myself, update),
             ShardMsg::Bounced {
                 from,
@@ -412,6 +405,13 @@ impl ShardState {
         }
         self.round.alerts += count;
         self.round.waiters.extend(durable);
+        self.schedule_flush(myself);
+    }
+
+    /// Answers `waiter` once the commit of the current round ends, or tells
+    /// it to resend when the round is lost.
+    fn wait_for_commit(&mut self, myself: &ActorRef<ShardMsg>, waiter: Waiter) {
+        self.round.waiters.push(waiter);
         self.schedule_flush(myself);
     }
 
