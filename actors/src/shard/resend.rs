@@ -22,6 +22,10 @@ pub(crate) struct AwaitedResends {
 impl AwaitedResends {
     /// Whether `position` is awaited; it is not any more afterwards.
     pub fn take(&mut self, position: &SourcePosition) -> bool {
+        // Nearly always empty: skip hashing the source of every batch.
+        if self.by_source.is_empty() {
+            return false;
+        }
         let Some(offsets) = self.by_source.get_mut(&position.source) else {
             return false;
         };

@@ -422,18 +422,17 @@ impl ShardState {
         let Some(position) = position else {
             return true;
         };
+        // Stored with the next flush that has changes; input that changed
+        // nothing may be replayed harmlessly.
         if !self.resends.take(&position) {
-            if self
-                .offsets
-                .get(&position.source)
-                .is_some_and(|applied| position.offset <= *applied)
-            {
-                return false;
+            match self.offsets.get_mut(&position.source) {
+                Some(applied) if position.offset <= *applied => return false,
+                Some(applied) => *applied = position.offset,
+                None => {
+                    self.offsets
+                        .insert(position.source.clone(), position.offset);
+                }
             }
-            // Stored with the next flush that has changes; input that
-            // changed nothing may be replayed harmlessly.
-            self.offsets
-                .insert(position.source.clone(), position.offset);
         }
         self.round.positions.push(position);
         true
