@@ -13,7 +13,8 @@ use super::supervisor::{ShardState, Waiter};
 ///
 /// Bounded by the input of the rounds that were lost: each entry leaves when
 /// its resend arrives, and all of them with the shard when it stops (its next
-/// owner starts from the stored offsets, which never pass an entry).
+/// owner starts from the stored offsets, which no commit begun after the loss
+/// lets pass an entry; one in flight at the loss may, until the next).
 #[derive(Default)]
 pub(crate) struct AwaitedResends {
     by_source: HashMap<String, BTreeSet<i64>>,
