@@ -928,6 +928,64 @@ async fn a_resend_after_an_incident_failed_is_applied_not_skipped_as_a_replay() 
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 3);
 }
 
+/// The incident fails with its batch and the commit's snapshot request still
+/// in its mailbox: the commit stores the other incidents but not the offset
+/// past the lost input, so a crash before the resend reads it again.
+#[tokio::test(start_paused = true)]
+async fn a_commit_missing_a_failed_incidents_snapshot_does_not_store_its_offset() {
+    let h = Arc::new(start(false).await);
+    let shard = h.engine.shards_of(&firing("A", "1"))[0];
+    let at = |offset| {
+        Progress::at(Some(SourcePosition {
+            source: "keyed/0".into(),
+            offset,
+        }))
+    };
+    // A neighbour on the same shard, so the commit has a snapshot to store.
+    let neighbour = (0..)
+        .map(|i| format!("B{i}"))
+        .find(|name| h.engine.shards_of(&firing(name, "1"))[0] == shard)
+        .unwrap();
+    let opening = vec![firing("A", "1"), firing(&neighbour, "1")];
+    h.engine
+        .submit_to_shard(shard, opening, at(1))
+        .await
+        .unwrap();
+    let id = incident_of(&h, "A");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The crash reaches the incident ahead of the batch and the snapshot
+    // request of the commit that the batch starts at once. That commit is
+    // stored; the next one (with the restarted incident) is held, as if the
+    // process died before it.
+    h.store.hold_saves();
+    h.store.let_saves_through(1);
+    h.engine.crash_incident(id);
+    let batch = vec![firing("A", "2"), firing(&neighbour, "2")];
+    let err = h
+        .engine
+        .submit_to_shard(shard, batch, at(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Retry(_)), "{err}");
+    let stored = h.store.load_shard(shard).await.unwrap();
+    let neighbour = incident_of(&h, &neighbour);
+    assert_eq!(h.engine.incident(neighbour).await.unwrap().total_alerts, 2);
+    assert_eq!(
+        stored.offsets["keyed/0"], 1,
+        "the lost offset is not stored"
+    );
+    h.store.stop_holding();
+
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .await
+        .unwrap();
+    assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 2);
+    let stored = h.store.load_shard(shard).await.unwrap();
+    assert_eq!(stored.offsets["keyed/0"], 2);
+}
+
 /// A consumer hands over its next batch while the last one awaits its group
 /// commit: dispatching returns before anything is stored, the alerts'
 /// events are out at once, and each wait resolves once its batch is stored.

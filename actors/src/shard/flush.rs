@@ -12,6 +12,7 @@ use crate::ports::{SnapshotBatch, SnapshotWrite, SourcePosition, StoreError};
 use crate::telemetry;
 
 use super::entry::Entry;
+use super::resend::hold_back;
 use super::supervisor::{ShardMsg, ShardState, Waiter};
 use super::ShardContext;
 
@@ -107,11 +108,21 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
             _ => unanswered.push(id),
         }
     }
+    let mut offsets = job.offsets;
+    // Part of the round's input is in no snapshot of this batch: an incident
+    // failed before answering, input reached no incident, or alerts handed
+    // back open their incident only in the next round. Storing the round's
+    // offsets now would let a crash before the next commit skip that input.
+    if job.round.lost || bounced || !unanswered.is_empty() {
+        for position in &job.round.positions {
+            hold_back(&mut offsets, &position.source, position.offset);
+        }
+    }
     let batch = SnapshotBatch {
         upserts,
         summaries,
         archived: job.archived,
-        offsets: job.offsets,
+        offsets,
     };
     // Events first: a crash after this point repeats events, never skips one.
     let mut fenced = false;

@@ -13,8 +13,7 @@ use super::supervisor::{ShardState, Waiter};
 ///
 /// Bounded by the input of the rounds that were lost: each entry leaves when
 /// its resend arrives, and all of them with the shard when it stops (its next
-/// owner starts from the stored offsets, which no commit begun after the loss
-/// lets pass an entry; one in flight at the loss may, until the next).
+/// owner starts from the stored offsets, which no commit lets pass an entry).
 #[derive(Default)]
 pub(crate) struct AwaitedResends {
     by_source: HashMap<String, BTreeSet<i64>>,
@@ -52,11 +51,19 @@ impl AwaitedResends {
     pub fn storable(&self, applied: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
         let mut offsets = applied.clone();
         for (source, awaited) in &self.by_source {
-            if let (Some(offset), Some(first)) = (offsets.get_mut(source), awaited.first()) {
-                *offset = (*offset).min(first - 1);
+            if let Some(first) = awaited.first() {
+                hold_back(&mut offsets, source, *first);
             }
         }
         offsets
+    }
+}
+
+/// Lowers `source`'s offset in `offsets` to just short of `position`, so a
+/// replay from the stored offsets reads `position` again.
+pub(crate) fn hold_back(offsets: &mut BTreeMap<String, i64>, source: &str, position: i64) {
+    if let Some(offset) = offsets.get_mut(source) {
+        *offset = (*offset).min(position - 1);
     }
 }
 
