@@ -872,4 +872,47 @@ mod tests {
         assert_eq!(used.len(), 8);
         assert_ne!(shard_of("a", "bc", 1 << 20), shard_of("ab", "c", 1 << 20));
     }
+
+    #[test]
+    fn by_group_keeps_first_seen_group_order_and_arrival_order_inside_each() {
+        let route = Arc::new(RouteSettings::manual());
+        let routed = |tenant: &str, group: &str, instance: &str| RoutedAlert {
+            alert: crate::test_support::alert(&[("instance", instance)]),
+            tenant: tenant.into(),
+            group_key: group.into(),
+            route: route.clone(),
+            record: None,
+        };
+        let batch = vec![
+            routed("t", "a", "1"),
+            routed("t", "a", "2"),
+            routed("t", "b", "3"),
+            routed("u", "b", "4"),
+            routed("t", "a", "5"),
+            routed("t", "b", "6"),
+        ];
+        let groups: Vec<_> = by_group(batch)
+            .into_iter()
+            .map(|input| {
+                let instances: Vec<_> = input
+                    .alerts
+                    .iter()
+                    .map(|alert| alert.labels["instance"].clone())
+                    .collect();
+                (input.group.0.clone(), input.group.1.clone(), instances)
+            })
+            .collect();
+        let expected = |tenant: &str, group: &str, instances: &[&str]| {
+            let instances = instances.iter().map(|i| i.to_string()).collect();
+            (tenant.to_string(), group.to_string(), instances)
+        };
+        assert_eq!(
+            groups,
+            vec![
+                expected("t", "a", &["1", "2", "5"]),
+                expected("t", "b", &["3", "6"]),
+                expected("u", "b", &["4"]),
+            ]
+        );
+    }
 }
