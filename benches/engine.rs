@@ -1,6 +1,7 @@
 //! Alerts per second through the engine, in process: duplicates of live
-//! incidents and alerts that open new incidents, with 10k and 100k live
-//! incidents. Each submit waits until its alerts are stored (in memory), as
+//! incidents (spread one per incident over the batch, or grouped as
+//! Prometheus re-sends a rule's firing alerts) and alerts that open new
+//! incidents, with 10k and 100k live incidents. Each submit waits until its alerts are stored (in memory), as
 //! HTTP ingest does. Building the alerts (labels, fingerprints) is the
 //! sender's work and is not timed. Figures and machine are written in
 //! benches/README.md.
@@ -17,6 +18,10 @@ use incidentd_actors::Engine;
 const BATCH: usize = 1_000;
 const CONCURRENCY: usize = 16;
 const ALERTS_PER_ITER: usize = 50_000;
+/// Alerts (instances) per incident in the grouped duplicates case: every
+/// evaluation, Prometheus re-sends each firing alert of a rule, so an
+/// incident grouped by alertname gets all its instances in one batch.
+const INSTANCES: usize = 10;
 
 /// New incidents opened on one engine before the bench starts over on a
 /// fresh one (untimed): a resident incident costs ~13 KB, and a fast run
@@ -59,6 +64,32 @@ fn bench(c: &mut Criterion) {
                             .map(|i| support::alert((cursor + i * 7919) % live))
                             .collect();
                         cursor += 1;
+                        let started = Instant::now();
+                        runtime.block_on(support::submit_all(&engine, alerts, BATCH, CONCURRENCY));
+                        took += started.elapsed();
+                    }
+                    took
+                })
+            });
+
+            // Each group's incident takes its instances (untimed), then
+            // every iteration re-sends whole groups, consecutive in the batch.
+            let instances: Vec<_> = (0..live)
+                .flat_map(|group| (0..INSTANCES).map(move |i| support::instance_alert(group, i)))
+                .collect();
+            runtime.block_on(support::submit_all(&engine, instances, BATCH, CONCURRENCY));
+            let mut next_group = 0usize;
+            group.bench_function(format!("duplicates_grouped/{mode}/{live}_live"), |b| {
+                b.iter_custom(|iters| {
+                    let mut took = Duration::ZERO;
+                    for _ in 0..iters {
+                        let alerts = (0..ALERTS_PER_ITER / INSTANCES)
+                            .flat_map(|g| {
+                                let group = (next_group + g) % live;
+                                (0..INSTANCES).map(move |i| support::instance_alert(group, i))
+                            })
+                            .collect();
+                        next_group = (next_group + ALERTS_PER_ITER / INSTANCES) % live;
                         let started = Instant::now();
                         runtime.block_on(support::submit_all(&engine, alerts, BATCH, CONCURRENCY));
                         took += started.elapsed();

@@ -46,6 +46,17 @@ pub fn alert(group: usize) -> Alert {
     Alert::firing(labels)
 }
 
+/// Alert `instance` of group `group`: one fingerprint per pair, so a group's
+/// incident holds one alert per instance.
+pub fn instance_alert(group: usize, instance: usize) -> Alert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname".to_string(), format!("alert-{group}")),
+        ("instance".to_string(), format!("host-{instance}")),
+    ]
+    .into();
+    Alert::firing(labels)
+}
+
 /// Submits `alerts` in batches of `batch`, `concurrency` batches in flight.
 pub async fn submit_all(
     engine: &Arc<Engine>,
