@@ -928,6 +928,15 @@ async fn a_resend_after_an_incident_failed_is_applied_not_skipped_as_a_replay() 
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 3);
 }
 
+/// An alert name whose group lands on `shard`: a neighbour whose snapshot
+/// gives a commit something to store besides a failed incident's.
+fn neighbour_on(h: &Harness, shard: usize) -> String {
+    (0..)
+        .map(|i| format!("B{i}"))
+        .find(|name| h.engine.shards_of(&firing(name, "1"))[0] == shard)
+        .unwrap()
+}
+
 /// The incident fails with its batch and the commit's snapshot request still
 /// in its mailbox: the commit stores the other incidents but not the offset
 /// past the lost input, so a crash before the resend reads it again.
@@ -941,11 +950,7 @@ async fn a_commit_missing_a_failed_incidents_snapshot_does_not_store_its_offset(
             offset,
         }))
     };
-    // A neighbour on the same shard, so the commit has a snapshot to store.
-    let neighbour = (0..)
-        .map(|i| format!("B{i}"))
-        .find(|name| h.engine.shards_of(&firing(name, "1"))[0] == shard)
-        .unwrap();
+    let neighbour = neighbour_on(&h, shard);
     let opening = vec![firing("A", "1"), firing(&neighbour, "1")];
     h.engine
         .submit_to_shard(shard, opening, at(1))
@@ -982,6 +987,53 @@ async fn a_commit_missing_a_failed_incidents_snapshot_does_not_store_its_offset(
         .await
         .unwrap();
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 2);
+    let stored = h.store.load_shard(shard).await.unwrap();
+    assert_eq!(stored.offsets["keyed/0"], 2);
+}
+
+/// An incident fails while the store is down: the commit fails and its
+/// callers are told so; their resend must still be applied to the restarted
+/// incident, not skipped as a replay of input the shard holds.
+#[tokio::test(start_paused = true)]
+async fn a_resend_after_a_failed_commit_that_also_lost_an_incident_is_applied() {
+    let h = Arc::new(start(false).await);
+    let shard = h.engine.shards_of(&firing("A", "1"))[0];
+    let at = |offset| {
+        Progress::at(Some(SourcePosition {
+            source: "keyed/0".into(),
+            offset,
+        }))
+    };
+    let neighbour = neighbour_on(&h, shard);
+    let opening = vec![firing("A", "1"), firing(&neighbour, "1")];
+    h.engine
+        .submit_to_shard(shard, opening, at(1))
+        .await
+        .unwrap();
+    let id = incident_of(&h, "A");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // As in the test above, the crash reaches the incident ahead of the batch
+    // and the commit's snapshot request; the neighbour's snapshot makes the
+    // failing store refuse that commit.
+    h.store.set_failing(true);
+    h.engine.crash_incident(id);
+    let batch = vec![firing("A", "2"), firing(&neighbour, "2")];
+    let err = h
+        .engine
+        .submit_to_shard(shard, batch, at(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
+    h.store.set_failing(false);
+
+    h.engine
+        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .await
+        .unwrap();
+    let incident = h.engine.incident(id).await.unwrap();
+    assert_eq!(incident.total_alerts, 2, "the resend was applied");
+    assert_eq!(incident.alerts.len(), 2);
     let stored = h.store.load_shard(shard).await.unwrap();
     assert_eq!(stored.offsets["keyed/0"], 2);
 }

@@ -327,6 +327,12 @@ impl ShardState {
                 self.flush.write_whole.extend(saved.clone());
                 self.dirty.extend(saved);
                 self.archived.extend(archived);
+                // The callers send again whatever the cause; when an incident
+                // lost part of the input too, that resend must be applied,
+                // not skipped as a replay of what the shard still holds.
+                if lost {
+                    self.resends.expect(round.positions);
+                }
                 for waiter in round.waiters {
                     let _ = waiter.send(Err(EngineError::NotDurable(message.clone())));
                 }

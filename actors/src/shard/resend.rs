@@ -36,7 +36,8 @@ impl AwaitedResends {
         awaited
     }
 
-    fn expect(&mut self, positions: Vec<SourcePosition>) {
+    /// Awaits `positions` again: their input was lost before it was stored.
+    pub fn expect(&mut self, positions: Vec<SourcePosition>) {
         for position in positions {
             self.by_source
                 .entry(position.source)
