@@ -410,6 +410,48 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_refused_batch_leaves_nothing_to_append_to_and_a_reopened_store_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let (a, b, c) = (
+            IncidentId::new(Timestamp(10)),
+            IncidentId::new(Timestamp(11)),
+            IncidentId::new(Timestamp(12)),
+        );
+        let batch = |upserts| SnapshotBatch {
+            upserts,
+            ..SnapshotBatch::default()
+        };
+        let bytes = |byte: u8| Arc::new(vec![byte]);
+        store
+            .save_batch(0, &batch(vec![(a, SnapshotWrite::Whole(bytes(1)))]))
+            .await
+            .unwrap();
+
+        // `b`'s whole goes with the batch that `c`'s frame has refused.
+        let refused = batch(vec![
+            (b, SnapshotWrite::Whole(bytes(2))),
+            (c, SnapshotWrite::Append(bytes(3))),
+        ]);
+        let error = store.save_batch(0, &refused).await.unwrap_err();
+        assert!(matches!(error, StoreError::NothingToAppendTo { id } if id == c));
+        let error = store
+            .save_batch(0, &batch(vec![(b, SnapshotWrite::Append(bytes(4)))]))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::NothingToAppendTo { id } if id == b));
+
+        drop(store);
+        let reopened = LocalStore::open(dir.path()).unwrap();
+        reopened
+            .save_batch(0, &batch(vec![(a, SnapshotWrite::Append(bytes(5)))]))
+            .await
+            .unwrap();
+        let restored = reopened.load_shard(0).await.unwrap().incidents;
+        assert_eq!(restored, vec![(format!("shard-0/{a}"), vec![1, 5])]);
+    }
+
+    #[tokio::test]
     async fn appends_change_frames_and_refuses_them_without_a_stored_state() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
