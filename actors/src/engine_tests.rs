@@ -928,13 +928,49 @@ async fn a_resend_after_an_incident_failed_is_applied_not_skipped_as_a_replay() 
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 3);
 }
 
-/// An alert name whose group lands on `shard`: a neighbour whose snapshot
-/// gives a commit something to store besides a failed incident's.
-fn neighbour_on(h: &Harness, shard: usize) -> String {
-    (0..)
+/// Position `offset` of the keyed stream "keyed/0".
+fn keyed_at(offset: i64) -> Progress {
+    Progress::at(Some(SourcePosition {
+        source: "keyed/0".into(),
+        offset,
+    }))
+}
+
+/// Incident "A" and a neighbour on its shard (whose snapshot gives a commit
+/// something to store besides A's), opened at offset 1 and stored. Returns
+/// the harness, the shard, A's id and the neighbour's alert name.
+async fn incident_and_neighbour_stored() -> (Arc<Harness>, usize, IncidentId, String) {
+    let h = Arc::new(start(false).await);
+    let shard = h.engine.shards_of(&firing("A", "1"))[0];
+    let neighbour = (0..)
         .map(|i| format!("B{i}"))
         .find(|name| h.engine.shards_of(&firing(name, "1"))[0] == shard)
-        .unwrap()
+        .unwrap();
+    let opening = vec![firing("A", "1"), firing(&neighbour, "1")];
+    h.engine
+        .submit_to_shard(shard, opening, keyed_at(1))
+        .await
+        .unwrap();
+    let id = incident_of(&h, "A");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (h, shard, id, neighbour)
+}
+
+/// Crashes incident A (`id`), then sends a batch for A and the neighbour at
+/// offset 2: the crash reaches A ahead of the batch and of the snapshot
+/// request of the commit the batch starts at once. Returns the batch's error.
+async fn crash_a_then_send_its_batch(
+    h: &Harness,
+    shard: usize,
+    id: IncidentId,
+    neighbour: &str,
+) -> EngineError {
+    h.engine.crash_incident(id);
+    let batch = vec![firing("A", "2"), firing(neighbour, "2")];
+    h.engine
+        .submit_to_shard(shard, batch, keyed_at(2))
+        .await
+        .unwrap_err()
 }
 
 /// The incident fails with its batch and the commit's snapshot request still
@@ -942,36 +978,13 @@ fn neighbour_on(h: &Harness, shard: usize) -> String {
 /// past the lost input, so a crash before the resend reads it again.
 #[tokio::test(start_paused = true)]
 async fn a_commit_missing_a_failed_incidents_snapshot_does_not_store_its_offset() {
-    let h = Arc::new(start(false).await);
-    let shard = h.engine.shards_of(&firing("A", "1"))[0];
-    let at = |offset| {
-        Progress::at(Some(SourcePosition {
-            source: "keyed/0".into(),
-            offset,
-        }))
-    };
-    let neighbour = neighbour_on(&h, shard);
-    let opening = vec![firing("A", "1"), firing(&neighbour, "1")];
-    h.engine
-        .submit_to_shard(shard, opening, at(1))
-        .await
-        .unwrap();
-    let id = incident_of(&h, "A");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (h, shard, id, neighbour) = incident_and_neighbour_stored().await;
 
-    // The crash reaches the incident ahead of the batch and the snapshot
-    // request of the commit that the batch starts at once. That commit is
-    // stored; the next one (with the restarted incident) is held, as if the
-    // process died before it.
+    // The commit of the lost batch is stored; the next one (with the
+    // restarted incident) is held, as if the process died before it.
     h.store.hold_saves();
     h.store.let_saves_through(1);
-    h.engine.crash_incident(id);
-    let batch = vec![firing("A", "2"), firing(&neighbour, "2")];
-    let err = h
-        .engine
-        .submit_to_shard(shard, batch, at(2))
-        .await
-        .unwrap_err();
+    let err = crash_a_then_send_its_batch(&h, shard, id, &neighbour).await;
     assert!(matches!(err, EngineError::Retry(_)), "{err}");
     let stored = h.store.load_shard(shard).await.unwrap();
     let neighbour = incident_of(&h, &neighbour);
@@ -983,7 +996,7 @@ async fn a_commit_missing_a_failed_incidents_snapshot_does_not_store_its_offset(
     h.store.stop_holding();
 
     h.engine
-        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .submit_to_shard(shard, vec![firing("A", "2")], keyed_at(2))
         .await
         .unwrap();
     assert_eq!(h.engine.incident(id).await.unwrap().total_alerts, 2);
@@ -996,39 +1009,16 @@ async fn a_commit_missing_a_failed_incidents_snapshot_does_not_store_its_offset(
 /// incident, not skipped as a replay of input the shard holds.
 #[tokio::test(start_paused = true)]
 async fn a_resend_after_a_failed_commit_that_also_lost_an_incident_is_applied() {
-    let h = Arc::new(start(false).await);
-    let shard = h.engine.shards_of(&firing("A", "1"))[0];
-    let at = |offset| {
-        Progress::at(Some(SourcePosition {
-            source: "keyed/0".into(),
-            offset,
-        }))
-    };
-    let neighbour = neighbour_on(&h, shard);
-    let opening = vec![firing("A", "1"), firing(&neighbour, "1")];
-    h.engine
-        .submit_to_shard(shard, opening, at(1))
-        .await
-        .unwrap();
-    let id = incident_of(&h, "A");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (h, shard, id, neighbour) = incident_and_neighbour_stored().await;
 
-    // As in the test above, the crash reaches the incident ahead of the batch
-    // and the commit's snapshot request; the neighbour's snapshot makes the
-    // failing store refuse that commit.
+    // The neighbour's snapshot makes the failing store refuse the commit.
     h.store.set_failing(true);
-    h.engine.crash_incident(id);
-    let batch = vec![firing("A", "2"), firing(&neighbour, "2")];
-    let err = h
-        .engine
-        .submit_to_shard(shard, batch, at(2))
-        .await
-        .unwrap_err();
+    let err = crash_a_then_send_its_batch(&h, shard, id, &neighbour).await;
     assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
     h.store.set_failing(false);
 
     h.engine
-        .submit_to_shard(shard, vec![firing("A", "2")], at(2))
+        .submit_to_shard(shard, vec![firing("A", "2")], keyed_at(2))
         .await
         .unwrap();
     let incident = h.engine.incident(id).await.unwrap();
