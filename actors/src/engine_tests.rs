@@ -148,7 +148,7 @@ fn history(sink: &CollectingSink) -> BTreeMap<(String, usize), Vec<(EventKind, S
                 event.kind
             );
         }
-        let group = events[0].group_key.clone();
+        let group = events[0].group_key.to_string();
         let n = result.keys().filter(|(g, _)| *g == group).count();
         let changes = events
             .iter()
@@ -393,7 +393,7 @@ async fn commands_report_typed_errors() {
         )
         .await
         .unwrap();
-    assert_eq!(created.title, "Checkout is slow");
+    assert_eq!(&*created.title, "Checkout is slow");
     let acked = h
         .engine
         .command(created.id, Command::Acknowledge, "carol")

@@ -86,7 +86,7 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, s: &IncidentSummary) -> bool {
-        let equals = |want: &Option<String>, have: &Option<String>| {
+        let equals = |want: &Option<String>, have: &Option<Arc<str>>| {
             want.is_none() || want.as_deref() == have.as_deref()
         };
         (self.statuses.is_empty() || self.statuses.contains(&s.status))
@@ -94,7 +94,7 @@ impl Filter {
             && equals(&self.service, &s.service)
             && equals(&self.team, &s.team)
             && equals(&self.assignee, &s.assignee)
-            && self.tenant.as_deref().is_none_or(|t| t == s.tenant)
+            && self.tenant.as_deref().is_none_or(|t| t == &*s.tenant)
             && self
                 .labels
                 .iter()
@@ -370,12 +370,12 @@ mod tests {
         let id = IncidentId(Ulid::from_parts(1_000 + n, u128::from(n)));
         Arc::new(IncidentSummary {
             tenant: if n % 2 == 0 { "acme" } else { "globex" }.into(),
-            group_key: format!("g{n}"),
-            title: format!("Disk Full on host-{n}"),
+            group_key: format!("g{n}").into(),
+            title: format!("Disk Full on host-{n}").into(),
             severity,
             status,
-            service: Some(format!("svc{}", n % 5)),
-            assignee: (n % 7 == 0).then(|| "alice".to_string()),
+            service: Some(format!("svc{}", n % 5).into()),
+            assignee: (n % 7 == 0).then(|| "alice".into()),
             labels: Arc::new(BTreeMap::from([("env".to_string(), format!("e{}", n % 2))])),
             created_at: Timestamp((n % 50) as i64 * 1_000),
             updated_at: Timestamp(1_000_000 - n as i64),
@@ -495,7 +495,7 @@ mod tests {
             .filter(|s| {
                 s.status != IncidentStatus::Acknowledged
                     && s.severity == Severity::Critical
-                    && s.tenant == "acme"
+                    && &*s.tenant == "acme"
                     && s.service.as_deref() == Some("svc2")
                     && s.labels["env"] == "e0"
             })
@@ -542,7 +542,7 @@ mod tests {
         let page = parse(&[("assignee", "alice"), ("q", "HOST-14"), ("limit", "1000")])
             .unwrap()
             .page(all(300));
-        let titles: Vec<_> = page.items.iter().map(|s| s.title.as_str()).collect();
+        let titles: Vec<_> = page.items.iter().map(|s| &*s.title).collect();
         assert_eq!(
             titles,
             vec![

@@ -89,7 +89,7 @@ mod tests {
     ) -> IncidentEvent {
         let summary = IncidentSummary {
             tenant: tenant.into(),
-            service: service.map(str::to_string),
+            service: service.map(std::sync::Arc::from),
             severity,
             ..summary(IncidentId(ulid::Ulid::from_parts(1, 1)))
         };

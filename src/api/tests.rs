@@ -647,7 +647,7 @@ async fn list_filters_sorts_and_pages_300_incidents() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let target = summaries
         .iter()
-        .find(|s| s.title == "Host i5 is down")
+        .find(|s| &*s.title == "Host i5 is down")
         .unwrap();
     let (status, _) = app
         .post(
@@ -670,7 +670,7 @@ async fn list_filters_sorts_and_pages_300_incidents() {
     // Alert incidents carry the route's policy: escalating fires step 1 now.
     let open = summaries
         .iter()
-        .find(|s| s.title == "Host i6 is down")
+        .find(|s| &*s.title == "Host i6 is down")
         .unwrap();
     let (status, body) = app
         .post(

@@ -21,7 +21,7 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn matches(&self, event: &IncidentEvent) -> bool {
-        self.tenant.as_deref().is_none_or(|t| t == event.tenant)
+        self.tenant.as_deref().is_none_or(|t| t == &*event.tenant)
             && self
                 .service
                 .as_deref()

@@ -849,7 +849,7 @@ mod tests {
             .await
             .unwrap()
             .iter()
-            .map(|s| s.title.clone())
+            .map(|s| s.title.to_string())
             .collect();
         titles.sort();
         assert_eq!(titles, vec!["CpuHot", "DiskFull"]);

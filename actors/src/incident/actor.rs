@@ -126,8 +126,8 @@ impl Actor for IncidentActor {
                     state.bounced_since_snapshot = true;
                     let _ = state.shard.cast(ShardMsg::Bounced {
                         from: incident.id,
-                        tenant: incident.tenant.clone(),
-                        group_key: incident.group_key.clone(),
+                        tenant: incident.tenant.to_string(),
+                        group_key: incident.group_key.to_string(),
                         route: Arc::new(incident.route.clone()),
                         records: records.split_off(count - bounced.len()),
                         alerts: bounced,

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use crate::model::{
     Change, Command, CommandError, Incident, IncidentEvent, IncidentStatus, Timestamp,
 };
@@ -40,7 +42,7 @@ impl Incident {
             Command::Resolve => self.resolve(actor, false, now, rules, out),
             Command::Reopen => self.reopen(actor, now, rules, out),
             Command::Assign { assignee } => {
-                self.assignee = assignee.clone();
+                self.assignee = assignee.as_deref().map(Arc::from);
                 self.record(Change::Assigned { assignee }, actor, now, rules, out);
             }
             Command::AddNote { text } => {
@@ -67,7 +69,7 @@ impl Incident {
             }
             Command::ChangeTitle { title } => {
                 let change = Change::TitleChanged {
-                    from: std::mem::replace(&mut self.title, title.clone()),
+                    from: std::mem::replace(&mut self.title, Arc::from(title.as_str())).to_string(),
                     to: title,
                 };
                 self.record(change, actor, now, rules, out);
@@ -116,7 +118,9 @@ impl Incident {
             (Command::Snooze { until }, _) if *until <= now => {
                 Err(invalid("until", format!("{until} is not in the future")))
             }
-            (Command::Assign { assignee }, _) if *assignee == self.assignee => {
+            (Command::Assign { assignee }, _)
+                if assignee.as_deref() == self.assignee.as_deref() =>
+            {
                 Err(refuse("it already has that assignee"))
             }
             (Command::Assign { assignee: Some(a) }, _) if a.trim().is_empty() => {
@@ -141,7 +145,7 @@ impl Incident {
                     format!("a title needs 1 to {MAX_TITLE_LEN} characters"),
                 ))
             }
-            (Command::ChangeTitle { title }, _) if *title == self.title => {
+            (Command::ChangeTitle { title }, _) if **title == *self.title => {
                 Err(refuse("it already has that title"))
             }
             _ => Ok(()),

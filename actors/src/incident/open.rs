@@ -22,14 +22,14 @@ impl Incident {
         out: &mut Vec<IncidentEvent>,
     ) -> Incident {
         let mut incident = Incident::blank(id, tenant, group_key, route.as_ref().clone(), now);
-        incident.title = if first.summary.is_empty() {
-            group_key.to_string()
+        incident.title = Arc::from(if first.summary.is_empty() {
+            group_key
         } else {
-            first.summary.clone()
-        };
+            first.summary.as_str()
+        });
         incident.severity = first.severity;
-        incident.service = route.service.clone();
-        incident.team = route.team.clone();
+        incident.service = route.service.as_deref().map(Arc::from);
+        incident.team = route.team.as_deref().map(Arc::from);
         incident.labels = Arc::new(first.labels.clone());
         incident.total_alerts = 1;
         incident.alerts.insert(
@@ -66,11 +66,11 @@ impl Incident {
         route.team = request.team.clone();
         let group_key = manual_group_key(id);
         let mut incident = Incident::blank(id, &request.tenant, &group_key, route, now);
-        incident.title = request.title.clone();
+        incident.title = Arc::from(request.title.as_str());
         incident.severity = request.severity;
-        incident.service = request.service.clone();
-        incident.team = request.team.clone();
-        incident.assignee = request.assignee.clone();
+        incident.service = request.service.as_deref().map(Arc::from);
+        incident.team = request.team.as_deref().map(Arc::from);
+        incident.assignee = request.assignee.as_deref().map(Arc::from);
         incident.labels = Arc::new(request.labels.clone());
         incident.record(
             Change::Created { fingerprint: None },
@@ -91,9 +91,9 @@ impl Incident {
     ) -> Incident {
         Incident {
             id,
-            tenant: tenant.to_string(),
-            group_key: group_key.to_string(),
-            title: String::new(),
+            tenant: Arc::from(tenant),
+            group_key: Arc::from(group_key),
+            title: Arc::from(""),
             severity: crate::model::Severity::Warning,
             status: IncidentStatus::Triggered,
             service: None,

@@ -170,7 +170,7 @@ fn open_records_first_alert_and_route_decisions() {
     assert_eq!(p.kinds(), vec![EventKind::Created]);
     let i = &p.incident;
     assert_eq!(i.status, IncidentStatus::Triggered);
-    assert_eq!(i.title, "DiskFull");
+    assert_eq!(&*i.title, "DiskFull");
     assert_eq!(i.service.as_deref(), Some("postgres"));
     assert_eq!(i.alerts.len(), 1);
     assert_eq!(i.total_alerts, 1);

@@ -206,8 +206,10 @@ impl Change {
 pub struct IncidentEvent {
     pub id: String,
     pub incident_id: IncidentId,
-    pub tenant: String,
-    pub group_key: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub tenant: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub group_key: Arc<str>,
     pub seq: u64,
     pub time: Timestamp,
     pub kind: EventKind,

@@ -206,14 +206,20 @@ pub struct TimelineEntry {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Incident {
     pub id: IncidentId,
-    pub tenant: String,
-    pub group_key: String,
-    pub title: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub tenant: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub group_key: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub title: Arc<str>,
     pub severity: Severity,
     pub status: IncidentStatus,
-    pub service: Option<String>,
-    pub team: Option<String>,
-    pub assignee: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub service: Option<Arc<str>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub team: Option<Arc<str>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub assignee: Option<Arc<str>>,
     /// Labels every alert of the incident shares. Shared with its summaries
     /// (one is made at every commit): they change only when a new alert
     /// lacks one.
@@ -304,14 +310,20 @@ impl Incident {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentSummary {
     pub id: IncidentId,
-    pub tenant: String,
-    pub group_key: String,
-    pub title: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub tenant: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub group_key: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub title: Arc<str>,
     pub severity: Severity,
     pub status: IncidentStatus,
-    pub service: Option<String>,
-    pub team: Option<String>,
-    pub assignee: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub service: Option<Arc<str>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub team: Option<Arc<str>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub assignee: Option<Arc<str>>,
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub labels: Arc<BTreeMap<String, String>>,
     /// Distinct alerts (fingerprints) ever part of the incident.

@@ -488,7 +488,7 @@ impl ShardState {
             Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
         let summary = events.last().map(|e| e.incident.clone());
         self.context.publish(&incident, events);
-        let group = Arc::new((incident.tenant.clone(), incident.group_key.clone()));
+        let group = Arc::new((incident.tenant.to_string(), incident.group_key.to_string()));
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
         let _ = reply.send(
