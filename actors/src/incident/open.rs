@@ -21,15 +21,14 @@ impl Incident {
         rules: &IncidentRules,
         out: &mut Vec<IncidentEvent>,
     ) -> Incident {
-        let mut incident = Incident::blank(id, tenant, group_key, route.as_ref().clone(), now);
-        incident.title = Arc::from(if first.summary.is_empty() {
+        let title = if first.summary.is_empty() {
             group_key
         } else {
-            first.summary.as_str()
-        });
+            &first.summary
+        };
+        let route = route.as_ref().clone();
+        let mut incident = Incident::blank(id, (tenant, group_key), title, route, now);
         incident.severity = first.severity;
-        incident.service = route.service.as_deref().map(Arc::from);
-        incident.team = route.team.as_deref().map(Arc::from);
         incident.labels = Arc::new(first.labels.clone());
         incident.total_alerts = 1;
         incident.alerts.insert(
@@ -65,11 +64,9 @@ impl Incident {
         route.service = request.service.clone();
         route.team = request.team.clone();
         let group_key = manual_group_key(id);
-        let mut incident = Incident::blank(id, &request.tenant, &group_key, route, now);
-        incident.title = Arc::from(request.title.as_str());
+        let group = (request.tenant.as_str(), group_key.as_str());
+        let mut incident = Incident::blank(id, group, &request.title, route, now);
         incident.severity = request.severity;
-        incident.service = request.service.as_deref().map(Arc::from);
-        incident.team = request.team.as_deref().map(Arc::from);
         incident.assignee = request.assignee.as_deref().map(Arc::from);
         incident.labels = Arc::new(request.labels.clone());
         incident.record(
@@ -82,10 +79,11 @@ impl Incident {
         incident
     }
 
+    /// An incident with no alerts yet; its service and team are the route's.
     fn blank(
         id: IncidentId,
-        tenant: &str,
-        group_key: &str,
+        (tenant, group_key): (&str, &str),
+        title: &str,
         route: RouteSettings,
         now: Timestamp,
     ) -> Incident {
@@ -93,11 +91,11 @@ impl Incident {
             id,
             tenant: Arc::from(tenant),
             group_key: Arc::from(group_key),
-            title: Arc::from(""),
+            title: Arc::from(title),
             severity: crate::model::Severity::Warning,
             status: IncidentStatus::Triggered,
-            service: None,
-            team: None,
+            service: route.service.as_deref().map(Arc::from),
+            team: route.team.as_deref().map(Arc::from),
             assignee: None,
             labels: Arc::default(),
             alerts: BTreeMap::new(),
