@@ -43,7 +43,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address the HTTP API and ingest listen on.
     pub listen: SocketAddr,
-    /// Where the embedded snapshot store keeps its file.
+    /// Where the embedded snapshot store keeps its files: a log per shard
+    /// under `live-log/` and `incidentd.redb`.
     pub data_dir: PathBuf,
     /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit_bytes: usize,
@@ -167,7 +168,7 @@ fn default_webhook_backoff() -> Duration {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Where shards keep their snapshots: `local` (a file in
+    /// Where shards keep their snapshots: `local` (files in
     /// `server.data_dir`) or `redis` (shared by replicas, fenced per shard).
     pub kind: StoreKind,
     /// Redis to use when `kind = "redis"`, e.g. `redis://127.0.0.1:6390`

@@ -4,6 +4,8 @@
 
 mod json;
 mod local;
+mod local_log;
+mod local_log_record;
 mod local_migration;
 mod local_pagerduty_keys;
 mod local_subscriptions;

@@ -1,0 +1,186 @@
+//! The bytes of one commit in a shard's log (`local_log`): a header of the
+//! payload's length and a CRC-32 of length and payload, then the payload,
+//! a list of operations. A commit is one record, written with one `write`
+//! and one `fdatasync`, so it is either wholly in the log or cut off as a
+//! torn tail on the next open.
+
+use incidentd_actors::model::IncidentId;
+
+/// Length (u32 LE) and checksum (u32 LE) before each payload.
+pub(super) const HEADER_LEN: usize = 8;
+
+const WHOLE: u8 = 1;
+const APPEND: u8 = 2;
+const ARCHIVE: u8 = 3;
+const REMOVE: u8 = 4;
+const OFFSET: u8 = 5;
+
+/// One change a commit makes to a shard's stored state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Op<'a> {
+    /// An incident's whole encoding, replacing what was stored.
+    Whole(IncidentId, &'a [u8]),
+    /// A change frame, appended to the incident's stored bytes.
+    Append(IncidentId, &'a [u8]),
+    /// The incident leaves the live set; its final state for the archive.
+    Archive(IncidentId, &'a [u8]),
+    /// The incident leaves the live set (its bytes were quarantined).
+    Remove(IncidentId),
+    /// A source's highest applied offset.
+    Offset(&'a str, i64),
+}
+
+/// Builds one record. `push` returns where the op's bytes start in the
+/// record, so the log can find them again without parsing.
+pub(super) struct RecordWriter {
+    buf: Vec<u8>,
+}
+
+impl RecordWriter {
+    pub(super) fn new() -> RecordWriter {
+        RecordWriter {
+            buf: vec![0; HEADER_LEN],
+        }
+    }
+
+    pub(super) fn push(&mut self, op: &Op) -> usize {
+        let (tag, id, bytes) = match *op {
+            Op::Whole(id, bytes) => (WHOLE, id, bytes),
+            Op::Append(id, bytes) => (APPEND, id, bytes),
+            Op::Archive(id, bytes) => (ARCHIVE, id, bytes),
+            Op::Remove(id) => (REMOVE, id, &[][..]),
+            Op::Offset(source, offset) => {
+                self.buf.push(OFFSET);
+                self.buf
+                    .extend_from_slice(&(source.len() as u32).to_le_bytes());
+                self.buf.extend_from_slice(source.as_bytes());
+                let at = self.buf.len();
+                self.buf.extend_from_slice(&offset.to_le_bytes());
+                return at;
+            }
+        };
+        self.buf.push(tag);
+        self.buf.extend_from_slice(&u128::from(id.0).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        let at = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        at
+    }
+
+    /// The record, header filled in.
+    pub(super) fn finish(mut self) -> Vec<u8> {
+        let len = (self.buf.len() - HEADER_LEN) as u32;
+        self.buf[..4].copy_from_slice(&len.to_le_bytes());
+        let crc = checksum(&self.buf[..4], &self.buf[HEADER_LEN..]);
+        self.buf[4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+}
+
+fn checksum(len: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The payload of the record at the start of `bytes`, if a whole record
+/// with a matching checksum is there; None for a torn or damaged one.
+/// Zeroes never pass: the checksum covers the length, and no record is empty.
+pub(super) fn record_at(bytes: &[u8]) -> Option<&[u8]> {
+    let header = bytes.get(..HEADER_LEN)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let payload = bytes.get(HEADER_LEN..HEADER_LEN + len)?;
+    (len > 0 && checksum(&header[..4], payload) == crc).then_some(payload)
+}
+
+/// The ops of a payload that passed its checksum, each with where its bytes
+/// start in the payload. An error means the writer and reader disagree on
+/// the format, not a torn write.
+pub(super) fn ops(payload: &[u8]) -> Result<Vec<(Op<'_>, usize)>, String> {
+    let mut ops = Vec::new();
+    let mut at = 0;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
+        let bytes = payload
+            .get(*at..*at + n)
+            .ok_or_else(|| format!("operation cut short at byte {at} of the record"))?;
+        *at += n;
+        Ok(bytes)
+    };
+    let u32_at = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize;
+    while at < payload.len() {
+        let op_start = at;
+        let tag = take(&mut at, 1)?[0];
+        if tag == OFFSET {
+            let len = u32_at(take(&mut at, 4)?);
+            let source = std::str::from_utf8(take(&mut at, len)?)
+                .map_err(|e| format!("source name is not UTF-8: {e}"))?;
+            let start = at;
+            let offset = i64::from_le_bytes(take(&mut at, 8)?.try_into().expect("8 bytes"));
+            ops.push((Op::Offset(source, offset), start));
+            continue;
+        }
+        let id = u128::from_le_bytes(take(&mut at, 16)?.try_into().expect("16 bytes"));
+        let id = IncidentId(id.into());
+        let len = u32_at(take(&mut at, 4)?);
+        let start = at;
+        let bytes = take(&mut at, len)?;
+        let op = match tag {
+            WHOLE => Op::Whole(id, bytes),
+            APPEND => Op::Append(id, bytes),
+            ARCHIVE => Op::Archive(id, bytes),
+            REMOVE => Op::Remove(id),
+            other => return Err(format!("unknown operation {other} at byte {op_start}")),
+        };
+        ops.push((op, start));
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use incidentd_actors::model::Timestamp;
+
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_its_ops_and_where_their_bytes_are() {
+        let (a, b) = (IncidentId::new(Timestamp(1)), IncidentId::new(Timestamp(2)));
+        let written = [
+            Op::Whole(a, b"whole"),
+            Op::Append(a, b"frame"),
+            Op::Offset("alerts/3", -7),
+            Op::Archive(b, b"final"),
+            Op::Remove(b),
+        ];
+        let mut writer = RecordWriter::new();
+        let starts: Vec<usize> = written.iter().map(|op| writer.push(op)).collect();
+        let record = writer.finish();
+
+        let payload = record_at(&record).expect("a whole record");
+        let read = ops(payload).unwrap();
+        assert_eq!(
+            read.iter().map(|(op, _)| op.clone()).collect::<Vec<_>>(),
+            written
+        );
+        for ((_, start), written_at) in read.iter().zip(&starts) {
+            assert_eq!(start + HEADER_LEN, *written_at);
+        }
+        assert_eq!(&record[starts[0]..starts[0] + 5], b"whole");
+    }
+
+    #[test]
+    fn a_torn_or_damaged_record_is_not_read() {
+        let mut writer = RecordWriter::new();
+        writer.push(&Op::Offset("alerts/0", 1));
+        let record = writer.finish();
+        assert!(record_at(&record[..record.len() - 1]).is_none(), "torn");
+        let mut damaged = record.clone();
+        damaged[HEADER_LEN + 2] ^= 1;
+        assert!(record_at(&damaged).is_none(), "damaged");
+        assert!(record_at(&[0; 64]).is_none(), "zeroes");
+        assert!(record_at(&record).is_some());
+    }
+}
