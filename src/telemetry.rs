@@ -26,9 +26,9 @@ pub const SUBSCRIPTION_RETRIES: &str = "incidentd_subscription_retries_total";
 pub const STORE_COMMAND_DURATION: &str = "incidentd_store_command_duration_seconds";
 pub const STORE_FENCED_WRITES: &str = "incidentd_store_fenced_writes_total";
 pub const STORE_ERRORS: &str = "incidentd_store_errors_total";
-/// Segments dropped from the embedded store's shard logs, by `outcome`:
-/// done, failed.
-pub const LOCAL_LOG_COMPACTIONS: &str = "incidentd_local_log_compactions_total";
+/// How long dropping a segment from the embedded store's shard logs took
+/// (the shard's commits wait meanwhile), by `outcome`: done, failed.
+pub const LOCAL_LOG_COMPACTION_DURATION: &str = "incidentd_local_log_compaction_duration_seconds";
 /// PagerDuty trigger keys the store refused: a later acknowledge or resolve
 /// by that dedup key fails on another replica or after a restart.
 pub const PAGERDUTY_KEYS_NOT_STORED: &str = "incidentd_pagerduty_keys_not_stored_total";

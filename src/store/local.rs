@@ -128,6 +128,7 @@ impl LocalStore {
             // The batch is durable whatever the compaction's outcome; a
             // failed one is tried again after the next commit.
             if log.wants_compaction() {
+                let started = std::time::Instant::now();
                 let outcome = match log.compact_oldest(|archived| self.archive(shard, archived)) {
                     Ok(()) => "done",
                     Err(e) => {
@@ -135,8 +136,8 @@ impl LocalStore {
                         "failed"
                     }
                 };
-                metrics::counter!(telemetry::LOCAL_LOG_COMPACTIONS, "outcome" => outcome)
-                    .increment(1);
+                metrics::histogram!(telemetry::LOCAL_LOG_COMPACTION_DURATION, "outcome" => outcome)
+                    .record(started.elapsed().as_secs_f64());
             }
             Ok(())
         })

@@ -35,6 +35,8 @@ struct Span {
 struct Segment {
     file: File,
     len: u64,
+    /// Archive records in it: only then does a compaction read it through.
+    archives: u32,
 }
 
 pub(super) struct ShardLog {
@@ -91,14 +93,24 @@ impl ShardLog {
         };
         for (i, &number) in numbers.iter().enumerate() {
             let path = log.segment_path(number);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| unavailable(&format!("read {}", path.display()), e))?;
-            let valid = log.replay(number, &bytes, &path)?;
             let file = OpenOptions::new()
                 .read(true)
                 .append(true)
                 .open(&path)
                 .map_err(|e| unavailable(&format!("open {}", path.display()), e))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| unavailable(&format!("read {}", path.display()), e))?;
+            log.segments.insert(
+                number,
+                Segment {
+                    file,
+                    len: 0,
+                    archives: 0,
+                },
+            );
+            let valid = log.replay(number, &bytes, &path)?;
+            let segment = log.segments.get_mut(&number).expect("inserted above");
+            segment.len = valid as u64;
             if valid < bytes.len() {
                 if i + 1 < numbers.len() {
                     return Err(unavailable(
@@ -115,17 +127,12 @@ impl ShardLog {
                     cut = bytes.len() - valid,
                     "cutting a torn record off the end of the local store's log"
                 );
-                file.set_len(valid as u64)
-                    .and_then(|()| file.sync_all())
+                segment
+                    .file
+                    .set_len(valid as u64)
+                    .and_then(|()| segment.file.sync_all())
                     .map_err(|e| unavailable(&format!("cut {}", path.display()), e))?;
             }
-            log.segments.insert(
-                number,
-                Segment {
-                    file,
-                    len: valid as u64,
-                },
-            );
         }
         Ok(log)
     }
@@ -179,6 +186,9 @@ impl ShardLog {
             Op::Archive(id, _) | Op::Remove(id) => {
                 if let Some(old) = self.incidents.remove(&id) {
                     self.live_bytes -= spans_len(&old);
+                }
+                if let (Op::Archive(..), Some(segment)) = (op, self.segments.get_mut(&segment)) {
+                    segment.archives += 1;
                 }
             }
             Op::Offset(source, offset) => {
@@ -327,7 +337,14 @@ impl ShardLog {
         // The new file's name must be durable before a commit in it is
         // acknowledged.
         sync_dir(&self.dir)?;
-        self.segments.insert(number, Segment { file, len: 0 });
+        self.segments.insert(
+            number,
+            Segment {
+                file,
+                len: 0,
+                archives: 0,
+            },
+        );
         Ok(number)
     }
 
@@ -354,7 +371,14 @@ impl ShardLog {
         }
         let (&oldest, segment) = self.segments.first_key_value().expect("two segments");
         let path = self.segment_path(oldest);
-        let mut bytes = vec![0; segment.len as usize];
+        let mut bytes = vec![
+            0;
+            if segment.archives > 0 {
+                segment.len as usize
+            } else {
+                0
+            }
+        ];
         segment
             .file
             .read_exact_at(&mut bytes, 0)
