@@ -22,7 +22,7 @@ use incidentd_actors::model::IncidentId;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotWrite, StoreError};
 
 use super::local::unavailable;
-use super::local_log_record::{ops, record_at, Op, RecordWriter, HEADER_LEN};
+use super::local_log_record::{ops, record_at, Op, RecordWriter, HEADER_LEN, OP_OVERHEAD};
 
 /// Where a piece of an incident's current bytes lies.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +47,9 @@ pub(super) struct ShardLog {
     /// Per live incident: its whole encoding, then its frames since.
     incidents: HashMap<IncidentId, Vec<Span>>,
     offsets: BTreeMap<String, i64>,
-    /// The sum of the incidents' spans: about what a compaction keeps.
+    /// The incidents' spans with their ops' overhead: at most what the log
+    /// holds once compacted. Counting the overhead keeps a log of small
+    /// frames from wanting a compaction it cannot satisfy.
     live_bytes: u64,
     /// Set when a write or flush failed: what the file holds after it is
     /// unknown (a failed `fdatasync` may have dropped pages it never
@@ -166,10 +168,10 @@ impl ShardLog {
                     at,
                     len: bytes.len() as u32,
                 };
+                self.live_bytes += stored_size(&[span]);
                 if let Some(old) = self.incidents.insert(id, vec![span]) {
-                    self.live_bytes -= spans_len(&old);
+                    self.live_bytes -= stored_size(&old);
                 }
-                self.live_bytes += u64::from(span.len);
             }
             Op::Append(id, bytes) => {
                 // A commit refuses a frame without stored state, so every
@@ -180,12 +182,12 @@ impl ShardLog {
                         at,
                         len: bytes.len() as u32,
                     });
-                    self.live_bytes += bytes.len() as u64;
+                    self.live_bytes += bytes.len() as u64 + OP_OVERHEAD;
                 }
             }
             Op::Archive(id, _) | Op::Remove(id) => {
                 if let Some(old) = self.incidents.remove(&id) {
-                    self.live_bytes -= spans_len(&old);
+                    self.live_bytes -= stored_size(&old);
                 }
                 if let (Op::Archive(..), Some(segment)) = (op, self.segments.get_mut(&segment)) {
                     segment.archives += 1;
@@ -429,6 +431,11 @@ fn spans_len(spans: &[Span]) -> u64 {
     spans.iter().map(|span| u64::from(span.len)).sum()
 }
 
+/// What `spans` take in the log at most, with their ops' overhead.
+fn stored_size(spans: &[Span]) -> u64 {
+    spans_len(spans) + OP_OVERHEAD * spans.len() as u64
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|dir| dir.sync_all())
@@ -513,6 +520,32 @@ mod tests {
 
         let refused = ShardLog::open(dir.path(), 1).map(|_| ()).unwrap_err();
         assert!(refused.to_string().contains("not the last"), "{refused}");
+    }
+
+    /// Many small incidents: their ops' overhead outweighs their bytes, and
+    /// a log counting only the bytes would want compaction forever.
+    #[test]
+    fn a_compacted_log_of_small_incidents_wants_no_more_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = ShardLog::open(dir.path(), 4096).unwrap();
+        for n in 0..1000 {
+            let id = IncidentId::new(Timestamp(n));
+            for _ in 0..5 {
+                log.commit(&whole(id, &[n as u8])).unwrap(); // 4 obsolete
+            }
+            log.commit(&append(id, &[1])).unwrap();
+        }
+        let mut compactions = 0;
+        while log.wants_compaction() {
+            log.compact_oldest(|_| Ok(())).unwrap();
+            compactions += 1;
+            assert!(
+                compactions <= 100,
+                "still wants compaction after {compactions}"
+            );
+        }
+        assert!(compactions > 0);
+        assert_eq!(log.incidents.len(), 1000);
     }
 
     /// Compaction writes the oldest segment's incidents again at the head

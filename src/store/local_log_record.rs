@@ -8,6 +8,9 @@ use incidentd_actors::model::IncidentId;
 
 /// Length (u32 LE) and checksum (u32 LE) before each payload.
 pub(super) const HEADER_LEN: usize = 8;
+/// The most an incident's op adds to its bytes in the log: its tag, id and
+/// length, and a record header if it is alone in its record.
+pub(super) const OP_OVERHEAD: u64 = 1 + 16 + 4 + HEADER_LEN as u64;
 
 const WHOLE: u8 = 1;
 const APPEND: u8 = 2;
