@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -38,6 +39,19 @@ pub struct LocalStore {
     segment_bytes: u64,
     /// Each shard's log, opened (read through) on first use.
     logs: Arc<Mutex<HashMap<u32, LogSlot>>>,
+    flush: Arc<SharedFlush>,
+}
+
+/// Small writes to `incidentd.redb` share their flushes: each is committed
+/// without one, then waits for a durable commit begun after it, which
+/// persists every commit before it. Callers that arrive while a flush runs
+/// are covered by the next, one flush for all of them.
+#[derive(Default)]
+struct SharedFlush {
+    /// Commits made without a flush so far.
+    committed: AtomicU64,
+    /// How many of them a durable commit has persisted.
+    flushed: Mutex<u64>,
 }
 
 /// A shard's log, None until its first use opens it.
@@ -64,6 +78,7 @@ impl LocalStore {
             logs_dir: data_dir.join("live-log"),
             segment_bytes,
             logs: Arc::default(),
+            flush: Arc::default(),
         };
         let txn = store.write()?;
         let migrated = super::local_migration::migrate(&txn, &store)?;
@@ -101,6 +116,26 @@ impl LocalStore {
         self.db
             .begin_write()
             .map_err(|e| unavailable("begin write", e))
+    }
+
+    /// Commits `txn` durably, sharing the flush with the commits of other
+    /// callers doing the same (see `SharedFlush`).
+    pub(super) fn commit_shared(&self, mut txn: WriteTransaction) -> Result<(), StoreError> {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| unavailable("set durability", e))?;
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        let mine = self.flush.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flush.flushed.lock().expect("shared flush");
+        if *flushed >= mine {
+            return Ok(());
+        }
+        // Every commit counted by now has returned, so this flush covers it.
+        let covered = self.flush.committed.load(Ordering::SeqCst);
+        self.write()?
+            .commit()
+            .map_err(|e| unavailable("commit", e))?;
+        *flushed = covered;
+        Ok(())
     }
 
     /// Runs `call` on `shard`'s log, opening it first if this is its first

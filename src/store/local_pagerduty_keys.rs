@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use incidentd_actors::ports::StoreError;
-use redb::{Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::json::{decode, encode};
 use super::local::{blocking, unavailable, LocalStore};
@@ -48,12 +48,7 @@ impl LocalStore {
     ) -> Result<(), StoreError> {
         let json = encode(trigger);
         let expires = now.saturating_add(ttl.as_millis() as u64);
-        let mut txn = self.write()?;
-        // The trigger's alert is acknowledged only after its shard's next
-        // durable commit, which makes this commit durable too: no fsync of
-        // its own on the ingest path.
-        txn.set_durability(Durability::None)
-            .map_err(|e| unavailable("set durability", e))?;
+        let txn = self.write()?;
         {
             let mut keys = txn
                 .open_table(TRIGGER_KEYS)
@@ -91,7 +86,9 @@ impl LocalStore {
                     .map_err(|e| unavailable("write", e))?;
             }
         }
-        txn.commit().map_err(|e| unavailable("commit", e))
+        // Durable before the trigger is acknowledged, or its acknowledge
+        // after a crash finds nothing; concurrent triggers share the flush.
+        self.commit_shared(txn)
     }
 
     fn get_trigger_blocking(
