@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ use incidentd_actors::model::IncidentId;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotWrite, StoreError};
 
 use super::local::unavailable;
-use super::local_log_record::{ops, record_at, Op, RecordWriter, HEADER_LEN, OP_OVERHEAD};
+use super::local_log_record::{for_each_op, Op, RecordWriter, OP_OVERHEAD};
 
 /// Where a piece of an incident's current bytes lies.
 #[derive(Clone, Copy, Debug)]
@@ -95,12 +95,13 @@ impl ShardLog {
         };
         for (i, &number) in numbers.iter().enumerate() {
             let path = log.segment_path(number);
-            let file = OpenOptions::new()
+            let mut file = OpenOptions::new()
                 .read(true)
                 .append(true)
                 .open(&path)
                 .map_err(|e| unavailable(&format!("open {}", path.display()), e))?;
-            let bytes = std::fs::read(&path)
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
                 .map_err(|e| unavailable(&format!("read {}", path.display()), e))?;
             log.segments.insert(
                 number,
@@ -110,7 +111,8 @@ impl ShardLog {
                     archives: 0,
                 },
             );
-            let valid = log.replay(number, &bytes, &path)?;
+            let valid = for_each_op(&bytes, |op, at| log.apply(&op, number, at as u64))
+                .map_err(|e| unavailable(&format!("read {}", path.display()), e))?;
             let segment = log.segments.get_mut(&number).expect("inserted above");
             segment.len = valid as u64;
             if valid < bytes.len() {
@@ -141,22 +143,6 @@ impl ShardLog {
 
     fn segment_path(&self, number: u64) -> PathBuf {
         self.dir.join(format!("{number:016}.log"))
-    }
-
-    /// Applies the whole records at the start of `bytes`, segment `number`
-    /// of the log; returns how many bytes they fill.
-    fn replay(&mut self, number: u64, bytes: &[u8], path: &Path) -> Result<usize, StoreError> {
-        let mut at = 0;
-        while let Some(payload) = record_at(&bytes[at..]) {
-            let base = at + HEADER_LEN;
-            let read = ops(payload)
-                .map_err(|e| unavailable(&format!("read {} at byte {at}", path.display()), e))?;
-            for (op, start) in read {
-                self.apply(&op, number, (base + start) as u64);
-            }
-            at = base + payload.len();
-        }
-        Ok(at)
     }
 
     /// Applies `op`, whose bytes lie at `at` in segment `segment`.
@@ -373,29 +359,21 @@ impl ShardLog {
         }
         let (&oldest, segment) = self.segments.first_key_value().expect("two segments");
         let path = self.segment_path(oldest);
-        let mut bytes = vec![
-            0;
-            if segment.archives > 0 {
-                segment.len as usize
-            } else {
-                0
-            }
-        ];
-        segment
-            .file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(|e| unavailable(&format!("read {}", path.display()), e))?;
         let mut archived = Vec::new();
-        let mut at = 0;
-        while let Some(payload) = record_at(&bytes[at..]) {
-            let read = ops(payload)
-                .map_err(|e| unavailable(&format!("read {} at byte {at}", path.display()), e))?;
-            for (op, _) in read {
-                if let Op::Archive(id, state) = op {
-                    archived.push((id, state.to_vec()));
-                }
-            }
-            at += HEADER_LEN + payload.len();
+        if segment.archives > 0 {
+            let mut bytes = vec![0; segment.len as usize];
+            segment
+                .file
+                .read_exact_at(&mut bytes, 0)
+                .and_then(|()| {
+                    for_each_op(&bytes, |op, _| {
+                        if let Op::Archive(id, state) = op {
+                            archived.push((id, state.to_vec()));
+                        }
+                    })
+                    .map_err(std::io::Error::other)
+                })
+                .map_err(|e| unavailable(&format!("read {}", path.display()), e))?;
         }
         keep_archived(archived)?;
 
@@ -448,6 +426,7 @@ mod tests {
 
     use incidentd_actors::model::Timestamp;
 
+    use super::super::local_log_record::HEADER_LEN;
     use super::*;
 
     fn whole(id: IncidentId, bytes: &[u8]) -> SnapshotBatch {

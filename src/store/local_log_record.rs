@@ -91,7 +91,7 @@ fn checksum(len: &[u8], payload: &[u8]) -> u32 {
 /// The payload of the record at the start of `bytes`, if a whole record
 /// with a matching checksum is there; None for a torn or damaged one.
 /// Zeroes never pass: the checksum covers the length, and no record is empty.
-pub(super) fn record_at(bytes: &[u8]) -> Option<&[u8]> {
+fn record_at(bytes: &[u8]) -> Option<&[u8]> {
     let header = bytes.get(..HEADER_LEN)?;
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
@@ -99,10 +99,28 @@ pub(super) fn record_at(bytes: &[u8]) -> Option<&[u8]> {
     (len > 0 && checksum(&header[..4], payload) == crc).then_some(payload)
 }
 
+/// Calls `each` with every op of the whole records at the start of `bytes`
+/// and where the op's bytes start in `bytes`; returns how many bytes those
+/// records fill (less than `bytes.len()` if a torn or damaged one follows).
+pub(super) fn for_each_op<'a>(
+    bytes: &'a [u8],
+    mut each: impl FnMut(Op<'a>, usize),
+) -> Result<usize, String> {
+    let mut at = 0;
+    while let Some(payload) = record_at(&bytes[at..]) {
+        let base = at + HEADER_LEN;
+        for (op, start) in ops(payload).map_err(|e| format!("record at byte {at}: {e}"))? {
+            each(op, base + start);
+        }
+        at = base + payload.len();
+    }
+    Ok(at)
+}
+
 /// The ops of a payload that passed its checksum, each with where its bytes
 /// start in the payload. An error means the writer and reader disagree on
 /// the format, not a torn write.
-pub(super) fn ops(payload: &[u8]) -> Result<Vec<(Op<'_>, usize)>, String> {
+fn ops(payload: &[u8]) -> Result<Vec<(Op<'_>, usize)>, String> {
     let mut ops = Vec::new();
     let mut at = 0;
     let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
