@@ -252,29 +252,25 @@ pub(super) async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl SnapshotStore for LocalStore {
     async fn load_shard(&self, shard: usize) -> Result<ShardSnapshot, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            store.with_log(shard as u32, |log| log.load(shard as u32))
+        let shard = shard as u32;
+        blocking(self, move |store| {
+            store.with_log(shard, |log| log.load(shard))
         })
         .await
-        .map_err(|e| unavailable("load task", e))?
     }
 
     async fn save_batch(&self, shard: usize, batch: &SnapshotBatch) -> Result<(), StoreError> {
-        let store = self.clone();
         let batch = batch.clone();
-        tokio::task::spawn_blocking(move || store.save_blocking(shard as u32, &batch))
-            .await
-            .map_err(|e| unavailable("save task", e))?
+        blocking(self, move |store| store.save_blocking(shard as u32, &batch)).await
     }
 
     async fn quarantine(&self, shard: usize, key: &str, reason: &str) -> Result<(), StoreError> {
         tracing::warn!(shard, key, reason, "moving an undecodable snapshot aside");
-        let store = self.clone();
         let key = key.to_string();
-        tokio::task::spawn_blocking(move || store.quarantine_blocking(shard as u32, &key))
-            .await
-            .map_err(|e| unavailable("quarantine task", e))?
+        blocking(self, move |store| {
+            store.quarantine_blocking(shard as u32, &key)
+        })
+        .await
     }
 }
 
