@@ -85,23 +85,27 @@ pub(super) fn migrate(txn: &WriteTransaction, store: &LocalStore) -> Result<u64,
     let mut moved = 0;
     for (shard, (incidents, offsets)) in moving {
         moved += incidents.len() as u64;
-        let mut batches: Vec<SnapshotBatch> = incidents
-            .chunks(MOVED_PER_COMMIT)
-            .map(|chunk| SnapshotBatch {
-                upserts: chunk
-                    .iter()
-                    .map(|(id, bytes)| (*id, SnapshotWrite::Whole(Arc::new(bytes.clone()))))
-                    .collect(),
-                ..SnapshotBatch::default()
-            })
-            .collect();
-        if batches.is_empty() {
-            batches.push(SnapshotBatch::default());
+        let wholes = incidents
+            .into_iter()
+            .map(|(id, bytes)| (id, SnapshotWrite::Whole(Arc::new(bytes))));
+        let mut batches: Vec<SnapshotBatch> = Vec::new();
+        for (n, upsert) in wholes.enumerate() {
+            if n % MOVED_PER_COMMIT == 0 {
+                batches.push(SnapshotBatch::default());
+            }
+            batches
+                .last_mut()
+                .expect("pushed above")
+                .upserts
+                .push(upsert);
         }
-        batches[0].offsets = offsets;
-        for batch in &batches {
-            store.with_log(shard, |log| log.commit(batch))?;
-        }
+        batches.push(SnapshotBatch {
+            offsets,
+            ..SnapshotBatch::default()
+        });
+        store.with_log(shard, |log| {
+            batches.iter().try_for_each(|batch| log.commit(batch))
+        })?;
     }
     // Both old layouts named their live incidents `live_incidents`.
     txn.delete_table(OLD_LIVE)
