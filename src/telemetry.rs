@@ -27,8 +27,13 @@ pub const STORE_COMMAND_DURATION: &str = "incidentd_store_command_duration_secon
 pub const STORE_FENCED_WRITES: &str = "incidentd_store_fenced_writes_total";
 pub const STORE_ERRORS: &str = "incidentd_store_errors_total";
 /// How long dropping a segment from the embedded store's shard logs took
-/// (the shard's commits wait meanwhile), by `outcome`: done, failed.
+/// (the shard's commits wait meanwhile), by `outcome`: done, failed. The
+/// file's delete comes later, off the commit path.
 pub const LOCAL_LOG_COMPACTION_DURATION: &str = "incidentd_local_log_compaction_duration_seconds";
+/// Dropped shard log segments by `outcome`: deleted, failed (the delete
+/// failed; this shard's later ones are kept), kept. Kept files are read
+/// again, harmlessly, at the next start.
+pub const LOCAL_LOG_SEGMENTS_DROPPED: &str = "incidentd_local_log_segments_dropped_total";
 /// PagerDuty trigger keys the store refused: a later acknowledge or resolve
 /// by that dedup key fails on another replica or after a restart.
 pub const PAGERDUTY_KEYS_NOT_STORED: &str = "incidentd_pagerduty_keys_not_stored_total";

@@ -11,6 +11,7 @@ use redb::{
 };
 
 use super::local_log::ShardLog;
+use super::local_log_deleter::SegmentDeleter;
 use crate::telemetry;
 
 /// Archived incidents, kept for post-mortems and analytics: (shard, incident
@@ -39,6 +40,7 @@ pub struct LocalStore {
     segment_bytes: u64,
     /// Each shard's log, opened (read through) on first use.
     logs: Arc<Mutex<HashMap<u32, LogSlot>>>,
+    deleter: Arc<SegmentDeleter>,
     flush: Arc<SharedFlush>,
 }
 
@@ -78,6 +80,7 @@ impl LocalStore {
             logs_dir: data_dir.join("live-log"),
             segment_bytes,
             logs: Arc::default(),
+            deleter: Arc::new(SegmentDeleter::start()?),
             flush: Arc::default(),
         };
         let txn = store.write()?;
@@ -165,7 +168,12 @@ impl LocalStore {
             if log.wants_compaction() {
                 let started = std::time::Instant::now();
                 let outcome = match log.compact_oldest(|archived| self.archive(shard, archived)) {
-                    Ok(()) => "done",
+                    Ok(retired) => {
+                        if let Some(segment) = retired {
+                            self.deleter.delete(segment);
+                        }
+                        "done"
+                    }
                     Err(e) => {
                         tracing::warn!(shard, error = %e, "compacting the local store's log failed");
                         "failed"
@@ -383,7 +391,8 @@ mod tests {
     /// Whole writes make older bytes obsolete; the log drops its oldest
     /// segments as commits go on, so it stays within twice the current
     /// bytes plus a segment, hands the archived incidents it drops to the
-    /// archive table, and a restore reads each incident's frames in order.
+    /// archive table, deletes the dropped segments, and a restore reads each
+    /// incident's frames in order.
     #[tokio::test]
     async fn the_log_keeps_about_its_current_bytes_and_restores_frames_in_order() {
         const SEGMENT: u64 = 4096;
@@ -435,15 +444,19 @@ mod tests {
                 .flatten()
                 .map(|bytes| bytes.len() as u64 / 2 * (2 + OP_OVERHEAD))
                 .sum();
-            let on_disk = log_bytes(&dir.path().join("live-log/shard-0"));
+            let in_log = store.with_log(0, |log| Ok(log.bytes())).unwrap();
             let bound = 2 * current + 2 * SEGMENT;
             assert!(
-                on_disk <= bound,
-                "commit {commit}: {on_disk} bytes in the log, {current} of them current"
+                in_log <= bound,
+                "commit {commit}: {in_log} bytes in the log, {current} of them current"
             );
         }
         assert_eq!(store.archived_count().unwrap(), archived);
+        let in_log = store.with_log(0, |log| Ok(log.bytes())).unwrap();
+        // Dropping the store waits for the dropped segments' deletes.
         drop(store);
+        let on_disk = log_bytes(&dir.path().join("live-log/shard-0"));
+        assert_eq!(on_disk, in_log, "only the log's segments are left");
         let reopened = LocalStore::open_with_segments(dir.path(), SEGMENT).unwrap();
         let restored: BTreeMap<String, Vec<u8>> = reopened
             .load_shard(0)

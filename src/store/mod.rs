@@ -5,6 +5,7 @@
 mod json;
 mod local;
 mod local_log;
+mod local_log_deleter;
 mod local_log_record;
 mod local_migration;
 mod local_pagerduty_keys;
