@@ -699,6 +699,17 @@ impl Engine {
     }
 
     #[cfg(test)]
+    pub(crate) async fn resident_incidents(&self) -> Vec<IncidentId> {
+        let mut resident = Vec::new();
+        for shard in 0..self.slots.len() {
+            let (tx, rx) = oneshot::channel();
+            self.cast(shard, ShardMsg::Resident(tx)).unwrap();
+            resident.extend(rx.await.unwrap());
+        }
+        resident
+    }
+
+    #[cfg(test)]
     pub(crate) fn crash_incident(&self, id: IncidentId) {
         if let Ok(shard) = self.shard_of_incident(id) {
             let _ = self.cast(shard, ShardMsg::CrashIncident(id));

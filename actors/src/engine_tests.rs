@@ -1260,3 +1260,79 @@ async fn a_quiet_shard_commits_at_once_and_the_next_commit_waits_for_the_interva
     assert_eq!(quiet.elapsed(), Duration::ZERO);
     assert_eq!(h.store.live_count(), 3);
 }
+
+/// One shard whose cap on running actors is `max_resident`.
+fn crowded_settings(max_resident: usize) -> EngineSettings {
+    let mut settings = settings(true);
+    settings.shards = 1;
+    settings.passivation.max_resident = max_resident;
+    settings
+}
+
+/// A storm of duplicates wakes more incidents than the cap within
+/// `idle_after`: the least recently used are passivated early, and none
+/// of what they took is lost.
+#[tokio::test(start_paused = true)]
+async fn past_max_resident_the_least_recently_used_incidents_are_passivated() {
+    let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
+    let store = Arc::new(MemoryStore::default());
+    let h = start_with(crowded_settings(10), store.clone(), clock.clone()).await;
+    let names: Vec<String> = (0..30).map(|n| format!("A{n}")).collect();
+    // New incidents start passivated; a duplicate wakes each, a second apart.
+    for name in &names {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    for name in &names {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    settle(&h).await;
+
+    let resident = h.engine.resident_incidents().await;
+    assert!(
+        !resident.is_empty() && resident.len() <= 10,
+        "{} running",
+        resident.len()
+    );
+    assert!(
+        resident.contains(&incident_of(&h, "A29")),
+        "the last woken runs"
+    );
+    assert!(
+        !resident.contains(&incident_of(&h, "A0")),
+        "the first is passivated"
+    );
+    for name in &names {
+        let incident = h.engine.incident(incident_of(&h, name)).await.unwrap();
+        assert_eq!(incident.total_alerts, 2, "{name}");
+    }
+    h.engine.shutdown().await;
+    let restored = start_with(crowded_settings(10), store, clock).await;
+    for name in &names {
+        let id = incident_of(&restored, name);
+        assert_eq!(restored.engine.incident(id).await.unwrap().total_alerts, 2);
+    }
+}
+
+/// An incident with a deadline within `timer_horizon` keeps its actor
+/// whatever the cap: passivating it would only wake it again for the timer.
+#[tokio::test(start_paused = true)]
+async fn an_incident_with_a_deadline_soon_keeps_running_past_max_resident() {
+    let mut settings = crowded_settings(2);
+    // The pager policy's first step is due 10 minutes after opening.
+    settings.passivation.timer_horizon = 20 * MIN;
+    let h = start_fresh(settings).await;
+    let critical = |name: &str| alert(name, "1", AlertStatus::Firing, Severity::Critical);
+    let names = ["C0", "C1", "C2", "C3", "C4"];
+    for name in names {
+        h.engine.submit(vec![critical(name)]).await.unwrap();
+        h.engine.submit(vec![critical(name)]).await.unwrap();
+    }
+    settle(&h).await;
+
+    let mut resident = h.engine.resident_incidents().await;
+    resident.sort();
+    let mut expected: Vec<IncidentId> = names.iter().map(|name| incident_of(&h, name)).collect();
+    expected.sort();
+    assert_eq!(resident, expected);
+}

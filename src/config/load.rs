@@ -159,6 +159,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.server.body_limit_bytes == 0 || config.server.pagerduty_body_limit_bytes == 0 {
         errors.push("server: body limits must be above zero".into());
     }
+    if config.engine.passivation.max_resident == 0 {
+        errors.push("engine.passivation.max_resident must be above zero".into());
+    }
     if config.ingest.pagerduty_key_ttl.is_zero() {
         // Every acknowledge and resolve would find its key expired.
         errors.push("ingest.pagerduty_key_ttl must be above zero".into());
@@ -379,15 +382,18 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_pagerduty_key_ttl_is_refused() {
-        let file = write("[ingest]\npagerduty_key_ttl = \"0s\"\n");
+    fn a_zero_pagerduty_key_ttl_or_resident_cap_is_refused() {
+        let file =
+            write("[ingest]\npagerduty_key_ttl = \"0s\"\n[engine.passivation]\nmax_resident = 0\n");
         let err = load(Some(file.path()), env(&[]), &Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("ingest.pagerduty_key_ttl must be above zero"),
-            "{err}"
-        );
+        for expected in [
+            "ingest.pagerduty_key_ttl must be above zero",
+            "engine.passivation.max_resident must be above zero",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing in: {err}");
+        }
     }
 
     #[test]

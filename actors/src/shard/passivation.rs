@@ -4,11 +4,20 @@ use ractor::ActorRef;
 use tokio::sync::oneshot;
 
 use crate::incident::IncidentMsg;
-use crate::model::Timestamp;
+use crate::model::{IncidentId, Timestamp};
 use crate::telemetry;
 
 use super::entry::Entry;
 use super::supervisor::{ShardMsg, ShardState};
+
+/// What started a sweep.
+#[derive(Clone, Copy)]
+pub(super) enum SweepTrigger {
+    /// The periodic one, every `check_interval`.
+    Timer,
+    /// More actors running than `max_resident` (`check_crowding`).
+    Crowded,
+}
 
 impl ShardState {
     pub(super) fn schedule_sweep(&mut self, myself: &ActorRef<ShardMsg>) {
@@ -19,31 +28,66 @@ impl ShardState {
         }
     }
 
+    /// Queues a `Crowded` sweep once more actors run than `max_resident`.
+    /// After one, the next waits until a tenth of the cap more have
+    /// started: when most running incidents have a deadline soon, a sweep
+    /// frees few, and one at every start would scan the shard each time.
+    pub(super) fn check_crowding(&mut self, myself: &ActorRef<ShardMsg>) {
+        let settings = &self.context.settings.passivation;
+        let limit = settings
+            .max_resident
+            .max(self.resident_after_sweep + settings.max_resident / 10);
+        if settings.enabled && !self.crowded_sweep_queued && self.actors.len() > limit {
+            self.crowded_sweep_queued = true;
+            let _ = myself.cast(ShardMsg::Crowded);
+        }
+    }
+
     /// Stops the actors of quiet incidents (no input for `idle_after`, no
-    /// deadline within `timer_horizon`) and keeps their encoded state.
+    /// deadline within `timer_horizon`) and keeps their encoded state; with
+    /// more actors running than `max_resident`, also the least recently
+    /// used others without a deadline soon, down to nine tenths of the cap.
     /// Waiting for the replies here is deliberate: while the shard waits it
     /// sends those actors nothing new, so no input can be lost between the
-    /// actor's last message and its stop.
-    pub(super) async fn sweep(&mut self, myself: &ActorRef<ShardMsg>) {
-        self.sweep_scheduled = false;
+    /// actor's last message and its stop. An actor with input queued
+    /// applies it first; the shard marked that incident dirty when it sent
+    /// the input, and the next commit stores its passivated bytes whole.
+    pub(super) async fn sweep(&mut self, myself: &ActorRef<ShardMsg>, trigger: SweepTrigger) {
+        match trigger {
+            SweepTrigger::Timer => self.sweep_scheduled = false,
+            SweepTrigger::Crowded => self.crowded_sweep_queued = false,
+        }
         let settings = self.context.settings.passivation.clone();
         let now = self.context.clock.now();
         let idle_since = Timestamp(now.millis() - settings.idle_after.as_millis() as i64);
         let horizon = now.plus(settings.timer_horizon);
+        // Least recently used first.
+        let mut quiet: Vec<(Timestamp, IncidentId, &ActorRef<IncidentMsg>)> = self
+            .incidents
+            .iter()
+            .filter_map(|(id, entry)| {
+                let Entry::Active {
+                    actor, last_input, ..
+                } = entry
+                else {
+                    return None;
+                };
+                let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
+                (!timer_soon).then_some((*last_input, *id, actor))
+            })
+            .collect();
+        quiet.sort_unstable_by_key(|(last_input, ..)| *last_input);
+        let idle = quiet.partition_point(|(last_input, ..)| *last_input <= idle_since);
+        let over_cap = if self.actors.len() > settings.max_resident {
+            self.actors.len() - settings.max_resident * 9 / 10
+        } else {
+            0
+        };
         let mut asks = Vec::new();
-        for (id, entry) in &self.incidents {
-            let Entry::Active {
-                actor, last_input, ..
-            } = entry
-            else {
-                continue;
-            };
-            let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
-            if *last_input <= idle_since && !timer_soon {
-                let (tx, rx) = oneshot::channel();
-                if actor.cast(IncidentMsg::Passivate(tx)).is_ok() {
-                    asks.push((*id, actor.get_id(), rx));
-                }
+        for (_, id, actor) in quiet.into_iter().take(idle.max(over_cap)) {
+            let (tx, rx) = oneshot::channel();
+            if actor.cast(IncidentMsg::Passivate(tx)).is_ok() {
+                asks.push((id, actor.get_id(), rx));
             }
         }
         let mut passivated = 0;
@@ -61,6 +105,7 @@ impl ShardState {
             }
         }
         telemetry::passivated(passivated);
+        self.resident_after_sweep = self.actors.len();
         if !self.actors.is_empty() {
             self.schedule_sweep(myself);
         }

@@ -21,6 +21,7 @@ use crate::telemetry;
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
 use super::flush::{FlushControl, FlushOutcome, Round};
+use super::passivation::SweepTrigger;
 use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
 use super::ShardContext;
@@ -113,9 +114,14 @@ pub(crate) enum ShardMsg {
     Flush,
     FlushDone(FlushOutcome),
     Sweep,
+    /// More incident actors are running than `max_resident`.
+    Crowded,
     Stop(oneshot::Sender<()>),
     #[cfg(test)]
     CrashIncident(IncidentId),
+    /// Test hook: the incidents whose actor is running.
+    #[cfg(test)]
+    Resident(oneshot::Sender<Vec<IncidentId>>),
 }
 
 pub(crate) struct ShardSupervisor;
@@ -143,6 +149,10 @@ pub(crate) struct ShardState {
     pub(super) resends: AwaitedResends,
     pub(super) flush: FlushControl,
     pub(super) sweep_scheduled: bool,
+    /// A `Crowded` sweep is queued.
+    pub(super) crowded_sweep_queued: bool,
+    /// Actors left running by the last sweep.
+    pub(super) resident_after_sweep: usize,
     pub(super) stopping: bool,
     /// A newer owner claimed the shard in the store: nothing here may be
     /// stored any more.
@@ -177,6 +187,8 @@ impl Actor for ShardSupervisor {
             resends: AwaitedResends::default(),
             flush: FlushControl::default(),
             sweep_scheduled: false,
+            crowded_sweep_queued: false,
+            resident_after_sweep: 0,
             stopping: false,
             fenced: false,
         };
@@ -321,13 +333,18 @@ impl Actor for ShardSupervisor {
             ShardMsg::TimersDue => state.on_timers_due(&myself).await,
             ShardMsg::Flush => state.start_flush(&myself),
             ShardMsg::FlushDone(outcome) => state.finish_flush(&myself, outcome),
-            ShardMsg::Sweep => state.sweep(&myself).await,
+            ShardMsg::Sweep => state.sweep(&myself, SweepTrigger::Timer).await,
+            ShardMsg::Crowded => state.sweep(&myself, SweepTrigger::Crowded).await,
             ShardMsg::Stop(done) => state.on_stop(&myself, done).await,
             #[cfg(test)]
             ShardMsg::CrashIncident(id) => {
                 if let Some(Entry::Active { actor, .. }) = state.incidents.get(&id) {
                     let _ = actor.cast(IncidentMsg::Crash);
                 }
+            }
+            #[cfg(test)]
+            ShardMsg::Resident(reply) => {
+                let _ = reply.send(state.actors.values().copied().collect());
             }
         }
         Ok(())
@@ -756,6 +773,7 @@ impl ShardState {
             Ok((actor, _)) => {
                 self.actors.insert(actor.get_id(), id);
                 self.schedule_sweep(myself);
+                self.check_crowding(myself);
                 Some(actor)
             }
             Err(e) => {
