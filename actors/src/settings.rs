@@ -66,8 +66,9 @@ pub struct PassivationSettings {
     /// How often a shard looks for incidents to passivate.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
-    /// Most incident actors a shard keeps running (about 13 KB each, against
-    /// about 2 KB for a passivated incident). Past it, the shard passivates
+    /// Most incident actors a shard keeps running while passivation is on
+    /// (about 13 KB each, against about 2 KB for a passivated incident).
+    /// Past it, the shard passivates
     /// its least recently used incidents down to nine tenths of it, however
     /// recent their input: a storm that touches a million incidents within
     /// `idle_after` would otherwise hold a million actors. Incidents with a
