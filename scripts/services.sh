@@ -710,6 +710,12 @@ dbStorage_readAheadCacheMaxSizeMb=32
 diskUsageThreshold=0.99
 diskUsageWarnThreshold=0.95
 
+# A consumer at the end of a topic is told of new entries at once rather
+# than polling for them every 10 ms (the default): the event topics'
+# consumers read what incidentd just published. Pulsar's advice for
+# latency-sensitive consumption; measured in benches/README.md.
+managedLedgerNewEntriesCheckDelayInMillis=0
+
 # Fewer threads than the defaults: the machine has 2 cores.
 numIOThreads=2
 numOrderedExecutorThreads=2
