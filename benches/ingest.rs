@@ -1,5 +1,6 @@
-//! Decoding cost of an HTTP ingest body: one Alertmanager API v2 request
-//! of 100 alerts shaped like the load generator's. Figures are in
+//! Decoding cost of an ingest body of 100 alerts shaped like the load
+//! generator's: an Alertmanager API v2 request, and a native JSON array
+//! (the native HTTP format and Kafka and Pulsar messages). Figures are in
 //! benches/README.md.
 
 mod allocator;
@@ -7,13 +8,15 @@ mod allocator;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use incidentd::ingest::decode_alertmanager_v2;
+use incidentd::ingest::{decode_alertmanager_v2, decode_native_json};
 use incidentd_actors::model::Timestamp;
 
-fn body(alerts: usize) -> Vec<u8> {
+/// `alerts` alerts as a JSON array; `native` adds the native format's
+/// `status`.
+fn body(alerts: usize, native: bool) -> Vec<u8> {
     let items: Vec<serde_json::Value> = (0..alerts)
         .map(|i| {
-            serde_json::json!({
+            let mut alert = serde_json::json!({
                 "labels": {
                     "alertname": format!("load-r1-{}", i % 20),
                     "instance": format!("instance-{i}"),
@@ -21,21 +24,33 @@ fn body(alerts: usize) -> Vec<u8> {
                     "job": "incidentd-load",
                 },
                 "annotations": {"summary": format!("load-r1-{} instance {i}", i % 20)},
-            })
+            });
+            if native {
+                alert["status"] = "firing".into();
+            }
+            alert
         })
         .collect();
     serde_json::to_vec(&items).expect("JSON")
 }
 
 fn bench(c: &mut Criterion) {
-    let body = body(100);
+    let body_v2 = body(100, false);
+    let body_native = body(100, true);
     let now = Timestamp::from_millis(1_800_000_000_000);
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(100));
     group.bench_function("alertmanager_v2/100_alerts", |b| {
         b.iter(|| {
-            let decoded =
-                decode_alertmanager_v2(&body, now, Duration::from_secs(300)).expect("a valid body");
+            let decoded = decode_alertmanager_v2(&body_v2, now, Duration::from_secs(300))
+                .expect("a valid body");
+            assert_eq!(decoded.accepted.len(), 100);
+            decoded
+        })
+    });
+    group.bench_function("native_json/100_alerts", |b| {
+        b.iter(|| {
+            let decoded = decode_native_json(&body_native).expect("a valid body");
             assert_eq!(decoded.accepted.len(), 100);
             decoded
         })
