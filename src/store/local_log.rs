@@ -457,7 +457,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use incidentd_actors::model::Timestamp;
@@ -479,7 +479,8 @@ mod tests {
         }
     }
 
-    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    /// The files in a shard log's directory, oldest segment first.
+    pub(in crate::store) fn segment_files(dir: &Path) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().path())

@@ -95,6 +95,7 @@ mod tests {
     use incidentd_actors::model::{IncidentId, Timestamp};
     use incidentd_actors::ports::{SnapshotBatch, SnapshotWrite};
 
+    use super::super::local_log::tests::segment_files;
     use super::super::local_log::ShardLog;
     use super::*;
 
@@ -111,20 +112,11 @@ mod tests {
             };
             log.commit(&batch).unwrap();
         }
-        files(dir)
+        segment_files(dir)
             .into_iter()
             .take(2)
             .map(|oldest| (oldest, log.compact_oldest(|_| Ok(())).unwrap().unwrap()))
             .collect()
-    }
-
-    fn files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
-        files.sort();
-        files
     }
 
     /// After a failed delete, a newer segment of that shard is kept (an
