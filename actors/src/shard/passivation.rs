@@ -49,9 +49,14 @@ impl ShardState {
     /// used others without a deadline soon, down to nine tenths of the cap.
     /// Waiting for the replies here is deliberate: while the shard waits it
     /// sends those actors nothing new, so no input can be lost between the
-    /// actor's last message and its stop. An actor with input queued
-    /// applies it first; the shard marked that incident dirty when it sent
-    /// the input, and the next commit stores its passivated bytes whole.
+    /// actor's last message and its stop.
+    ///
+    /// Over the cap, an incident with input not yet in a commit (dirty) is
+    /// left running: it may hand alerts back to the shard, and only the
+    /// commit's snapshot request tells that commit to keep its callers
+    /// waiting for the incident the alerts open. Input in the commit under
+    /// way is safe: its snapshot request is ahead of `Passivate` in the
+    /// actor's mailbox.
     pub(super) async fn sweep(&mut self, myself: &ActorRef<ShardMsg>, trigger: SweepTrigger) {
         match trigger {
             SweepTrigger::Timer => self.sweep_scheduled = false,
@@ -73,7 +78,12 @@ impl ShardState {
                     return None;
                 };
                 let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
-                (!timer_soon).then_some((*last_input, *id, actor))
+                let idle = *last_input <= idle_since;
+                (!timer_soon && (idle || !self.dirty.contains(id))).then_some((
+                    *last_input,
+                    *id,
+                    actor,
+                ))
             })
             .collect();
         quiet.sort_unstable_by_key(|(last_input, ..)| *last_input);
