@@ -67,16 +67,21 @@ impl ShardState {
         let idle_since = Timestamp(now.millis() - settings.idle_after.as_millis() as i64);
         let horizon = now.plus(settings.timer_horizon);
         // Least recently used first.
+        // Through the running actors, not every live incident: a shard may
+        // hold a million passivated ones.
         let mut quiet: Vec<(Timestamp, IncidentId, &ActorRef<IncidentMsg>)> = self
-            .incidents
+            .actors
             .iter()
-            .filter_map(|(id, entry)| {
-                let Entry::Active {
+            .filter_map(|(actor_id, id)| {
+                let Some(Entry::Active {
                     actor, last_input, ..
-                } = entry
+                }) = self.incidents.get(id)
                 else {
                     return None;
                 };
+                if actor.get_id() != *actor_id {
+                    return None;
+                }
                 let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
                 let idle = *last_input <= idle_since;
                 (!timer_soon && (idle || !self.dirty.contains(id))).then_some((
