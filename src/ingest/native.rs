@@ -9,23 +9,21 @@ use super::fields::kind;
 
 /// One alert object or an array of them; array items are indexed from 0.
 pub fn decode_native_json(body: &[u8]) -> Result<Decoded, BodyError> {
-    let mut decoded = Decoded::default();
-    // An array is only split into its elements' raw text here, and each is
-    // read on its own; anything else is read as a value to say what it is.
-    if let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(body) {
-        for (index, item) in items.into_iter().enumerate() {
-            decoded.push(index, alert_from_text(item.get()));
-        }
-        return Ok(decoded);
-    }
-    match serde_json::from_slice::<Value>(body)? {
-        object @ Value::Object(_) => decoded.push(0, alert(object)),
-        other => {
+    // Only split into each alert's raw text here; each is read on its own.
+    let items: Vec<&RawValue> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(body)?,
+        Some(b'{') => vec![serde_json::from_slice(body)?],
+        _ => {
+            let other: Value = serde_json::from_slice(body)?;
             return Err(BodyError::Shape(format!(
                 "expected an alert object or an array of them, got {}",
                 kind(&other)
-            )))
+            )));
         }
+    };
+    let mut decoded = Decoded::default();
+    for (index, item) in items.into_iter().enumerate() {
+        decoded.push(index, alert_from_text(item.get()));
     }
     Ok(decoded)
 }
@@ -104,6 +102,17 @@ mod tests {
         assert_eq!(many.rejected[0].errors[0].field, "status");
         assert_eq!(many.rejected[1].index, 2);
         assert_eq!(many.rejected[1].errors[0].field, "labels.x-y");
+    }
+
+    #[test]
+    fn a_body_of_another_shape_says_what_it_is() {
+        for (body, what) in [(&b" 42 "[..], "a number"), (b"\"x\"", "a string")] {
+            let error = decode_native_json(body).map(|_| ()).unwrap_err();
+            assert!(
+                matches!(&error, BodyError::Shape(message) if message.ends_with(what)),
+                "{error}"
+            );
+        }
     }
 
     /// What only the slow path takes (a repeated key: the last one wins, as
