@@ -85,20 +85,18 @@ pub(super) fn migrate(txn: &WriteTransaction, store: &LocalStore) -> Result<u64,
     let mut moved = 0;
     for (shard, (incidents, offsets)) in moving {
         moved += incidents.len() as u64;
-        let wholes = incidents
+        let wholes: Vec<(IncidentId, SnapshotWrite)> = incidents
             .into_iter()
-            .map(|(id, bytes)| (id, SnapshotWrite::Whole(Arc::new(bytes))));
-        let mut batches: Vec<SnapshotBatch> = Vec::new();
-        for (n, upsert) in wholes.enumerate() {
-            if n % MOVED_PER_COMMIT == 0 {
-                batches.push(SnapshotBatch::default());
-            }
-            batches
-                .last_mut()
-                .expect("pushed above")
-                .upserts
-                .push(upsert);
-        }
+            .map(|(id, bytes)| (id, SnapshotWrite::Whole(Arc::new(bytes))))
+            .collect();
+        // Copying a chunk copies its `Arc`s, not the bytes.
+        let mut batches: Vec<SnapshotBatch> = wholes
+            .chunks(MOVED_PER_COMMIT)
+            .map(|chunk| SnapshotBatch {
+                upserts: chunk.to_vec(),
+                ..SnapshotBatch::default()
+            })
+            .collect();
         batches.push(SnapshotBatch {
             offsets,
             ..SnapshotBatch::default()
