@@ -399,11 +399,9 @@ impl ShardLog {
             .collect();
         self.write(&rewritten)?;
 
-        let segment = self.segments.remove(&oldest).expect("the oldest segment");
-        Ok(Some(RetiredSegment {
-            path,
-            file: segment.file,
-        }))
+        // Closing the file is cheap: its pages are freed when it is deleted.
+        self.segments.remove(&oldest);
+        Ok(Some(RetiredSegment { path }))
     }
 }
 
@@ -413,8 +411,6 @@ impl ShardLog {
 /// back rather than done while the shard's commits wait.
 pub(super) struct RetiredSegment {
     path: PathBuf,
-    /// Closed after the delete, so the pages are freed by whoever deletes.
-    file: File,
 }
 
 impl RetiredSegment {
@@ -430,14 +426,9 @@ impl RetiredSegment {
     /// back after a crash without a newer one, the incidents archived in
     /// the newer one could return from the dead.
     pub(super) fn delete(self) -> Result<(), StoreError> {
-        let RetiredSegment { path, file } = self;
-        std::fs::remove_file(&path)
-            .map_err(|e| unavailable(&format!("delete {}", path.display()), e))?;
-        drop(file);
-        sync_dir(
-            path.parent()
-                .expect("a segment lies in its shard's directory"),
-        )
+        std::fs::remove_file(&self.path)
+            .map_err(|e| unavailable(&format!("delete {}", self.path.display()), e))?;
+        sync_dir(self.dir())
     }
 }
 
