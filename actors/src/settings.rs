@@ -68,11 +68,11 @@ pub struct PassivationSettings {
     pub check_interval: Duration,
     /// Most incident actors a shard keeps running while passivation is on
     /// (about 13 KB each, against about 2 KB for a passivated incident).
-    /// Past it, the shard passivates
-    /// its least recently used incidents down to nine tenths of it, however
-    /// recent their input: a storm that touches a million incidents within
-    /// `idle_after` would otherwise hold a million actors. Incidents with a
-    /// deadline within `timer_horizon` stay running whatever the cap.
+    /// Past it, the shard passivates its least recently used incidents down
+    /// to nine tenths of it, however recent their input once it is stored:
+    /// a storm that touches a million incidents within `idle_after` would
+    /// otherwise hold a million actors. Incidents with a deadline within
+    /// `timer_horizon`, or with input not yet stored, stay running.
     pub max_resident: usize,
 }
 

@@ -66,9 +66,8 @@ impl ShardState {
         let now = self.context.clock.now();
         let idle_since = Timestamp(now.millis() - settings.idle_after.as_millis() as i64);
         let horizon = now.plus(settings.timer_horizon);
-        // Least recently used first.
-        // Through the running actors, not every live incident: a shard may
-        // hold a million passivated ones.
+        // The running actors (not every live incident: a shard may hold a
+        // million passivated ones) that may stop, least recently used first.
         let mut quiet: Vec<(Timestamp, IncidentId, &ActorRef<IncidentMsg>)> = self
             .actors
             .iter()
@@ -83,12 +82,8 @@ impl ShardState {
                     return None;
                 }
                 let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
-                let idle = *last_input <= idle_since;
-                (!timer_soon && (idle || !self.dirty.contains(id))).then_some((
-                    *last_input,
-                    *id,
-                    actor,
-                ))
+                let stored_or_idle = *last_input <= idle_since || !self.dirty.contains(id);
+                (!timer_soon && stored_or_idle).then_some((*last_input, *id, actor))
             })
             .collect();
         quiet.sort_unstable_by_key(|(last_input, ..)| *last_input);
