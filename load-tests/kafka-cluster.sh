@@ -11,8 +11,10 @@
 # the release build as a cluster member of group <run> (8 shards, Redis
 # key prefix <run>) on 127.0.0.1:18081, and runs the scenario with its
 # topic, target and rate replaced. Fresh topics and a fresh group each
-# time, so nothing of an earlier run is read again; the topics are deleted
-# at the end (an open-throttle run leaves gigabytes in them).
+# time, so nothing of an earlier run is read again; the topics and the
+# run's Redis keys are deleted at the end (an open-throttle run leaves
+# gigabytes in the topics, and keys left in Redis would make every later
+# run's append-only-file rewrites copy them again).
 # Results: load-results/kafka-<run>/ (the replica's log is kept there too).
 # Every run stops by itself and sends only to 127.0.0.1.
 set -euo pipefail
@@ -29,6 +31,7 @@ topics_created=0
 cleanup() {
     [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
     ((topics_created)) && scripts/services.sh kafka-topics --delete --topic "$run\\..*" || true
+    ((topics_created)) && redis-cli -p 6390 --scan --pattern "$run:*" | xargs -r -n 500 redis-cli -p 6390 unlink >/dev/null || true
 }
 trap cleanup EXIT
 
