@@ -13,6 +13,7 @@ mod local_subscriptions;
 mod redis;
 mod redis_pagerduty_keys;
 mod redis_subscriptions;
+mod redis_summaries;
 
 pub use local::LocalStore;
 pub use redis::RedisStore;

@@ -8,6 +8,7 @@
 //! - `<prefix>:{shard-N}:epoch`       INT, bumped by every owner that claims the shard
 //! - `<prefix>:{shard-N}:archive:<id>` STRING, expires after `archive_ttl`
 //! - `<prefix>:{shard-N}:quarantine`  HASH incident id -> bytes the engine could not decode
+//! - `<prefix>:{shard-N}:summaries`   HASH incident id -> summary (`redis_summaries.rs`), what lists read
 //!
 //! Webhook subscriptions (`redis_subscriptions.rs`) and PagerDuty trigger keys
 //! (`redis_pagerduty_keys.rs`) have keys of their own.
@@ -30,6 +31,7 @@ use incidentd_actors::ports::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult, Script};
 
+use super::redis_summaries::{decode_summary, encode_summary};
 use crate::config::StoreConfig;
 use crate::telemetry;
 
@@ -60,7 +62,7 @@ const FENCED: i64 = 0;
 /// ARGV: our epoch, archive TTL in seconds, number of whole upserts, number
 /// of change frames, number of archived, number of summaries, then
 /// (id, bytes) per whole upsert, (id, frame) per change frame, (id, bytes)
-/// per archived incident, (id, JSON) per summary, and (source, offset)
+/// per archived incident, (id, summary) per summary, and (source, offset)
 /// pairs up to the end.
 ///
 /// Returns 1 when stored, 0 when a newer epoch owns the shard, and -n when
@@ -214,8 +216,8 @@ impl RedisStore {
         let mut summaries = Vec::new();
         for shard in 0..shards {
             let key = self.key(shard, "summaries");
-            for (id, json) in self.scan_hash(&key, "list", "read summaries").await? {
-                match serde_json::from_slice::<IncidentSummary>(&json) {
+            for (id, bytes) in self.scan_hash(&key, "list", "read summaries").await? {
+                match decode_summary(&bytes) {
                     Ok(summary) => summaries.push(Arc::new(summary)),
                     Err(e) => {
                         tracing::warn!(shard, incident = %id, error = %e, "skipping an unreadable incident summary")
@@ -435,9 +437,9 @@ impl RedisStore {
             invocation.arg(id.to_string()).arg(bytes.as_slice());
         }
         for summary in &batch.summaries {
-            let json = serde_json::to_string(summary.as_ref())
-                .map_err(|e| unavailable("encode summary", e))?;
-            invocation.arg(summary.id.to_string()).arg(json);
+            invocation
+                .arg(summary.id.to_string())
+                .arg(encode_summary(summary));
         }
         for (source, offset) in &batch.offsets {
             invocation.arg(source).arg(*offset);
