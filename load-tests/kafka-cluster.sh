@@ -5,6 +5,8 @@
 #   load-tests/kafka-cluster.sh RATE [SCENARIO.toml]
 #       RATE: alerts/s offered, 0 = as fast as the broker acknowledges
 #       SCENARIO: default load-tests/scenarios/kafka-native.toml
+#   INCIDENTD_BIN=PATH runs that service binary instead of this tree's
+#   release build (to compare two builds on the same services).
 #
 # Starts Kafka and Redis with scripts/services.sh, creates topics of its
 # own (<run>.alerts and <run>.keyed with 8 partitions, <run>.dead), starts
@@ -65,7 +67,7 @@ format = "native"
 [routing]
 group_by = ["alertname"]
 TOML
-"$bin/incidentd" serve --config "$out/incidentd.toml" --listen 127.0.0.1:18081 \
+"${INCIDENTD_BIN:-$bin/incidentd}" serve --config "$out/incidentd.toml" --listen 127.0.0.1:18081 \
     --data-dir "$out/data" >"$out/incidentd.log" 2>&1 &
 pid=$!
 tries=0

@@ -119,7 +119,7 @@ impl Intake {
                 };
                 kafka
                     .producer
-                    .send_all(input.into_records(&self.engine, None))
+                    .send_all(input.into_records(&self.engine, None, None))
                     .await
                     .map_err(EngineError::NotDurable)
             }
@@ -190,7 +190,7 @@ impl Intake {
         };
         kafka
             .producer
-            .send_all(input.into_records(&self.engine, None))
+            .send_all(input.into_records(&self.engine, None, None))
             .await
             .map_err(CommandError::Unavailable)?;
         Ok(true)
@@ -221,6 +221,7 @@ impl Intake {
             shard,
             key: id.to_string(),
             record,
+            timestamp: None,
         };
         if let Err(e) = kafka.producer.send_all(vec![keyed]).await {
             kafka.pending.forget(&request);

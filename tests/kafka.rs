@@ -707,6 +707,61 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     assert!(rekeyed > 0.0, "strays went through the keyed topic");
 }
 
+/// A re-keyed record keeps its source record's Kafka timestamp, so the age
+/// a replica reports for stored alerts counts from the alert's producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekeyed_record_keeps_its_source_s_timestamp() {
+    let names = Names::new("age");
+    let source = cluster_topics(&names, "alerts").await;
+    let sources = format!("[[kafka.sources]]\ntopic = \"{source}\"\nformat = \"native\"\n");
+    let service = Service::start(&cluster_config(
+        &names,
+        "",
+        &sources,
+        "[routing]\ngroup_by = [\"alertname\"]\n",
+    ))
+    .await;
+    let an_hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let payload = serde_json::to_vec(&native_alert("Aged", 1, "warning")).unwrap();
+    producer()
+        .send(
+            FutureRecord::to(&source)
+                .key("aged")
+                .payload(&payload)
+                .timestamp(an_hour_ago),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("producing: {e}"));
+    wait_for_groups(&service, 1, 1).await;
+
+    let keyed = reader(&names, &names.topic("keyed"));
+    let record = tokio::time::timeout(Duration::from_secs(30), keyed.recv())
+        .await
+        .expect("the re-keyed record within 30 s")
+        .expect("reading the keyed topic");
+    assert_eq!(record.timestamp().to_millis(), Some(an_hour_ago));
+    for stage in ["rekeyed", "stored"] {
+        let label = format!("stage=\"{stage}\"");
+        wait_until(
+            &format!("an age of an hour at stage {stage}"),
+            Duration::from_secs(30),
+            &[&service],
+            || async {
+                let age = service
+                    .metric("incidentd_kafka_record_age_seconds_sum", &[&label])
+                    .await;
+                if age >= 3_600.0 {
+                    Ok(())
+                } else {
+                    Err(format!("summed age {age} s"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_shard_pauses_its_partition_and_nothing_is_lost() {
     let names = Names::new("pause");

@@ -24,6 +24,10 @@ pub struct Keyed {
     /// partition is read by tools other than incidentd.
     pub key: String,
     pub record: KeyedRecord,
+    /// The Kafka timestamp (ms) of the source record it was re-keyed from,
+    /// which it keeps: its age is counted from when the alert first reached
+    /// Kafka, as Kafka Streams does across a repartition. None: now.
+    pub timestamp: Option<i64>,
 }
 
 /// Where a dead-lettered message came from, for its headers.
@@ -48,13 +52,25 @@ impl<'a> SourceMessage<'a> {
     }
 }
 
-/// A keyed record ready to produce: partition (shard), key, payload, kind.
-type EncodedRecord = (usize, String, Vec<u8>, &'static str);
+/// A keyed record ready to produce.
+struct EncodedRecord {
+    shard: usize,
+    key: String,
+    payload: Vec<u8>,
+    kind: &'static str,
+    timestamp: Option<i64>,
+}
 
 fn encode(records: Vec<Keyed>) -> Vec<EncodedRecord> {
     records
         .into_iter()
-        .map(|k| (k.shard, k.key, k.record.encode(), k.record.kind()))
+        .map(|k| EncodedRecord {
+            shard: k.shard,
+            payload: k.record.encode(),
+            kind: k.record.kind(),
+            key: k.key,
+            timestamp: k.timestamp,
+        })
         .collect()
 }
 
@@ -86,17 +102,18 @@ impl KeyedProducer {
     }
 
     async fn send_encoded(&self, encoded: &[EncodedRecord]) -> Result<(), String> {
-        let sends = encoded
-            .iter()
-            .map(|(shard, key, payload, kind)| async move {
-                let record = FutureRecord::to(&self.keyed_topic)
-                    .partition(*shard as i32)
-                    .key(key)
-                    .payload(payload);
-                let result = self.send(record).await;
-                telemetry::produced(&self.keyed_topic, kind, result.is_ok());
-                result
-            });
+        let sends = encoded.iter().map(|encoded| async move {
+            let mut record = FutureRecord::to(&self.keyed_topic)
+                .partition(encoded.shard as i32)
+                .key(&encoded.key)
+                .payload(&encoded.payload);
+            if let Some(timestamp) = encoded.timestamp {
+                record = record.timestamp(timestamp);
+            }
+            let result = self.send(record).await;
+            telemetry::produced(&self.keyed_topic, encoded.kind, result.is_ok());
+            result
+        });
         join_all(sends).await.into_iter().collect()
     }
 

@@ -97,6 +97,7 @@ impl Rekey {
             }
             for message in &batch {
                 telemetry::consumed(message.topic(), "rekeyed", 1);
+                telemetry::record_age("rekeyed", message.timestamp().to_millis());
                 // librdkafka commits the offset after the stored one. This
                 // fails only for a partition revoked meanwhile; its new
                 // reader repeats the message, which the shards skip.
@@ -159,7 +160,8 @@ impl Rekey {
                 source: format!("{}/{}", message.topic(), message.partition()),
                 offset: message.offset(),
             };
-            records.extend(input.into_records(&self.shared.engine, Some(origin)));
+            let timestamp = message.timestamp().to_millis();
+            records.extend(input.into_records(&self.shared.engine, Some(origin), timestamp));
         }
         Some(records)
     }

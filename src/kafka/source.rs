@@ -49,8 +49,14 @@ pub async fn decode_held(
 impl SourceInput {
     /// One keyed record per shard that any alert's routes land on (holding
     /// those alerts, in order), and one per shard of each acknowledge;
-    /// `origin` is where the message was read, if from a topic.
-    pub fn into_records(self, engine: &Engine, origin: Option<Origin>) -> Vec<Keyed> {
+    /// `origin` is where the message was read, if from a topic, and
+    /// `timestamp` its Kafka timestamp (ms), which the records keep.
+    pub fn into_records(
+        self,
+        engine: &Engine,
+        origin: Option<Origin>,
+        timestamp: Option<i64>,
+    ) -> Vec<Keyed> {
         let mut per_shard: BTreeMap<usize, Vec<Alert>> = BTreeMap::new();
         for alert in self.alerts {
             // Copies only for the further shards of routes that continue:
@@ -76,6 +82,7 @@ impl SourceInput {
                     alerts,
                     origin: origin.clone(),
                 },
+                timestamp,
             })
             .collect();
         for (probe, actor) in self.acknowledges {
@@ -88,6 +95,7 @@ impl SourceInput {
                         command: Command::Acknowledge,
                         actor: actor.clone(),
                     },
+                    timestamp,
                 });
             }
         }
@@ -164,7 +172,7 @@ mod tests {
                 expected.entry(shard).or_default().push(alert.clone());
             }
         }
-        let records = input.into_records(&engine, None);
+        let records = input.into_records(&engine, None, None);
         let shards: BTreeSet<usize> = records.iter().map(|r| r.shard).collect();
         assert_eq!(shards.len(), records.len(), "one record per shard");
         let got: BTreeMap<usize, Vec<Alert>> = records

@@ -1,6 +1,6 @@
 //! Kafka metrics, all `incidentd_kafka_*`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge, histogram};
 use rdkafka::Statistics;
@@ -17,6 +17,23 @@ pub fn consumed(topic: &str, outcome: &'static str, count: usize) {
 /// Alerts from the keyed topic whose effect a shard stored.
 pub fn alerts_applied(count: usize) {
     counter!("incidentd_kafka_alerts_applied_total").increment(count as u64);
+}
+
+/// How old a consumed message is when it reaches `stage`, from its Kafka
+/// timestamp: `rekeyed` (every record made from it acknowledged by the
+/// keyed topic) or `stored` (its alerts' effect stored by a shard).
+/// Re-keyed records keep their source's timestamp, so `stored` spans the
+/// whole way from the alert's producer. A message without a timestamp is
+/// not counted; a clock behind the producer's counts as age 0.
+pub fn record_age(stage: &'static str, timestamp_ms: Option<i64>) {
+    let Some(timestamp_ms) = timestamp_ms else {
+        return;
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as i64);
+    let age = Duration::from_millis(now_ms.saturating_sub(timestamp_ms).max(0) as u64);
+    histogram!("incidentd_kafka_record_age_seconds", "stage" => stage).record(age.as_secs_f64());
 }
 
 pub fn produced(topic: &str, kind: &'static str, ok: bool) {

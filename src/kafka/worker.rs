@@ -112,6 +112,8 @@ enum Step {
         offset: i64,
         origins: BTreeMap<String, i64>,
         records: Vec<AlertRecord>,
+        /// The Kafka timestamp (ms) of each message read into the step.
+        timestamps: Vec<Option<i64>>,
     },
     Record {
         record: Box<KeyedRecord>,
@@ -186,6 +188,7 @@ impl Worker {
             offset,
             origins,
             records,
+            ..
         } = &step
         else {
             return self.confirm_all_but(0, in_flight).await && self.apply(step).await;
@@ -234,8 +237,16 @@ impl Worker {
     /// A step's effect is stored: its offset may be committed.
     fn report_stored(&self, step: &Step) {
         let offset = match step {
-            Step::Alerts { alerts, offset, .. } => {
+            Step::Alerts {
+                alerts,
+                offset,
+                timestamps,
+                ..
+            } => {
                 telemetry::alerts_applied(alerts.len());
+                for &timestamp in timestamps {
+                    telemetry::record_age("stored", timestamp);
+                }
                 offset
             }
             Step::Record { offset, .. } => offset,
@@ -283,7 +294,11 @@ impl Worker {
                         offset,
                     };
                     let Some((alerts, records)) = self
-                        .keep_mine(input.into_records(&self.shared.engine, Some(origin)))
+                        .keep_mine(input.into_records(
+                            &self.shared.engine,
+                            Some(origin),
+                            message.timestamp().to_millis(),
+                        ))
                         .await
                     else {
                         // Stopping: this message is read again by the next owner.
@@ -306,7 +321,8 @@ impl Worker {
                 .map(|o| (o.source, o.offset))
                 .into_iter()
                 .collect();
-            let time = message.timestamp().to_millis().map(Timestamp::from_millis);
+            let timestamp = message.timestamp().to_millis();
+            let time = timestamp.map(Timestamp::from_millis);
             let record =
                 |first_alert| AlertRecord::new(first_alert, &self.source, &[offset as u64], time);
             match steps.last_mut() {
@@ -315,8 +331,10 @@ impl Worker {
                     offset: last,
                     origins: known,
                     records: read_from,
+                    timestamps,
                 }) if records.is_empty() => {
                     read_from.push(record(pending.len()));
+                    timestamps.push(timestamp);
                     pending.extend(alerts);
                     *last = offset;
                     // Offsets of one origin only grow along a partition.
@@ -327,6 +345,7 @@ impl Worker {
                     offset,
                     origins,
                     records: vec![record(0)],
+                    timestamps: vec![timestamp],
                 }),
                 _ => {
                     if !alerts.is_empty() {
@@ -335,6 +354,7 @@ impl Worker {
                             offset,
                             origins,
                             records: vec![record(0)],
+                            timestamps: vec![timestamp],
                         });
                     }
                     steps.extend(records.into_iter().map(|record| Step::Record {
@@ -437,6 +457,7 @@ impl Worker {
                 offset,
                 origins,
                 records,
+                ..
             } => {
                 self.dispatch(alerts, *offset, origins, records)?
                     .stored()
