@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Statistics};
@@ -22,9 +23,6 @@ use super::telemetry;
 use super::worker::WorkerShared;
 use super::KafkaConfig;
 use crate::ingest::SourceFormat;
-
-/// How long a batch waits for more messages once it has one.
-const BATCH_WAIT: Duration = Duration::from_millis(2);
 
 pub struct LagContext;
 
@@ -111,7 +109,10 @@ impl Rekey {
         self.consumer.unsubscribe();
     }
 
-    /// Waits for one message (or a short while), then takes what else is ready.
+    /// Waits for one message (or a short while), then takes what else is
+    /// ready, without waiting for more: what arrived while the last batch
+    /// was produced is queued already, and a wait would only delay it (a
+    /// 2 ms wait per batch was a tenth of a message's way to the shard).
     async fn next_batch(&self) -> Vec<OwnedMessage> {
         let mut batch = Vec::new();
         let first = tokio::time::timeout(Duration::from_millis(100), self.consumer.recv()).await;
@@ -124,8 +125,8 @@ impl Rekey {
             Err(_) => return batch,
         }
         while batch.len() < self.shared.max_batch {
-            match tokio::time::timeout(BATCH_WAIT, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message.detach()),
                 _ => break,
             }
         }
