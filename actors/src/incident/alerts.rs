@@ -69,7 +69,10 @@ impl Incident {
                 None
             }
             (AlertStatus::Resolved, AlertStatus::Resolved) => None,
-            (AlertStatus::Firing, _) => {
+            (AlertStatus::Firing, before) => {
+                if before == AlertStatus::Resolved {
+                    self.firing_alerts += 1;
+                }
                 state.status = AlertStatus::Firing;
                 state.severity = alert.severity;
                 state.last_event_at = now;
@@ -81,6 +84,7 @@ impl Incident {
                 })
             }
             (AlertStatus::Resolved, AlertStatus::Firing) => {
+                self.firing_alerts -= 1;
                 state.status = AlertStatus::Resolved;
                 state.last_event_at = now;
                 Some(Change::AlertResolved {
@@ -114,6 +118,8 @@ impl Incident {
             self.dropped_alerts += 1;
             return;
         }
+        // Only firing alerts get here.
+        self.firing_alerts += 1;
         self.alerts.insert(
             alert.fingerprint.clone(),
             AlertState {

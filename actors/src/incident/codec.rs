@@ -140,6 +140,7 @@ pub fn decode_incident(key: &str, bytes: &[u8]) -> Result<Incident, CodecError> 
         }
         incident = apply_changes(incident, &mut reader)?;
     }
+    incident.firing_alerts = incident.count_firing_alerts();
     Ok(incident)
 }
 

@@ -43,6 +43,7 @@ impl Incident {
                 last_event_at: now,
             },
         );
+        incident.firing_alerts = incident.count_firing_alerts();
         incident.start_escalation(now, rules);
         let change = Change::Created {
             fingerprint: Some(first.fingerprint.clone()),
@@ -99,6 +100,7 @@ impl Incident {
             assignee: None,
             labels: Arc::default(),
             alerts: BTreeMap::new(),
+            firing_alerts: 0,
             dropped_alerts: 0,
             total_alerts: 0,
             duplicate_alerts: 0,

@@ -197,6 +197,37 @@ fn duplicate_inside_window_only_counts_and_outside_window_refires() {
 }
 
 #[test]
+fn every_event_s_summary_counts_the_alerts_firing_then() {
+    let mut p = Probe::open(firing("a"));
+    p.alerts(vec![firing("b"), firing("c")], at(SEC));
+    // b again is a duplicate inside the dedup window: no event.
+    p.alerts(vec![resolved("a"), firing("b")], at(2 * SEC));
+    p.alerts(vec![firing("a")], at(3 * SEC));
+    let counts: Vec<(EventKind, u64)> = p
+        .events
+        .iter()
+        .map(|e| (e.kind, e.incident.firing_alerts))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (EventKind::Created, 1),
+            (EventKind::AlertAdded, 2),
+            (EventKind::AlertAdded, 3),
+            (EventKind::AlertResolved, 2),
+            (EventKind::AlertAdded, 3),
+        ]
+    );
+    p.alerts(vec![resolved("c")], at(4 * SEC));
+    let restored = decode_incident("t", &encode_incident(&p.incident)).unwrap();
+    assert_eq!(
+        restored.summary().firing_alerts,
+        2,
+        "counted again on decode"
+    );
+}
+
+#[test]
 fn new_fingerprint_joins_and_narrows_common_labels() {
     let mut p = Probe::open(firing("DiskFull"));
     let before = p.incident.summary();
