@@ -221,7 +221,7 @@ impl Intake {
             shard,
             key: id.to_string(),
             record,
-            timestamp: None,
+            source_timestamp: None,
         };
         if let Err(e) = kafka.producer.send_all(vec![keyed]).await {
             kafka.pending.forget(&request);

@@ -707,10 +707,10 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     assert!(rekeyed > 0.0, "strays went through the keyed topic");
 }
 
-/// A re-keyed record keeps its source record's Kafka timestamp, so the age
-/// a replica reports for stored alerts counts from the alert's producer.
+/// A re-keyed record carries its source record's Kafka timestamp, so the
+/// age a replica reports for stored alerts counts from the alert's producer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rekeyed_record_keeps_its_source_s_timestamp() {
+async fn a_rekeyed_record_carries_its_source_s_timestamp() {
     let names = Names::new("age");
     let source = cluster_topics(&names, "alerts").await;
     let sources = format!("[[kafka.sources]]\ntopic = \"{source}\"\nformat = \"native\"\n");
@@ -740,7 +740,21 @@ async fn a_rekeyed_record_keeps_its_source_s_timestamp() {
         .await
         .expect("the re-keyed record within 30 s")
         .expect("reading the keyed topic");
-    assert_eq!(record.timestamp().to_millis(), Some(an_hour_ago));
+    let header = record
+        .headers()
+        .and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == "incidentd-source-timestamp")
+        })
+        .and_then(|h| h.value)
+        .expect("the re-keyed record's source timestamp header");
+    assert_eq!(header, an_hour_ago.to_string().as_bytes());
+    let own = record.timestamp().to_millis().expect("a record timestamp");
+    assert!(
+        own > an_hour_ago + 3_000_000,
+        "the record's own timestamp is when it was re-keyed"
+    );
     for stage in ["rekeyed", "stored"] {
         let label = format!("stage=\"{stage}\"");
         wait_until(

@@ -13,6 +13,10 @@ use super::record::KeyedRecord;
 use super::telemetry;
 use super::KafkaConfig;
 
+/// The header of a re-keyed record holding its source record's Kafka
+/// timestamp (ms, decimal).
+pub const SOURCE_TIMESTAMP_HEADER: &str = "incidentd-source-timestamp";
+
 /// Longest pause between retries while the broker is unreachable.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -25,9 +29,11 @@ pub struct Keyed {
     pub key: String,
     pub record: KeyedRecord,
     /// The Kafka timestamp (ms) of the source record it was re-keyed from,
-    /// which it keeps: its age is counted from when the alert first reached
-    /// Kafka, as Kafka Streams does across a repartition. None: now.
-    pub timestamp: Option<i64>,
+    /// sent in a header so a shard can tell how old the alert is. Not as the
+    /// record's own timestamp: time-based retention of the keyed topic, or
+    /// a broker that refuses old timestamps, would then drop a re-keyed
+    /// backlog or stop the re-keying.
+    pub source_timestamp: Option<i64>,
 }
 
 /// Where a dead-lettered message came from, for its headers.
@@ -58,7 +64,7 @@ struct EncodedRecord {
     key: String,
     payload: Vec<u8>,
     kind: &'static str,
-    timestamp: Option<i64>,
+    source_timestamp: Option<i64>,
 }
 
 fn encode(records: Vec<Keyed>) -> Vec<EncodedRecord> {
@@ -69,7 +75,7 @@ fn encode(records: Vec<Keyed>) -> Vec<EncodedRecord> {
             payload: k.record.encode(),
             kind: k.record.kind(),
             key: k.key,
-            timestamp: k.timestamp,
+            source_timestamp: k.source_timestamp,
         })
         .collect()
 }
@@ -107,8 +113,12 @@ impl KeyedProducer {
                 .partition(encoded.shard as i32)
                 .key(&encoded.key)
                 .payload(&encoded.payload);
-            if let Some(timestamp) = encoded.timestamp {
-                record = record.timestamp(timestamp);
+            let source_time = encoded.source_timestamp.map(|ms| ms.to_string());
+            if let Some(source_time) = &source_time {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: SOURCE_TIMESTAMP_HEADER,
+                    value: Some(source_time),
+                }));
             }
             let result = self.send(record).await;
             telemetry::produced(&self.keyed_topic, encoded.kind, result.is_ok());

@@ -50,12 +50,12 @@ impl SourceInput {
     /// One keyed record per shard that any alert's routes land on (holding
     /// those alerts, in order), and one per shard of each acknowledge;
     /// `origin` is where the message was read, if from a topic, and
-    /// `timestamp` its Kafka timestamp (ms), which the records keep.
+    /// `source_timestamp` its Kafka timestamp (ms).
     pub fn into_records(
         self,
         engine: &Engine,
         origin: Option<Origin>,
-        timestamp: Option<i64>,
+        source_timestamp: Option<i64>,
     ) -> Vec<Keyed> {
         let mut per_shard: BTreeMap<usize, Vec<Alert>> = BTreeMap::new();
         for alert in self.alerts {
@@ -82,7 +82,7 @@ impl SourceInput {
                     alerts,
                     origin: origin.clone(),
                 },
-                timestamp,
+                source_timestamp,
             })
             .collect();
         for (probe, actor) in self.acknowledges {
@@ -95,7 +95,7 @@ impl SourceInput {
                         command: Command::Acknowledge,
                         actor: actor.clone(),
                     },
-                    timestamp,
+                    source_timestamp,
                 });
             }
         }

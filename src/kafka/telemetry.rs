@@ -21,10 +21,10 @@ pub fn alerts_applied(count: usize) {
 
 /// How old a consumed message is when it reaches `stage`, from its Kafka
 /// timestamp: `rekeyed` (every record made from it acknowledged by the
-/// keyed topic) or `stored` (its alerts' effect stored by a shard).
-/// Re-keyed records keep their source's timestamp, so `stored` spans the
-/// whole way from the alert's producer. A message without a timestamp is
-/// not counted; a clock behind the producer's counts as age 0.
+/// keyed topic) or `stored` (its alerts' effect stored by a shard). A
+/// re-keyed record carries its source's timestamp in a header, so `stored`
+/// spans the whole way from the alert's producer. A message without a
+/// timestamp is not counted; a clock behind the producer's counts as 0.
 pub fn record_age(stage: &'static str, timestamp_ms: Option<i64>) {
     let Some(timestamp_ms) = timestamp_ms else {
         return;

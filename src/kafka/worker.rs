@@ -13,16 +13,28 @@ use std::time::Duration;
 use incidentd_actors::model::{Alert, CommandError, Timestamp};
 use incidentd_actors::ports::{AlertRecord, Progress, SourcePosition};
 use incidentd_actors::{Engine, EngineError, Stored};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::producer::{Keyed, KeyedProducer, SourceMessage};
+use super::producer::{Keyed, KeyedProducer, SourceMessage, SOURCE_TIMESTAMP_HEADER};
 use super::record::{KeyedRecord, Origin};
 use super::source::decode_held;
 use super::telemetry;
 use super::PendingReplies;
 use crate::ingest::{PagerDutyKeys, SourceFormat};
+
+/// When a message's alerts reached Kafka (ms): the source record's
+/// timestamp for a re-keyed record, the message's own otherwise.
+fn source_timestamp(message: &OwnedMessage) -> Option<i64> {
+    let from_header = message.headers().and_then(|headers| {
+        let header = headers
+            .iter()
+            .find(|header| header.key == SOURCE_TIMESTAMP_HEADER)?;
+        std::str::from_utf8(header.value?).ok()?.parse().ok()
+    });
+    from_header.or_else(|| message.timestamp().to_millis())
+}
 
 /// Longest pause between retries of input the shard could not take yet.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -112,7 +124,8 @@ enum Step {
         offset: i64,
         origins: BTreeMap<String, i64>,
         records: Vec<AlertRecord>,
-        /// The Kafka timestamp (ms) of each message read into the step.
+        /// When each message read into the step reached Kafka (ms): its
+        /// source's timestamp if it was re-keyed, else its own.
         timestamps: Vec<Option<i64>>,
     },
     Record {
@@ -321,8 +334,8 @@ impl Worker {
                 .map(|o| (o.source, o.offset))
                 .into_iter()
                 .collect();
-            let timestamp = message.timestamp().to_millis();
-            let time = timestamp.map(Timestamp::from_millis);
+            let timestamp = source_timestamp(&message);
+            let time = message.timestamp().to_millis().map(Timestamp::from_millis);
             let record =
                 |first_alert| AlertRecord::new(first_alert, &self.source, &[offset as u64], time);
             match steps.last_mut() {
