@@ -97,6 +97,17 @@ handover_timeout = "15s"
     )
 }
 
+/// One replica reading `sources`, with incidents grouped by alertname.
+async fn one_replica_by_alertname(names: &Names, sources: &str) -> Service {
+    Service::start(&cluster_config(
+        names,
+        "",
+        sources,
+        "[routing]\ngroup_by = [\"alertname\"]\n",
+    ))
+    .await
+}
+
 /// Starts two replicas of `config` and waits until they share the shards.
 async fn two_replicas(config: &str) -> (Service, Service) {
     let a = Service::start(config).await;
@@ -199,13 +210,7 @@ topic = "{webhook}"
 format = "alertmanager_webhook"
 "#
     );
-    let service = Service::start(&cluster_config(
-        &names,
-        "",
-        &sources,
-        "[routing]\ngroup_by = [\"alertname\"]\n",
-    ))
-    .await;
+    let service = one_replica_by_alertname(&names, &sources).await;
 
     // 100,000 alerts: 500 groups per format, 100 distinct alerts each, sent
     // 50 to a message; and 50 poison messages per topic.
@@ -671,13 +676,7 @@ async fn a_source_keyed_by_shard_is_read_directly_and_strays_are_rekeyed() {
     let sources = format!(
         "[[kafka.sources]]\ntopic = \"{direct}\"\nformat = \"native\"\nkeyed_by_group_key = true\n"
     );
-    let service = Service::start(&cluster_config(
-        &names,
-        "",
-        &sources,
-        "[routing]\ngroup_by = [\"alertname\"]\n",
-    ))
-    .await;
+    let service = one_replica_by_alertname(&names, &sources).await;
     // Every group's alerts land on every partition in turn: most are on a
     // partition that is not their shard's and must travel on.
     let producer = producer();
@@ -714,13 +713,7 @@ async fn a_rekeyed_record_carries_its_source_s_timestamp() {
     let names = Names::new("age");
     let source = cluster_topics(&names, "alerts").await;
     let sources = format!("[[kafka.sources]]\ntopic = \"{source}\"\nformat = \"native\"\n");
-    let service = Service::start(&cluster_config(
-        &names,
-        "",
-        &sources,
-        "[routing]\ngroup_by = [\"alertname\"]\n",
-    ))
-    .await;
+    let service = one_replica_by_alertname(&names, &sources).await;
     let an_hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let payload = serde_json::to_vec(&native_alert("Aged", 1, "warning")).unwrap();
     producer()
