@@ -79,3 +79,15 @@ done
 grep -v -e '^target *=' -e '^kafka_topic *=' -e '^rate *=' "$scenario" >"$out/scenario.toml"
 printf 'target = "http://127.0.0.1:18081"\nkafka_topic = "%s"\nrate = %s\n' "$run.alerts" "$rate" >>"$out/scenario.toml"
 "$bin/incidentd-load" run "$out/scenario.toml" --out "$out"
+
+# Where the alerts' time went, from the replica's own metric: the mean age
+# of a message once re-keyed and once its alerts were stored.
+curl -sf http://127.0.0.1:18081/metrics >"$out/replica-metrics.txt"
+awk '/^incidentd_kafka_record_age_seconds_(sum|count)\{/ {
+        split($1, name, "{"); match($1, /stage="[a-z]+"/)
+        stage = substr($1, RSTART + 7, RLENGTH - 8)
+        if (name[1] ~ /_sum$/) sum[stage] = $2; else count[stage] = $2
+    }
+    END { for (s in count) if (count[s] > 0)
+        printf "message age once %-8s mean %.1f ms over %d messages\n", s, 1000 * sum[s] / count[s], count[s] }' \
+    "$out/replica-metrics.txt"
