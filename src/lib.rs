@@ -14,6 +14,7 @@ pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+mod tagged_bincode;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;

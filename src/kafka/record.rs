@@ -9,6 +9,8 @@ use incidentd_actors::model::{Alert, Command, IncidentId, NewIncident};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use crate::tagged_bincode::{self, DecodeError};
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeyedRecord {
@@ -63,28 +65,13 @@ pub struct Origin {
 /// First byte of a binary alerts record. JSON records start with `{`.
 const BINARY_ALERTS: u8 = 1;
 
-/// Most bytes a binary record may make the decoder allocate: more than any
-/// broker message, so only a corrupt length reaches it.
-const MAX_BINARY_RECORD: usize = 64 << 20;
-
-fn binary_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_BINARY_RECORD>()
-}
-
 impl KeyedRecord {
     /// Alerts in the binary form: decoding JSON twice per alert (source,
     /// then keyed topic) was a large part of a cluster's CPU per alert.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             KeyedRecord::Alerts { alerts, origin } => {
-                let mut bytes = vec![BINARY_ALERTS];
-                bincode::serde::encode_into_std_write(
-                    (alerts, origin),
-                    &mut bytes,
-                    binary_config(),
-                )
-                .expect("writing to a Vec cannot fail and alerts always serialize");
-                bytes
+                tagged_bincode::encode(BINARY_ALERTS, &(alerts, origin))
             }
             other => serde_json::to_vec(other).expect("a keyed record always serializes"),
         }
@@ -92,18 +79,13 @@ impl KeyedRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<KeyedRecord, String> {
         match bytes.split_first() {
-            Some((&BINARY_ALERTS, body)) => {
-                let ((alerts, origin), read) =
-                    bincode::serde::decode_from_slice(body, binary_config())
-                        .map_err(|e| format!("not a keyed record: binary alerts: {e}"))?;
-                if read != body.len() {
-                    return Err(format!(
-                        "not a keyed record: binary alerts followed by {} stray bytes",
-                        body.len() - read
-                    ));
-                }
-                Ok(KeyedRecord::Alerts { alerts, origin })
-            }
+            Some((&BINARY_ALERTS, body)) => match tagged_bincode::decode(body) {
+                Ok((alerts, origin)) => Ok(KeyedRecord::Alerts { alerts, origin }),
+                Err(DecodeError::Trailing(count)) => Err(format!(
+                    "not a keyed record: binary alerts followed by {count} stray bytes"
+                )),
+                Err(e) => Err(format!("not a keyed record: binary alerts: {e}")),
+            },
             _ => serde_json::from_slice(bytes).map_err(|e| format!("not a keyed record: {e}")),
         }
     }

@@ -8,31 +8,18 @@
 
 use incidentd_actors::model::IncidentSummary;
 
+use crate::tagged_bincode;
+
 const BINCODE: u8 = 1;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
 pub(super) fn encode_summary(summary: &IncidentSummary) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(256);
-    bytes.push(BINCODE);
-    bincode::serde::encode_into_std_write(summary, &mut bytes, config())
-        .expect("writing to a Vec cannot fail and every field is serializable");
-    bytes
+    tagged_bincode::encode(BINCODE, summary)
 }
 
 /// Reads a stored summary; the error says why it could not be read.
 pub(super) fn decode_summary(bytes: &[u8]) -> Result<IncidentSummary, String> {
     match bytes.first() {
-        Some(&BINCODE) => {
-            let (summary, read) = bincode::serde::decode_from_slice(&bytes[1..], config())
-                .map_err(|e| e.to_string())?;
-            match bytes.len() - 1 - read {
-                0 => Ok(summary),
-                trailing => Err(format!("{trailing} trailing bytes")),
-            }
-        }
+        Some(&BINCODE) => tagged_bincode::decode(&bytes[1..]).map_err(|e| e.to_string()),
         Some(b'{') => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         Some(other) => Err(format!("unknown summary format {other}")),
         None => Err("empty summary".into()),
