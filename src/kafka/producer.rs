@@ -64,7 +64,8 @@ struct EncodedRecord {
     key: String,
     payload: Vec<u8>,
     kind: &'static str,
-    source_timestamp: Option<i64>,
+    /// The source timestamp header's value.
+    source_time: Option<String>,
 }
 
 fn encode(records: Vec<Keyed>) -> Vec<EncodedRecord> {
@@ -75,7 +76,7 @@ fn encode(records: Vec<Keyed>) -> Vec<EncodedRecord> {
             payload: k.record.encode(),
             kind: k.record.kind(),
             key: k.key,
-            source_timestamp: k.source_timestamp,
+            source_time: k.source_timestamp.map(|ms| ms.to_string()),
         })
         .collect()
 }
@@ -113,8 +114,7 @@ impl KeyedProducer {
                 .partition(encoded.shard as i32)
                 .key(&encoded.key)
                 .payload(&encoded.payload);
-            let source_time = encoded.source_timestamp.map(|ms| ms.to_string());
-            if let Some(source_time) = &source_time {
+            if let Some(source_time) = &encoded.source_time {
                 record = record.headers(OwnedHeaders::new().insert(Header {
                     key: SOURCE_TIMESTAMP_HEADER,
                     value: Some(source_time),

@@ -93,9 +93,12 @@ impl Rekey {
             {
                 return;
             }
+            telemetry::record_ages(
+                "rekeyed",
+                batch.iter().map(|message| message.timestamp().to_millis()),
+            );
             for message in &batch {
                 telemetry::consumed(message.topic(), "rekeyed", 1);
-                telemetry::record_age("rekeyed", message.timestamp().to_millis());
                 // librdkafka commits the offset after the stored one. This
                 // fails only for a partition revoked meanwhile; its new
                 // reader repeats the message, which the shards skip.

@@ -19,21 +19,21 @@ pub fn alerts_applied(count: usize) {
     counter!("incidentd_kafka_alerts_applied_total").increment(count as u64);
 }
 
-/// How old a consumed message is when it reaches `stage`, from its Kafka
-/// timestamp: `rekeyed` (every record made from it acknowledged by the
-/// keyed topic) or `stored` (its alerts' effect stored by a shard). A
+/// How old consumed messages are when they reach `stage`, from their Kafka
+/// timestamps (ms): `rekeyed` (every record made from one acknowledged by
+/// the keyed topic) or `stored` (its alerts' effect stored by a shard). A
 /// re-keyed record carries its source's timestamp in a header, so `stored`
 /// spans the whole way from the alert's producer. A message without a
 /// timestamp is not counted; a clock behind the producer's counts as 0.
-pub fn record_age(stage: &'static str, timestamp_ms: Option<i64>) {
-    let Some(timestamp_ms) = timestamp_ms else {
-        return;
-    };
+pub fn record_ages(stage: &'static str, timestamps_ms: impl IntoIterator<Item = Option<i64>>) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |now| now.as_millis() as i64);
-    let age = Duration::from_millis(now_ms.saturating_sub(timestamp_ms).max(0) as u64);
-    histogram!("incidentd_kafka_record_age_seconds", "stage" => stage).record(age.as_secs_f64());
+    let histogram = histogram!("incidentd_kafka_record_age_seconds", "stage" => stage);
+    for timestamp_ms in timestamps_ms.into_iter().flatten() {
+        let age = Duration::from_millis(now_ms.saturating_sub(timestamp_ms).max(0) as u64);
+        histogram.record(age.as_secs_f64());
+    }
 }
 
 pub fn produced(topic: &str, kind: &'static str, ok: bool) {

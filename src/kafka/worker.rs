@@ -257,9 +257,7 @@ impl Worker {
                 ..
             } => {
                 telemetry::alerts_applied(alerts.len());
-                for &timestamp in timestamps {
-                    telemetry::record_age("stored", timestamp);
-                }
+                telemetry::record_ages("stored", timestamps.iter().copied());
                 offset
             }
             Step::Record { offset, .. } => offset,
