@@ -26,6 +26,9 @@ rate="${1:?usage: load-tests/kafka-cluster.sh RATE [SCENARIO.toml]}"
 scenario="${2:-load-tests/scenarios/kafka-native.toml}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/incidentd-target}"
 run="kafka-$(date -u +%Y%m%dT%H%M%SZ)"
+# The ports scripts/services.sh starts the services on.
+redis_port="${INCIDENTD_REDIS_PORT:-6390}"
+brokers="127.0.0.1:${INCIDENTD_KAFKA_PORT:-9192}"
 out="load-results/$run"
 mkdir -p "$out"
 pid=""
@@ -33,7 +36,7 @@ topics_created=0
 cleanup() {
     [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
     ((topics_created)) && scripts/services.sh kafka-topics --delete --topic "$run\\..*" || true
-    ((topics_created)) && redis-cli -p 6390 --scan --pattern "$run:*" | xargs -r -n 500 redis-cli -p 6390 unlink >/dev/null || true
+    ((topics_created)) && redis-cli -p "$redis_port" --scan --pattern "$run:*" | xargs -r -n 500 redis-cli -p "$redis_port" unlink >/dev/null || true
 }
 trap cleanup EXIT
 
@@ -54,10 +57,10 @@ cat >"$out/incidentd.toml" <<TOML
 shards = 8
 [store]
 kind = "redis"
-redis_url = "redis://127.0.0.1:6390"
+redis_url = "redis://127.0.0.1:$redis_port"
 key_prefix = "$run"
 [kafka]
-brokers = "127.0.0.1:9192"
+brokers = "$brokers"
 group_id = "$run"
 keyed_topic = "$run.keyed"
 dead_letter_topic = "$run.dead"
@@ -76,8 +79,8 @@ until curl -sf -o /dev/null http://127.0.0.1:18081/readyz; do
     sleep 0.1
 done
 
-grep -v -e '^target *=' -e '^kafka_topic *=' -e '^rate *=' "$scenario" >"$out/scenario.toml"
-printf 'target = "http://127.0.0.1:18081"\nkafka_topic = "%s"\nrate = %s\n' "$run.alerts" "$rate" >>"$out/scenario.toml"
+grep -v -e '^target *=' -e '^kafka_brokers *=' -e '^kafka_topic *=' -e '^rate *=' "$scenario" >"$out/scenario.toml"
+printf 'target = "http://127.0.0.1:18081"\nkafka_brokers = "%s"\nkafka_topic = "%s"\nrate = %s\n' "$brokers" "$run.alerts" "$rate" >>"$out/scenario.toml"
 "$bin/incidentd-load" run "$out/scenario.toml" --out "$out"
 
 # Where the alerts' time went, from the replica's own metric: the mean age

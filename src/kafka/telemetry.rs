@@ -20,8 +20,9 @@ pub fn alerts_applied(count: usize) {
 }
 
 /// How old consumed messages are when they reach `stage`, from their Kafka
-/// timestamps (ms): `rekeyed` (every record made from one acknowledged by
-/// the keyed topic) or `stored` (its alerts' effect stored by a shard). A
+/// timestamps (ms): `rekeyed` (every record of its re-keying batch
+/// acknowledged by the keyed topic, which may come after a shard stored
+/// some of them) or `stored` (its alerts' effect stored by a shard). A
 /// re-keyed record carries its source's timestamp in a header, so `stored`
 /// spans the whole way from the alert's producer. A message without a
 /// timestamp is not counted; a clock behind the producer's counts as 0.
