@@ -5,9 +5,14 @@
 #      object offline against the Kubernetes OpenAPI schemas shipped by
 #      kubernetes-validate (strict: an unknown field such as `contaners`
 #      fails), checks the ServiceMonitor (a CRD it has no schema for) by
-#      hand, and parses the rendered incidentd.toml;
+#      hand, and parses the rendered incidentd.toml, whose
+#      [engine.passivation] must hold the values' engine.maxResidentPerShard
+#      and engine.passivation.*;
 #   3. asserts that values the chart must refuse (several replicas with the
-#      local store, a grace period below shutdown + hand-over) fail to render.
+#      local store, a grace period below shutdown + hand-over, incident
+#      actors that do not fit the memory limit, a memory limit that is no
+#      Kubernetes quantity, [engine.passivation] in extraConfig) fail to
+#      render, and that limits just big enough, in each quantity form, do.
 # Installs its tools on first use under ~/.cache/incidentd-tools, so later
 # runs start at once: helm (built with `go install`, the only way to get it
 # here: the Go module proxy is reachable, release downloads are not) and
@@ -164,6 +169,41 @@ sys.exit(1 if errors else 0)
 PYEOF
 }
 
+# The rendered incidentd.toml ($1) must carry engine.maxResidentPerShard
+# and engine.passivation.* of the chart's values.yaml overlaid with the value
+# file $2 (if any) into [engine.passivation].
+check_passivation() {
+    "$PY" - "$CHART/values.yaml" "$@" <<'PYEOF'
+import sys, tomllib, yaml
+
+defaults, toml_path, *files = sys.argv[1:]
+
+def merge(base, over):
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    return {k: merge(base.get(k), over[k]) if k in over else base[k] for k in {*base, *over}}
+
+values = yaml.safe_load(open(defaults))
+for path in files:
+    values = merge(values, yaml.safe_load(open(path)) or {})
+engine = values["engine"]
+p = engine["passivation"]
+want = {
+    "enabled": p["enabled"],
+    "idle_after": str(p["idleAfter"]),
+    "timer_horizon": str(p["timerHorizon"]),
+    "check_interval": str(p["checkInterval"]),
+    "max_resident": engine["maxResidentPerShard"],
+}
+with open(toml_path, "rb") as f:
+    got = tomllib.load(f).get("engine", {}).get("passivation")
+if got != want:
+    print(f"  [engine.passivation] is {got}, expected {want}", file=sys.stderr)
+    sys.exit(1)
+print(f"  max_resident = {got['max_resident']}")
+PYEOF
+}
+
 # --- checks --------------------------------------------------------------
 
 for i in "${!names[@]}"; do
@@ -183,6 +223,9 @@ for i in "${!names[@]}"; do
     echo "== CRDs and incidentd.toml ($name)"
     split_and_check "$out" "$work/$name.k8s.yaml" "$work/$name.toml" ||
         die "rendered objects of $name (above)"
+    echo "== [engine.passivation] of incidentd.toml ($name)"
+    check_passivation "$work/$name.toml" ${flags[$i]:+"${flags[$i]}"} ||
+        die "[engine.passivation] in the incidentd.toml of $name (above)"
 
     for kv in $KUBE_VERSIONS; do
         echo "== kubernetes-validate --strict, Kubernetes $kv ($name)"
@@ -235,5 +278,55 @@ expect_render_failure "Kafka with the local store" "store.kind" \
 # values.schema.json: a misspelled value is an error, not a silent default.
 expect_render_failure "a misspelled value (replicaCunt)" "replicaCunt" \
     --set replicaCunt=3
+expect_render_failure "a misspelled passivation value (engine.passivation.idleAftr)" "idleAftr" \
+    --set engine.passivation.idleAftr=2m
+
+# Incident actors against the memory limit. With the default 8 shards and
+# engine.maxResidentPerShard=5000 they take 8 x 5000 x 13 KiB = 532480000
+# bytes: a limit of exactly that renders, one byte less does not, in each
+# form of Kubernetes quantity (which also checks the chart's parsing).
+expect_render_failure "engine.maxResidentPerShard beyond the memory limit" \
+    "engine.maxResidentPerShard=100000 does not fit resources.limits.memory=1Gi" \
+    --set engine.maxResidentPerShard=100000
+expect_render_failure "more shards than the memory limit holds actors for" \
+    "a pod owning all 64 shards runs up to 64 x 5000 incident actors" \
+    --set shards=64
+expect_render_failure "a memory limit that is not a quantity (1GB)" \
+    'resources.limits.memory="1GB" is not a Kubernetes memory quantity' \
+    --set resources.limits.memory=1GB
+# Where the old chart told operators to put it: the table would be defined twice.
+expect_render_failure "[engine.passivation] in extraConfig" \
+    "extraConfig has an \[engine.passivation\] table" \
+    --set-string 'extraConfig=[routing]
+group_by = ["alertname"]
+
+ [ engine.passivation ]
+max_resident = 1000'
+for limit in 532479999 5.32479999e8 507Mi 0.53G 520000k; do
+    expect_render_failure "a memory limit just below the actors ($limit)" \
+        "does not fit resources.limits.memory=$limit" \
+        --set "resources.limits.memory=$limit"
+done
+expect_render_failure "a memory limit just below the actors (YAML number 532479999)" \
+    "does not fit resources.limits.memory=532479999" \
+    --set-json 'resources={"limits":{"memory":532479999}}'
+
+# Values the chart must accept.
+expect_render_success() {
+    local why="$1"
+    shift
+    echo "== must render: $why"
+    "$HELM" template incidentd "$CHART" "$@" >/dev/null 2>"$work/accept.log" ||
+        { cat "$work/accept.log" >&2; die "helm template refused $why ($*)"; }
+}
+for limit in 532480000 5.3248e8 508Mi 0.54G 532480k 1Gi 1G 1.5Gi 1Ti; do
+    expect_render_success "a memory limit that holds the actors ($limit)" \
+        --set "resources.limits.memory=$limit"
+done
+expect_render_success "a memory limit that holds the actors (YAML number 532480000)" \
+    --set-json 'resources={"limits":{"memory":532480000}}'
+expect_render_success "no memory limit" --set resources.limits=null
+expect_render_success "passivation off (maxResidentPerShard then caps nothing)" \
+    --set engine.passivation.enabled=false --set engine.maxResidentPerShard=100000
 
 echo "helm: ok (${#names[@]} value sets rendered and validated)"

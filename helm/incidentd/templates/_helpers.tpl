@@ -69,6 +69,33 @@ encoder never emits "\/"), so toJson gives a valid, safely quoted value.
 {{- end }}
 
 {{/*
+Bytes in a Kubernetes memory quantity, as a decimal integer string (turn it
+into a number with `float64`). Takes (dict "name" <value's name, for the
+message> "value" <the quantity>). Accepts what Kubernetes accepts: a number
+with an optional suffix, Ki Mi Gi Ti Pi Ei (powers of 1024), k M G T P E
+(powers of 1000) or m (thousandths), or an exponent (1e9, 1.5E+9; a YAML
+number such as 1073741824 reads 1.073741824e+09 here, exactly); fractional
+bytes are rounded. Anything else fails with a message, so a typo such as
+"1GB" is never taken for a size.
+*/}}
+{{- define "incidentd.memoryBytes" -}}
+{{- $text := trim (toString .value) }}
+{{- $pattern := `^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[kMGTPEm])?$` }}
+{{- if not (regexMatch $pattern $text) }}
+{{- fail (printf "%s=%q is not a Kubernetes memory quantity: expected a number of bytes with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024), k, M, G, T, P, E (powers of 1000) or an exponent, such as 1Gi, 512Mi, 1G or 1e9" .name $text) }}
+{{- end }}
+{{- $suffix := regexReplaceAll $pattern $text "${2}" }}
+{{- $bytes := 0.0 }}
+{{- if regexMatch "^[eE][+-]?[0-9]+$" $suffix }}
+{{- $bytes = float64 $text }}
+{{- else }}
+{{- $scale := dict "" 1 "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 }}
+{{- $bytes = mulf (float64 (regexReplaceAll $pattern $text "${1}")) (get $scale $suffix) }}
+{{- end }}
+{{- printf "%.0f" (round $bytes 0) }}
+{{- end }}
+
+{{/*
 Refuses values that would deploy something broken. Included by the
 workload template, so `helm template`/`install` exits nonzero with the
 message.
@@ -112,6 +139,36 @@ message.
 {{- end }}
 {{- if and $v.auth.token (regexMatch "[\"\\\\[:space:]]" $v.auth.token) }}
 {{- fail "auth.token must not contain quotes, backslashes or whitespace" }}
+{{- end }}
+{{- /* Was the documented place before the chart rendered the table. */}}
+{{- if regexMatch `(?m)^[ \t]*\[[ \t]*engine[ \t]*\.[ \t]*passivation[ \t]*\]` (toString $v.extraConfig) }}
+{{- fail "extraConfig has an [engine.passivation] table, which the chart renders itself (TOML allows a table only once): set its keys through the values instead: max_resident as engine.maxResidentPerShard, enabled, idle_after, timer_horizon and check_interval as engine.passivation.enabled, .idleAfter, .timerHorizon and .checkInterval" }}
+{{- end }}
+{{- $maxResident := int64 $v.engine.maxResidentPerShard }}
+{{- if lt $maxResident 1 }}
+{{- fail "engine.maxResidentPerShard must be at least 1" }}
+{{- end }}
+{{- /*
+With passivation on, a pod may run shards x maxResidentPerShard incident
+actors of ~13 KiB each (13,312 B; 12,985 B measured in benches/README.md):
+a pod can own every shard, as when it is the only replica left. Those
+alone must fit the memory limit. With passivation off nothing caps the
+actors and there is nothing to check.
+*/}}
+{{- $memory := (default dict (default dict $v.resources).limits).memory }}
+{{- if and (not (kindIs "invalid" $memory)) (ne (toString $memory) "") }}
+{{- $limit := include "incidentd.memoryBytes" (dict "name" "resources.limits.memory" "value" $memory) | float64 }}
+{{- $shards := int64 $v.shards }}
+{{- $actorBytes := 13312 }}
+{{- $actors := mulf $shards $maxResident $actorBytes }}
+{{- if and $v.engine.passivation.enabled (gt $actors $limit) }}
+{{- $shown := toString $memory }}
+{{- if kindIs "float64" $memory }}
+{{- $shown = printf "%.0f" $memory }}
+{{- end }}
+{{- $fits := floor (divf $limit (mulf $shards $actorBytes)) }}
+{{- fail (printf "engine.maxResidentPerShard=%d does not fit resources.limits.memory=%s (%.0f MiB): in an alert storm a pod owning all %d shards runs up to %d x %d incident actors of ~13 KiB = %.0f MiB and would be OOM-killed. Lower engine.maxResidentPerShard (at most %.0f passes this check, but the limit must also hold ~200 MiB plus ~2.5 KB per live incident; see the chart's README) or shards, or raise resources.limits.memory." $maxResident $shown (divf $limit 1048576) $shards $shards $maxResident (divf $actors 1048576) $fits) }}
+{{- end }}
 {{- end }}
 {{- range $v.kafka.sources }}
 {{- if not (has .format (list "native" "alertmanager_webhook" "pagerduty")) }}
