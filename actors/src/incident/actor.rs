@@ -3,7 +3,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
-use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary};
+use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary, Timestamp};
 use crate::ports::SnapshotWrite;
 use crate::shard::{ShardContext, ShardMsg};
 use crate::telemetry;
@@ -42,15 +42,42 @@ pub(crate) struct SnapshotReply {
     pub bounced: bool,
 }
 
+/// A flush's request for what to store of the incident.
+pub(crate) struct SnapshotRequest {
+    pub reply: oneshot::Sender<SnapshotReply>,
+    /// The store may not hold the previous snapshot (its commit failed or
+    /// never got it): write the incident whole.
+    pub whole: bool,
+    /// The snapshot the incident sent with its first alerts of this round
+    /// is not stored (more input came after it): write as if it had not
+    /// been written, so this one holds its changes too.
+    pub replaces_early: bool,
+}
+
+impl SnapshotReply {
+    /// This reply replaced by a later one of the same actor, which holds
+    /// everything it did: only the alerts it says were handed back remain.
+    pub fn replaced_by(self, later: SnapshotReply) -> SnapshotReply {
+        SnapshotReply {
+            live: later.live,
+            bounced: self.bounced || later.bounced,
+        }
+    }
+}
+
 pub(crate) type CommandReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
 
 pub(crate) enum IncidentMsg {
     /// Alerts of this incident's group, in arrival order, where they were
-    /// read, and when the engine took them.
+    /// read, and when the engine took them. With `snapshot`, the incident
+    /// answers with its snapshot once they are applied: the shard asks so
+    /// with the first input of a round, which saves the commit a request
+    /// when nothing else reaches the incident before it.
     Alerts {
         alerts: Vec<Alert>,
         records: RecordRuns,
         received: std::time::Instant,
+        snapshot: Option<SnapshotRequest>,
     },
     Command {
         command: Command,
@@ -62,12 +89,8 @@ pub(crate) enum IncidentMsg {
     Timer {
         generation: u64,
     },
-    /// What to store of the incident. `whole` when the store may not hold
-    /// the previous snapshot (its commit failed or never got it).
-    Snapshot {
-        reply: oneshot::Sender<SnapshotReply>,
-        whole: bool,
-    },
+    /// What to store of the incident.
+    Snapshot(SnapshotRequest),
     /// Encode, reply, stop: the shard keeps the bytes instead of the actor.
     Passivate(oneshot::Sender<Vec<u8>>),
     Get(oneshot::Sender<Option<Incident>>),
@@ -109,12 +132,15 @@ impl Actor for IncidentActor {
         let mut events = Vec::new();
         let generation_before = incident.timer_generation;
         let mut must_report = false;
+        let mut snapshot = None;
         match message {
             IncidentMsg::Alerts {
                 alerts,
                 records,
                 received,
+                snapshot: request,
             } => {
+                snapshot = request;
                 let duplicates_before = incident.duplicate_alerts;
                 let count = alerts.len();
                 let bounced = incident.apply_alerts(alerts, now, &context.rules, &mut events);
@@ -152,15 +178,7 @@ impl Actor for IncidentActor {
                 // and needs the current deadline back, changed or not.
                 must_report = true;
             }
-            IncidentMsg::Snapshot { reply, whole } => {
-                if whole {
-                    state.writer.forget();
-                }
-                let live = show_in_read_model(&context, incident)
-                    .map(|summary| (state.writer.write(incident, now), summary));
-                let bounced = std::mem::take(&mut state.bounced_since_snapshot);
-                let _ = reply.send(SnapshotReply { live, bounced });
-            }
+            IncidentMsg::Snapshot(request) => snapshot = Some(request),
             IncidentMsg::Passivate(reply) => {
                 show_in_read_model(&context, incident);
                 let _ = reply.send(encode_incident(incident));
@@ -179,7 +197,28 @@ impl Actor for IncidentActor {
         if must_report || incident.timer_generation != generation_before || incident.archived {
             context.report(&state.shard, incident);
         }
+        // After publishing: a flush hands the sink its events only once it
+        // has every snapshot, so a stored change never misses its event.
+        if let Some(request) = snapshot {
+            state.answer_snapshot(request, now);
+        }
         Ok(())
+    }
+}
+
+impl IncidentState {
+    fn answer_snapshot(&mut self, request: SnapshotRequest, now: Timestamp) {
+        if request.replaces_early {
+            self.writer.undo();
+        }
+        if request.whole {
+            self.writer.forget();
+        }
+        let incident = &mut self.incident;
+        let live = show_in_read_model(&self.context, incident)
+            .map(|summary| (self.writer.write(incident, now), summary));
+        let bounced = std::mem::take(&mut self.bounced_since_snapshot);
+        let _ = request.reply.send(SnapshotReply { live, bounced });
     }
 }
 

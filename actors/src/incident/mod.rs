@@ -13,7 +13,7 @@ mod rules;
 mod snapshot_writer;
 mod timers;
 
-pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply};
+pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply, SnapshotRequest};
 pub use codec::{
     decode_incident, encode_changes, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION,
 };

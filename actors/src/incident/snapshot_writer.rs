@@ -15,6 +15,8 @@ use super::{encode_changes, encode_incident};
 pub(crate) struct SnapshotWriter {
     /// The incident as of the last snapshot written; None: write whole.
     last: Option<LastWrite>,
+    /// `last` before the last write, for `undo`.
+    before_last: Option<LastWrite>,
 }
 
 /// A frame is appended only when it is at most this share of the whole.
@@ -47,9 +49,16 @@ impl SnapshotWriter {
         self.last = None;
     }
 
+    /// Takes back the last write: the store will not get it, so the next
+    /// write holds its changes too.
+    pub fn undo(&mut self) {
+        self.last = self.before_last.take();
+    }
+
     /// What to store of `incident` now; assumes the store will hold every
     /// earlier write of this writer (`forget` when one was lost).
     pub fn write(&mut self, incident: &mut Incident, now: Timestamp) -> SnapshotWrite {
+        self.before_last = self.last;
         let mut frame_len = 0;
         if let Some(last) = &mut self.last {
             frame_len = last.frame_len;

@@ -680,6 +680,37 @@ fn large_probe(first: Alert) -> Probe {
     p
 }
 
+/// A commit that drops the snapshot an incident sent with its first alerts
+/// of a round stores the next one instead: after `undo`, that one must
+/// hold the dropped one's changes too.
+#[test]
+fn after_an_undone_write_the_next_frame_holds_its_changes_too() {
+    let mut p = large_probe(firing("a"));
+    let mut writer = SnapshotWriter::default();
+    let SnapshotWrite::Whole(whole) = writer.write(&mut p.incident, at(MIN)) else {
+        panic!("a writer's first write is whole");
+    };
+    p.alerts(vec![firing("b")], at(2 * MIN));
+    let dropped = writer.write(&mut p.incident, at(2 * MIN));
+    assert!(matches!(dropped, SnapshotWrite::Append(_)));
+    p.alerts(vec![firing("c")], at(3 * MIN));
+    writer.undo();
+    let SnapshotWrite::Append(frame) = writer.write(&mut p.incident, at(3 * MIN)) else {
+        panic!("changes since the whole write are a frame");
+    };
+    let stored = [whole.as_slice(), frame.as_slice()].concat();
+    assert_eq!(decode_incident("k", &stored).unwrap(), p.incident);
+
+    // Undoing a whole write makes the next one whole again.
+    writer.forget();
+    writer.write(&mut p.incident, at(3 * MIN));
+    writer.undo();
+    assert!(matches!(
+        writer.write(&mut p.incident, at(3 * MIN)),
+        SnapshotWrite::Whole(_)
+    ));
+}
+
 #[test]
 fn after_a_whole_write_a_duplicate_is_stored_as_a_small_change_frame() {
     let mut p = large_probe(firing("a"));

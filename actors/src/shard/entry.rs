@@ -20,6 +20,9 @@ pub(crate) enum Entry {
         group: GroupRef,
         last_input: Timestamp,
         restart_from: Vec<Arc<Vec<u8>>>,
+        /// Its last round took a single input: its next first input of a
+        /// round asks for its snapshot too (see `RoundInput`).
+        early_snapshot: bool,
     },
     /// Passivated: only the encoded state is kept, until the next input.
     Passive {

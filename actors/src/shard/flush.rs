@@ -6,7 +6,7 @@ use ractor::{ActorId, ActorRef};
 use tokio::sync::oneshot;
 
 use crate::engine::EngineError;
-use crate::incident::{IncidentMsg, SnapshotReply};
+use crate::incident::{IncidentMsg, SnapshotReply, SnapshotRequest};
 use crate::model::IncidentId;
 use crate::ports::{SnapshotBatch, SnapshotWrite, SourcePosition, StoreError};
 use crate::telemetry;
@@ -59,10 +59,41 @@ pub(crate) struct FlushControl {
     pub restarted_in_flight: bool,
 }
 
+impl FlushControl {
+    /// Whether `id`'s next snapshot must be whole; asking takes the mark.
+    fn take_write_whole(&mut self, id: &IncidentId) -> bool {
+        // Nearly always empty: skip hashing every id.
+        !self.write_whole.is_empty() && self.write_whole.remove(id)
+    }
+}
+
+/// What reached one resident incident in the current round.
+///
+/// Asking an incident for its snapshot costs a message to its actor and a
+/// turn of its mailbox. So the shard asks with the round's first alerts
+/// instead, and the actor answers once it applied them; when nothing else
+/// reaches the incident before the commit begins, that answer is the
+/// commit's snapshot. Otherwise the commit asks again, and the actor
+/// writes its snapshot as if the early one had not been (which the commit
+/// then drops). Asking early is worth it only for incidents that take one
+/// input per round (a commit per batch); one that took several in its last
+/// round is asked at the commit only, as it would encode itself twice
+/// every round.
+#[derive(Default)]
+pub(crate) struct RoundInput {
+    /// Inputs sent this round (alerts, commands, timers), up to 255.
+    inputs: u8,
+    /// The snapshot the incident sends with its first alerts, and the
+    /// actor that sends it.
+    early: Option<(ActorId, oneshot::Receiver<SnapshotReply>)>,
+}
+
 /// One flush, taken out of the shard so it runs while the shard goes on.
 pub(crate) struct FlushJob {
     ready: Vec<(IncidentId, SnapshotWrite)>,
-    asks: Vec<(IncidentId, ActorId, oneshot::Receiver<SnapshotReply>)>,
+    /// Per incident its snapshot replies, in order: the last holds what to
+    /// store, earlier ones only which alerts were handed back.
+    asks: Vec<(IncidentId, ActorId, Vec<oneshot::Receiver<SnapshotReply>>)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     offsets: BTreeMap<String, i64>,
     round: Round,
@@ -95,9 +126,9 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     let mut upserts = job.ready;
     let mut unanswered = Vec::new();
     let mut bounced = false;
-    for (id, actor, reply) in job.asks {
-        match tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply).await {
-            Ok(Ok(snapshot)) => {
+    for (id, actor, replies) in job.asks {
+        match gather(replies).await {
+            Some(snapshot) => {
                 bounced |= snapshot.bounced;
                 if let Some((write, summary)) = snapshot.live {
                     written_by.push(Some(actor));
@@ -105,7 +136,7 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
                     summaries.push(summary);
                 }
             }
-            _ => unanswered.push(id),
+            None => unanswered.push(id),
         }
     }
     let mut offsets = job.offsets;
@@ -152,7 +183,55 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     }
 }
 
+/// One incident's snapshot from its replies, in order; None when one of
+/// them did not come (the actor failed, or took too long).
+async fn gather(replies: Vec<oneshot::Receiver<SnapshotReply>>) -> Option<SnapshotReply> {
+    let mut gathered: Option<SnapshotReply> = None;
+    for reply in replies {
+        let next = tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply)
+            .await
+            .ok()?
+            .ok()?;
+        gathered = Some(match gathered {
+            Some(earlier) => earlier.replaced_by(next),
+            None => next,
+        });
+    }
+    gathered
+}
+
 impl ShardState {
+    /// Notes an input just sent to `id`'s actor for the current round. For
+    /// `alerts` that are the incident's first input of the round, returns
+    /// the request to send with them when it is asked early (`RoundInput`).
+    pub(super) fn took_input(
+        &mut self,
+        id: IncidentId,
+        actor: &ActorRef<IncidentMsg>,
+        alerts: bool,
+    ) -> Option<SnapshotRequest> {
+        self.dirty.insert(id);
+        let input = self.round_inputs.entry(id).or_default();
+        input.inputs = input.inputs.saturating_add(1);
+        let asked_early = matches!(
+            self.incidents.get(&id),
+            Some(Entry::Active {
+                early_snapshot: true,
+                ..
+            })
+        );
+        if !alerts || input.inputs > 1 || !asked_early {
+            return None;
+        }
+        let (reply, receiver) = oneshot::channel();
+        input.early = Some((actor.get_id(), receiver));
+        Some(SnapshotRequest {
+            reply,
+            whole: self.flush.take_write_whole(&id),
+            replaces_early: false,
+        })
+    }
+
     /// Arms the next group commit unless one is armed or running (its end
     /// arms the next). It begins once `flush_interval` has passed since the
     /// last one began, so a shard that was quiet stores at once, and under
@@ -198,7 +277,9 @@ impl ShardState {
 
     /// Takes everything dirty into a job. Snapshot requests go through the
     /// incidents' mailboxes, behind every input already sent to them, so
-    /// each snapshot holds the effect of everything this round took.
+    /// each snapshot holds the effect of everything this round took. An
+    /// incident that answered with its first alerts of the round and took
+    /// nothing since is not asked again (`RoundInput`).
     pub(super) fn begin_flush(&mut self) -> Option<FlushJob> {
         self.flush.scheduled = false;
         let idle = self.dirty.is_empty()
@@ -211,17 +292,36 @@ impl ShardState {
         let mut ready = Vec::new();
         let mut asks = Vec::new();
         for id in self.dirty.drain() {
-            match self.incidents.get(&id) {
-                Some(Entry::Active { actor, .. }) => {
-                    let (tx, rx) = oneshot::channel();
-                    // A failed cast drops `tx`; the job sees it unanswered.
-                    let _ = actor.cast(IncidentMsg::Snapshot {
-                        reply: tx,
-                        // Nearly always empty: skip hashing every id.
-                        whole: !self.flush.write_whole.is_empty()
-                            && self.flush.write_whole.remove(&id),
-                    });
-                    asks.push((id, actor.get_id(), rx));
+            let input = self.round_inputs.remove(&id).unwrap_or_default();
+            match self.incidents.get_mut(&id) {
+                Some(Entry::Active {
+                    actor,
+                    early_snapshot,
+                    ..
+                }) => {
+                    if input.inputs > 0 {
+                        *early_snapshot = input.inputs == 1;
+                    }
+                    // An answer from an actor since replaced (passivated and
+                    // woken, restarted) does not continue what this one stores.
+                    let early = input
+                        .early
+                        .filter(|(from, _)| *from == actor.get_id())
+                        .map(|(_, receiver)| receiver);
+                    let mut replies = Vec::from_iter(early);
+                    if replies.is_empty() || input.inputs > 1 {
+                        let (reply, receiver) = oneshot::channel();
+                        // A failed cast drops `reply`; the job sees it unanswered.
+                        let replaces_early = !replies.is_empty();
+                        let _ = actor.cast(IncidentMsg::Snapshot(SnapshotRequest {
+                            reply,
+                            // An early request took the mark already.
+                            whole: !replaces_early && self.flush.take_write_whole(&id),
+                            replaces_early,
+                        }));
+                        replies.push(receiver);
+                    }
+                    asks.push((id, actor.get_id(), replies));
                 }
                 Some(Entry::Passive { bytes, .. }) => {
                     ready.push((id, SnapshotWrite::Whole(bytes.clone())))
@@ -229,6 +329,8 @@ impl ShardState {
                 None => {}
             }
         }
+        // Left by incidents that went since (archived, torn down).
+        self.round_inputs.clear();
         self.flush.in_flight = true;
         self.flush.last_started = Some(tokio::time::Instant::now());
         Some(FlushJob {

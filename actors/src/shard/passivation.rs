@@ -52,9 +52,9 @@ impl ShardState {
     /// actor's last message and its stop.
     ///
     /// Over the cap, an incident with input not yet in a commit (dirty) is
-    /// left running: it may hand alerts back to the shard, and only the
-    /// commit's snapshot request tells that commit to keep its callers
-    /// waiting for the incident the alerts open. Input in the commit under
+    /// left running: it may hand alerts back to the shard, and only its
+    /// snapshot reply tells that commit to keep its callers waiting for the
+    /// incident the alerts open. Input in the commit under
     /// way is safe: its snapshot request is ahead of `Passivate` in the
     /// actor's mailbox.
     pub(super) async fn sweep(&mut self, myself: &ActorRef<ShardMsg>, trigger: SweepTrigger) {

@@ -20,7 +20,7 @@ use crate::telemetry;
 
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
-use super::flush::{FlushControl, FlushOutcome, Round};
+use super::flush::{FlushControl, FlushOutcome, Round, RoundInput};
 use super::passivation::SweepTrigger;
 use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
@@ -143,6 +143,8 @@ pub(crate) struct ShardState {
     earliest: watch::Sender<Option<Timestamp>>,
     timer_task: tokio::task::JoinHandle<()>,
     pub(super) dirty: HashSet<IncidentId>,
+    /// What reached each resident incident this round.
+    pub(super) round_inputs: HashMap<IncidentId, RoundInput>,
     pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     pub(super) round: Round,
     pub(super) offsets: BTreeMap<String, i64>,
@@ -181,6 +183,7 @@ impl Actor for ShardSupervisor {
             earliest,
             timer_task,
             dirty: HashSet::new(),
+            round_inputs: HashMap::new(),
             archived: Vec::new(),
             round: Round::default(),
             offsets: args.offsets,
@@ -481,8 +484,8 @@ impl ShardState {
                     actor,
                     reply,
                 });
+                self.took_input(id, &incident, false);
                 self.touch(id, self.context.clock.now());
-                self.dirty.insert(id);
                 self.schedule_flush(myself);
             }
             None => {
@@ -552,6 +555,7 @@ impl ShardState {
             }
         }
         self.dirty.remove(&update.id);
+        self.round_inputs.remove(&update.id);
         self.flush.write_whole.remove(&update.id);
         self.archived.push((update.id, final_state));
         self.publish_earliest(false);
@@ -563,7 +567,7 @@ impl ShardState {
         for (id, generation) in self.timers.pop_due(now) {
             if let Some(incident) = self.resident(myself, id).await {
                 let _ = incident.cast(IncidentMsg::Timer { generation });
-                self.dirty.insert(id);
+                self.took_input(id, &incident, false);
             }
         }
         // Always publish, even an unchanged deadline: the timer task waits
@@ -621,13 +625,14 @@ impl ShardState {
     ) {
         match self.resident(myself, id).await {
             Some(incident) => {
+                let snapshot = self.took_input(id, &incident, true);
                 let _ = incident.cast(IncidentMsg::Alerts {
                     alerts,
                     records,
                     received,
+                    snapshot,
                 });
                 self.touch(id, now);
-                self.dirty.insert(id);
             }
             None => {
                 tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
@@ -718,6 +723,7 @@ impl ShardState {
                     group,
                     last_input: now,
                     restart_from: vec![bytes],
+                    early_snapshot: true,
                 },
             );
         } else {
@@ -753,6 +759,7 @@ impl ShardState {
                 group,
                 last_input: self.context.clock.now(),
                 restart_from: vec![bytes],
+                early_snapshot: true,
             },
         );
         Some(actor)
