@@ -84,6 +84,19 @@ pub fn snapshot_bytes_written(whole: usize, changes: usize) {
         .increment(changes as u64);
 }
 
+/// How one commit got its resident incidents' snapshots: sent with their
+/// first alerts of the round and stored as is, asked again at the commit
+/// because more input followed those alerts, or asked at the commit only.
+pub fn snapshots_asked(with_alerts: usize, again: usize, at_commit: usize) {
+    for (how, count) in [
+        ("with_alerts", with_alerts),
+        ("again_at_commit", again),
+        ("at_commit", at_commit),
+    ] {
+        counter!("incidentd_snapshot_requests_total", "how" => how).increment(count as u64);
+    }
+}
+
 pub fn incident_restarted() {
     counter!("incidentd_incident_restarts_total").increment(1);
 }

@@ -5,6 +5,8 @@ use ractor::ActorRef;
 use crate::incident::IncidentMsg;
 use crate::model::Timestamp;
 
+use super::flush::RoundHistory;
+
 /// The group an incident belongs to: (tenant, group key). Shared between
 /// the incident's entry and the shard's group map, so a million passivated
 /// incidents do not hold their group strings twice.
@@ -20,9 +22,9 @@ pub(crate) enum Entry {
         group: GroupRef,
         last_input: Timestamp,
         restart_from: Vec<Arc<Vec<u8>>>,
-        /// Its last round took a single input: its next first input of a
-        /// round asks for its snapshot too (see `RoundInput`).
-        early_snapshot: bool,
+        /// Whether its rounds tend to take a single input, which decides if
+        /// its first alerts of a round ask for its snapshot (`RoundInput`).
+        rounds: RoundHistory,
     },
     /// Passivated: only the encoded state is kept, until the next input.
     Passive {

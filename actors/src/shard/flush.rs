@@ -75,10 +75,9 @@ impl FlushControl {
 /// reaches the incident before the commit begins, that answer is the
 /// commit's snapshot. Otherwise the commit asks again, and the actor
 /// writes its snapshot as if the early one had not been (which the commit
-/// then drops). Asking early is worth it only for incidents that take one
-/// input per round (a commit per batch); one that took several in its last
-/// round is asked at the commit only, as it would encode itself twice
-/// every round.
+/// then drops). Asking early is worth it only for incidents that mostly
+/// take one input per round (a commit per batch): one that takes several
+/// would encode itself twice a round (`RoundHistory`).
 #[derive(Default)]
 pub(crate) struct RoundInput {
     /// Inputs sent this round (alerts, commands, timers), up to 255.
@@ -86,6 +85,38 @@ pub(crate) struct RoundInput {
     /// The snapshot the incident sends with its first alerts, and the
     /// actor that sends it.
     early: Option<(ActorId, oneshot::Receiver<SnapshotReply>)>,
+}
+
+/// Whether an incident's recent rounds took a single input: a count from 0
+/// to 3, up after such a round and down after one with several. Its first
+/// alerts of a round ask for its snapshot while the count is at 3. Under a
+/// steady trickle (a commit per batch) nearly every round takes one input;
+/// at open throttle, where a commit takes several batches, two of three
+/// early answers were redone with the count at 2 or more: this keeps them
+/// to the incidents that took one input in the last rounds in a row.
+#[derive(Clone, Copy)]
+pub(crate) struct RoundHistory(u8);
+
+/// A new actor (woken, or just opened) is asked early until a round shows
+/// otherwise.
+impl Default for RoundHistory {
+    fn default() -> Self {
+        RoundHistory(3)
+    }
+}
+
+impl RoundHistory {
+    fn ask_early(self) -> bool {
+        self.0 == 3
+    }
+
+    fn took(&mut self, inputs: u8) {
+        self.0 = match inputs {
+            0 => self.0,
+            1 => (self.0 + 1).min(3),
+            _ => self.0.saturating_sub(1),
+        };
+    }
 }
 
 /// One flush, taken out of the shard so it runs while the shard goes on.
@@ -215,10 +246,7 @@ impl ShardState {
         input.inputs = input.inputs.saturating_add(1);
         let asked_early = matches!(
             self.incidents.get(&id),
-            Some(Entry::Active {
-                early_snapshot: true,
-                ..
-            })
+            Some(Entry::Active { rounds, .. }) if rounds.ask_early()
         );
         if !alerts || input.inputs > 1 || !asked_early {
             return None;
@@ -291,33 +319,34 @@ impl ShardState {
         }
         let mut ready = Vec::new();
         let mut asks = Vec::new();
+        let (mut with_alerts, mut again, mut at_commit) = (0, 0, 0);
         for id in self.dirty.drain() {
             let input = self.round_inputs.remove(&id).unwrap_or_default();
             match self.incidents.get_mut(&id) {
-                Some(Entry::Active {
-                    actor,
-                    early_snapshot,
-                    ..
-                }) => {
-                    if input.inputs > 0 {
-                        *early_snapshot = input.inputs == 1;
-                    }
+                Some(Entry::Active { actor, rounds, .. }) => {
+                    rounds.took(input.inputs);
                     // An answer from an actor since replaced (passivated and
                     // woken, restarted) does not continue what this one stores.
                     let early = input
                         .early
                         .filter(|(from, _)| *from == actor.get_id())
                         .map(|(_, receiver)| receiver);
+                    let answered_early = early.is_some();
+                    let ask = !answered_early || input.inputs > 1;
+                    match (answered_early, ask) {
+                        (true, false) => with_alerts += 1,
+                        (true, true) => again += 1,
+                        (false, _) => at_commit += 1,
+                    }
                     let mut replies = Vec::from_iter(early);
-                    if replies.is_empty() || input.inputs > 1 {
+                    if ask {
                         let (reply, receiver) = oneshot::channel();
                         // A failed cast drops `reply`; the job sees it unanswered.
-                        let replaces_early = !replies.is_empty();
                         let _ = actor.cast(IncidentMsg::Snapshot(SnapshotRequest {
                             reply,
                             // An early request took the mark already.
-                            whole: !replaces_early && self.flush.take_write_whole(&id),
-                            replaces_early,
+                            whole: !answered_early && self.flush.take_write_whole(&id),
+                            replaces_early: answered_early,
                         }));
                         replies.push(receiver);
                     }
@@ -331,6 +360,7 @@ impl ShardState {
         }
         // Left by incidents that went since (archived, torn down).
         self.round_inputs.clear();
+        telemetry::snapshots_asked(with_alerts, again, at_commit);
         self.flush.in_flight = true;
         self.flush.last_started = Some(tokio::time::Instant::now());
         Some(FlushJob {
@@ -463,5 +493,33 @@ impl ShardState {
                 * 2u32.saturating_pow(self.flush.failures.min(10));
             self.schedule_flush_after(myself, backoff.min(MAX_RETRY_DELAY));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoundHistory;
+
+    #[test]
+    fn an_incident_is_asked_early_after_rounds_of_one_input_in_a_row() {
+        let mut rounds = RoundHistory::default();
+        assert!(rounds.ask_early(), "a new actor is asked early");
+        rounds.took(3);
+        assert!(!rounds.ask_early(), "after a round of several inputs");
+        rounds.took(2);
+        rounds.took(0);
+        assert!(!rounds.ask_early(), "a round without input changes nothing");
+        rounds.took(1);
+        assert!(
+            !rounds.ask_early(),
+            "one single input after two busy rounds"
+        );
+        rounds.took(1);
+        assert!(rounds.ask_early(), "two in a row");
+        for _ in 0..5 {
+            rounds.took(1);
+        }
+        rounds.took(2);
+        assert!(!rounds.ask_early(), "however many came before");
     }
 }

@@ -20,7 +20,7 @@ use crate::telemetry;
 
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
-use super::flush::{FlushControl, FlushOutcome, Round, RoundInput};
+use super::flush::{FlushControl, FlushOutcome, Round, RoundHistory, RoundInput};
 use super::passivation::SweepTrigger;
 use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
@@ -723,7 +723,7 @@ impl ShardState {
                     group,
                     last_input: now,
                     restart_from: vec![bytes],
-                    early_snapshot: true,
+                    rounds: RoundHistory::default(),
                 },
             );
         } else {
@@ -759,7 +759,7 @@ impl ShardState {
                 group,
                 last_input: self.context.clock.now(),
                 restart_from: vec![bytes],
-                early_snapshot: true,
+                rounds: RoundHistory::default(),
             },
         );
         Some(actor)
