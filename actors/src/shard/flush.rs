@@ -119,12 +119,16 @@ impl RoundHistory {
     }
 }
 
+/// One incident's snapshot replies: the one sent with its first alerts of
+/// the round, then the one the commit asked for. The last there holds what
+/// to store; the early one, when replaced, only which alerts were handed
+/// back.
+type Replies = [Option<oneshot::Receiver<SnapshotReply>>; 2];
+
 /// One flush, taken out of the shard so it runs while the shard goes on.
 pub(crate) struct FlushJob {
     ready: Vec<(IncidentId, SnapshotWrite)>,
-    /// Per incident its snapshot replies, in order: the last holds what to
-    /// store, earlier ones only which alerts were handed back.
-    asks: Vec<(IncidentId, ActorId, Vec<oneshot::Receiver<SnapshotReply>>)>,
+    asks: Vec<(IncidentId, ActorId, Replies)>,
     archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     offsets: BTreeMap<String, i64>,
     round: Round,
@@ -216,9 +220,9 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
 
 /// One incident's snapshot from its replies, in order; None when one of
 /// them did not come (the actor failed, or took too long).
-async fn gather(replies: Vec<oneshot::Receiver<SnapshotReply>>) -> Option<SnapshotReply> {
+async fn gather(replies: Replies) -> Option<SnapshotReply> {
     let mut gathered: Option<SnapshotReply> = None;
-    for reply in replies {
+    for reply in replies.into_iter().flatten() {
         let next = tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply)
             .await
             .ok()?
@@ -338,8 +342,7 @@ impl ShardState {
                         (true, true) => again += 1,
                         (false, _) => at_commit += 1,
                     }
-                    let mut replies = Vec::from_iter(early);
-                    if ask {
+                    let asked = ask.then(|| {
                         let (reply, receiver) = oneshot::channel();
                         // A failed cast drops `reply`; the job sees it unanswered.
                         let _ = actor.cast(IncidentMsg::Snapshot(SnapshotRequest {
@@ -348,9 +351,9 @@ impl ShardState {
                             whole: !answered_early && self.flush.take_write_whole(&id),
                             replaces_early: answered_early,
                         }));
-                        replies.push(receiver);
-                    }
-                    asks.push((id, actor.get_id(), replies));
+                        receiver
+                    });
+                    asks.push((id, actor.get_id(), [early, asked]));
                 }
                 Some(Entry::Passive { bytes, .. }) => {
                     ready.push((id, SnapshotWrite::Whole(bytes.clone())))
