@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::EngineError;
 use crate::incident::{IncidentMsg, SnapshotReply, SnapshotRequest};
-use crate::model::IncidentId;
+use crate::model::{IncidentId, Timestamp};
 use crate::ports::{SnapshotBatch, SnapshotWrite, SourcePosition, StoreError};
 use crate::telemetry;
 
@@ -235,28 +235,45 @@ async fn gather(replies: Replies) -> Option<SnapshotReply> {
     gathered
 }
 
+/// An input the shard sends a resident incident.
+#[derive(Clone, Copy)]
+pub(crate) enum Input {
+    /// Alerts, taken at the time given: the incident is in use.
+    Alerts(Timestamp),
+    /// A command, taken at the time given: the incident is in use.
+    Command(Timestamp),
+    /// A due deadline: not use, so it does not keep the incident running.
+    Timer,
+}
+
 impl ShardState {
-    /// Notes an input just sent to `id`'s actor for the current round. For
-    /// `alerts` that are the incident's first input of the round, returns
+    /// Notes `input` just sent to `id`'s actor for the current round. For
+    /// alerts that are the incident's first input of the round, returns
     /// the request to send with them when it is asked early (`RoundInput`).
     pub(super) fn took_input(
         &mut self,
         id: IncidentId,
         actor: &ActorRef<IncidentMsg>,
-        alerts: bool,
+        input: Input,
     ) -> Option<SnapshotRequest> {
+        let mut asked_early = false;
+        if let Some(Entry::Active {
+            last_input, rounds, ..
+        }) = self.incidents.get_mut(&id)
+        {
+            asked_early = rounds.ask_early();
+            if let Input::Alerts(now) | Input::Command(now) = input {
+                *last_input = now;
+            }
+        }
         self.dirty.insert(id);
-        let input = self.round_inputs.entry(id).or_default();
-        input.inputs = input.inputs.saturating_add(1);
-        let asked_early = matches!(
-            self.incidents.get(&id),
-            Some(Entry::Active { rounds, .. }) if rounds.ask_early()
-        );
-        if !alerts || input.inputs > 1 || !asked_early {
+        let round = self.round_inputs.entry(id).or_default();
+        round.inputs = round.inputs.saturating_add(1);
+        if !matches!(input, Input::Alerts(_)) || round.inputs > 1 || !asked_early {
             return None;
         }
         let (reply, receiver) = oneshot::channel();
-        input.early = Some((actor.get_id(), receiver));
+        round.early = Some((actor.get_id(), receiver));
         Some(SnapshotRequest {
             reply,
             whole: self.flush.take_write_whole(&id),

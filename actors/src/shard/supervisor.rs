@@ -20,7 +20,7 @@ use crate::telemetry;
 
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
-use super::flush::{FlushControl, FlushOutcome, Round, RoundHistory, RoundInput};
+use super::flush::{FlushControl, FlushOutcome, Input, Round, RoundHistory, RoundInput};
 use super::passivation::SweepTrigger;
 use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
@@ -484,8 +484,7 @@ impl ShardState {
                     actor,
                     reply,
                 });
-                self.took_input(id, &incident, false);
-                self.touch(id, self.context.clock.now());
+                self.took_input(id, &incident, Input::Command(self.context.clock.now()));
                 self.schedule_flush(myself);
             }
             None => {
@@ -567,7 +566,7 @@ impl ShardState {
         for (id, generation) in self.timers.pop_due(now) {
             if let Some(incident) = self.resident(myself, id).await {
                 let _ = incident.cast(IncidentMsg::Timer { generation });
-                self.took_input(id, &incident, false);
+                self.took_input(id, &incident, Input::Timer);
             }
         }
         // Always publish, even an unchanged deadline: the timer task waits
@@ -625,14 +624,13 @@ impl ShardState {
     ) {
         match self.resident(myself, id).await {
             Some(incident) => {
-                let snapshot = self.took_input(id, &incident, true);
+                let snapshot = self.took_input(id, &incident, Input::Alerts(now));
                 let _ = incident.cast(IncidentMsg::Alerts {
                     alerts,
                     records,
                     received,
                     snapshot,
                 });
-                self.touch(id, now);
             }
             None => {
                 tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
@@ -830,12 +828,6 @@ impl ShardState {
         }
         if !self.context.settings.passivation.enabled {
             self.resident(myself, id).await;
-        }
-    }
-
-    fn touch(&mut self, id: IncidentId, now: Timestamp) {
-        if let Some(Entry::Active { last_input, .. }) = self.incidents.get_mut(&id) {
-            *last_input = now;
         }
     }
 
