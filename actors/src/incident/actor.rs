@@ -42,7 +42,7 @@ pub(crate) struct SnapshotReply {
     pub bounced: bool,
 }
 
-/// A flush's request for what to store of the incident.
+/// The shard's request for what the next commit stores of the incident.
 pub(crate) struct SnapshotRequest {
     pub reply: oneshot::Sender<SnapshotReply>,
     /// The store may not hold the previous snapshot (its commit failed or
@@ -71,8 +71,9 @@ pub(crate) enum IncidentMsg {
     /// Alerts of this incident's group, in arrival order, where they were
     /// read, and when the engine took them. With `snapshot`, the incident
     /// answers with its snapshot once they are applied: the shard asks so
-    /// with the first input of a round, which saves the commit a request
-    /// when nothing else reaches the incident before it.
+    /// with an incident's first alerts of a round, if its recent rounds took
+    /// one input each, which saves the commit a request when nothing else
+    /// reaches the incident before it (see the shard's `RoundInput`).
     Alerts {
         alerts: Vec<Alert>,
         records: RecordRuns,
