@@ -67,7 +67,8 @@ impl FlushControl {
     }
 }
 
-/// What reached one resident incident in the current round.
+/// What reached a dirty incident in the current round: no input at all for
+/// one that is only to be written again (new, or its last write was lost).
 ///
 /// Asking an incident for its snapshot costs a message to its actor and a
 /// turn of its mailbox. So the shard asks with the round's first alerts
@@ -266,8 +267,7 @@ impl ShardState {
                 *last_input = now;
             }
         }
-        self.dirty.insert(id);
-        let round = self.round_inputs.entry(id).or_default();
+        let round = self.dirty.entry(id).or_default();
         round.inputs = round.inputs.saturating_add(1);
         if !matches!(input, Input::Alerts(_)) || round.inputs > 1 || !asked_early {
             return None;
@@ -279,6 +279,13 @@ impl ShardState {
             whole: self.flush.take_write_whole(&id),
             replaces_early: false,
         })
+    }
+
+    /// Marks incidents the next commit writes again, input or not.
+    pub(super) fn mark_dirty(&mut self, ids: impl IntoIterator<Item = IncidentId>) {
+        for id in ids {
+            self.dirty.entry(id).or_default();
+        }
     }
 
     /// Arms the next group commit unless one is armed or running (its end
@@ -341,8 +348,7 @@ impl ShardState {
         let mut ready = Vec::new();
         let mut asks = Vec::new();
         let (mut with_alerts, mut again, mut at_commit) = (0, 0, 0);
-        for id in self.dirty.drain() {
-            let input = self.round_inputs.remove(&id).unwrap_or_default();
+        for (id, input) in self.dirty.drain() {
             match self.incidents.get_mut(&id) {
                 Some(Entry::Active { actor, rounds, .. }) => {
                     rounds.took(input.inputs);
@@ -378,8 +384,6 @@ impl ShardState {
                 None => {}
             }
         }
-        // Left by incidents that went since (archived, torn down).
-        self.round_inputs.clear();
         telemetry::snapshots_asked(with_alerts, again, at_commit);
         self.flush.in_flight = true;
         self.flush.last_started = Some(tokio::time::Instant::now());
@@ -409,7 +413,7 @@ impl ShardState {
         let restarted = std::mem::take(&mut self.flush.restarted_in_flight);
         let lost = round.lost || restarted || !unanswered.is_empty();
         self.flush.write_whole.extend(&unanswered);
-        self.dirty.extend(unanswered);
+        self.mark_dirty(unanswered);
         match result {
             Ok(()) => {
                 self.flush.failures = 0;
@@ -477,7 +481,7 @@ impl ShardState {
                 tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
                 let saved = saved.into_iter().map(|(id, _)| id);
                 self.flush.write_whole.extend(saved.clone());
-                self.dirty.extend(saved);
+                self.mark_dirty(saved);
                 self.archived.extend(archived);
                 // The callers send again whatever the cause; when an incident
                 // lost part of the input too, that resend must be applied,

@@ -82,7 +82,7 @@ impl ShardState {
                     return None;
                 }
                 let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
-                let stored_or_idle = *last_input <= idle_since || !self.dirty.contains(id);
+                let stored_or_idle = *last_input <= idle_since || !self.dirty.contains_key(id);
                 (!timer_soon && stored_or_idle).then_some((*last_input, *id, actor))
             })
             .collect();

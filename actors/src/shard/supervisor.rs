@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -142,9 +142,9 @@ pub(crate) struct ShardState {
     pub(super) timers: TimerIndex,
     earliest: watch::Sender<Option<Timestamp>>,
     timer_task: tokio::task::JoinHandle<()>,
-    pub(super) dirty: HashSet<IncidentId>,
-    /// What reached each resident incident this round.
-    pub(super) round_inputs: HashMap<IncidentId, RoundInput>,
+    /// Incidents with changes the next commit stores, with what reached
+    /// each this round (nothing, for one only to be written again).
+    pub(super) dirty: HashMap<IncidentId, RoundInput>,
     pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     pub(super) round: Round,
     pub(super) offsets: BTreeMap<String, i64>,
@@ -182,8 +182,7 @@ impl Actor for ShardSupervisor {
             timers: TimerIndex::default(),
             earliest,
             timer_task,
-            dirty: HashSet::new(),
-            round_inputs: HashMap::new(),
+            dirty: HashMap::new(),
             archived: Vec::new(),
             round: Round::default(),
             offsets: args.offsets,
@@ -554,7 +553,6 @@ impl ShardState {
             }
         }
         self.dirty.remove(&update.id);
-        self.round_inputs.remove(&update.id);
         self.flush.write_whole.remove(&update.id);
         self.archived.push((update.id, final_state));
         self.publish_earliest(false);
@@ -710,7 +708,7 @@ impl ShardState {
         self.timers
             .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
-        self.dirty.insert(id);
+        self.mark_dirty([id]);
         if self.context.settings.passivation.enabled {
             self.incidents.insert(id, Entry::Passive { bytes, group });
         } else if let Some(actor) = self.spawn(myself, incident).await {
@@ -878,6 +876,8 @@ fn by_group(alerts: Vec<RoutedAlert>) -> Vec<GroupInput> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
