@@ -31,6 +31,12 @@ pub(crate) struct IncidentState {
     /// actor writes whole first: the store may hold an older state than the
     /// one it started from.
     writer: SnapshotWriter,
+    /// The whole encoding of the last snapshot, while no input has reached
+    /// the incident since: passivating it then hands the shard these bytes
+    /// instead of encoding the same state again. An incident woken by one
+    /// duplicate and passivated after its commit (a storm wider than
+    /// `max_resident`) is encoded once, not twice.
+    unchanged_since_whole: Option<Arc<Vec<u8>>>,
 }
 
 /// What a flush gets from a resident incident.
@@ -65,6 +71,17 @@ impl SnapshotReply {
     }
 }
 
+impl IncidentMsg {
+    /// Alerts, commands and timers may change the incident; the other
+    /// messages only read it.
+    fn is_input(&self) -> bool {
+        matches!(
+            self,
+            IncidentMsg::Alerts { .. } | IncidentMsg::Command { .. } | IncidentMsg::Timer { .. }
+        )
+    }
+}
+
 pub(crate) type CommandReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
 
 pub(crate) enum IncidentMsg {
@@ -92,8 +109,9 @@ pub(crate) enum IncidentMsg {
     },
     /// What to store of the incident.
     Snapshot(SnapshotRequest),
-    /// Encode, reply, stop: the shard keeps the bytes instead of the actor.
-    Passivate(oneshot::Sender<Vec<u8>>),
+    /// Reply with the encoded state, stop: the shard keeps the bytes
+    /// instead of the actor.
+    Passivate(oneshot::Sender<Arc<Vec<u8>>>),
     Get(oneshot::Sender<Option<Incident>>),
     /// Stop after what is already queued; the shard no longer routes here.
     Retire,
@@ -118,6 +136,7 @@ impl Actor for IncidentActor {
             shard: args.shard,
             bounced_since_snapshot: false,
             writer: SnapshotWriter::default(),
+            unchanged_since_whole: None,
         })
     }
 
@@ -128,6 +147,9 @@ impl Actor for IncidentActor {
         state: &mut IncidentState,
     ) -> Result<(), ActorProcessingErr> {
         let context = state.context.clone();
+        if message.is_input() {
+            state.unchanged_since_whole = None;
+        }
         let incident = &mut state.incident;
         let now = context.clock.now();
         let mut events = Vec::new();
@@ -181,8 +203,13 @@ impl Actor for IncidentActor {
             }
             IncidentMsg::Snapshot(request) => snapshot = Some(request),
             IncidentMsg::Passivate(reply) => {
-                show_in_read_model(&context, incident);
-                let _ = reply.send(encode_incident(incident));
+                // Unchanged since its last snapshot, the incident's summary
+                // in the read model is that snapshot's too.
+                let bytes = state.unchanged_since_whole.take().unwrap_or_else(|| {
+                    show_in_read_model(&context, incident);
+                    Arc::new(encode_incident(incident))
+                });
+                let _ = reply.send(bytes);
                 myself.stop(Some("passivated".into()));
             }
             IncidentMsg::Get(reply) => {
@@ -218,6 +245,10 @@ impl IncidentState {
         let incident = &mut self.incident;
         let live = show_in_read_model(&self.context, incident)
             .map(|summary| (self.writer.write(incident, now), summary));
+        self.unchanged_since_whole = match &live {
+            Some((SnapshotWrite::Whole(bytes), _)) => Some(bytes.clone()),
+            _ => None,
+        };
         let bounced = std::mem::take(&mut self.bounced_since_snapshot);
         let _ = request.reply.send(SnapshotReply { live, bounced });
     }
@@ -233,4 +264,129 @@ fn show_in_read_model(context: &ShardContext, incident: &Incident) -> Option<Arc
     let summary = Arc::new(incident.summary());
     context.read_model.insert(summary.clone());
     Some(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+    use super::*;
+    use crate::escalation::EscalationPolicies;
+    use crate::incident::{decode_incident, IncidentRules};
+    use crate::model::IncidentId;
+    use crate::ports::memory::{CollectingSink, MemoryStore};
+    use crate::ports::{Clock, TokioClock};
+    use crate::read_model::ReadModel;
+    use crate::routing::RouteSettings;
+    use crate::shard::ShardLoad;
+    use crate::test_support::alert;
+    use crate::EngineSettings;
+
+    /// Stands in for the shard: takes its incident's reports and drops them.
+    struct NoShard;
+
+    impl Actor for NoShard {
+        type Msg = ShardMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<ShardMsg>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// A resident incident of one firing alert, as its shard starts it.
+    async fn resident_incident() -> ActorRef<IncidentMsg> {
+        let settings = EngineSettings::default();
+        let rules = IncidentRules::new(EscalationPolicies::default(), &settings);
+        let clock = TokioClock::new();
+        let incident = Incident::open(
+            IncidentId::new(clock.now()),
+            ("acme", "db:{}"),
+            &Arc::new(RouteSettings::manual()),
+            &alert(&[("instance", "a")]),
+            clock.now(),
+            &rules,
+            &mut Vec::new(),
+        );
+        let context = Arc::new(ShardContext {
+            shard: 0,
+            settings,
+            rules,
+            clock: Arc::new(clock),
+            sink: Arc::new(CollectingSink::default()),
+            store: Arc::new(MemoryStore::default()),
+            read_model: Arc::new(ReadModel::default()),
+            load: Arc::new(ShardLoad::new(0, 10)),
+        });
+        let (shard, _) = Actor::spawn(None, NoShard, ()).await.expect("shard");
+        let args = IncidentArgs {
+            incident,
+            context,
+            shard,
+        };
+        let (actor, _) = Actor::spawn(None, IncidentActor, args)
+            .await
+            .expect("incident");
+        actor
+    }
+
+    async fn snapshot(actor: &ActorRef<IncidentMsg>) -> SnapshotWrite {
+        let (reply, answer) = oneshot::channel();
+        let request = SnapshotRequest {
+            reply,
+            whole: false,
+            replaces_early: false,
+        };
+        actor.cast(IncidentMsg::Snapshot(request)).expect("send");
+        let (write, _) = answer.await.expect("answer").live.expect("live");
+        write
+    }
+
+    async fn passivate(actor: &ActorRef<IncidentMsg>) -> Arc<Vec<u8>> {
+        let (reply, bytes) = oneshot::channel();
+        actor.cast(IncidentMsg::Passivate(reply)).expect("send");
+        bytes.await.expect("passivated")
+    }
+
+    #[tokio::test]
+    async fn passivating_right_after_a_whole_snapshot_hands_back_its_bytes() {
+        let actor = resident_incident().await;
+        let SnapshotWrite::Whole(stored) = snapshot(&actor).await else {
+            panic!("a new actor writes its incident whole first");
+        };
+        let passivated = passivate(&actor).await;
+        assert!(
+            Arc::ptr_eq(&stored, &passivated),
+            "the snapshot's encoding is handed back, not encoded again"
+        );
+    }
+
+    #[tokio::test]
+    async fn input_after_the_snapshot_is_in_the_passivated_state() {
+        let actor = resident_incident().await;
+        let SnapshotWrite::Whole(stored) = snapshot(&actor).await else {
+            panic!("a new actor writes its incident whole first");
+        };
+        let alerts = IncidentMsg::Alerts {
+            alerts: vec![alert(&[("instance", "b")])],
+            records: RecordRuns::default(),
+            received: std::time::Instant::now(),
+            snapshot: None,
+        };
+        actor.cast(alerts).expect("send");
+        let passivated = passivate(&actor).await;
+        let before = decode_incident("stored", &stored).expect("decodes");
+        let after = decode_incident("passivated", &passivated).expect("decodes");
+        assert_eq!(before.alerts.len(), 1);
+        assert_eq!(
+            after.alerts.len(),
+            2,
+            "the alert that came after the snapshot is kept"
+        );
+    }
 }

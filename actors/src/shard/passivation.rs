@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use ractor::ActorRef;
 use tokio::sync::oneshot;
 
@@ -107,10 +105,7 @@ impl ShardState {
             self.actors.remove(&actor_id);
             if let Some(entry) = self.incidents.get_mut(&id) {
                 let group = entry.group().clone();
-                *entry = Entry::Passive {
-                    bytes: Arc::new(bytes),
-                    group,
-                };
+                *entry = Entry::Passive { bytes, group };
                 passivated += 1;
             }
         }
