@@ -1,7 +1,8 @@
 //! Alerts per second through the engine, in process: duplicates of live
 //! incidents (spread one per incident over the batch, or grouped as
 //! Prometheus re-sends a rule's firing alerts) and alerts that open new
-//! incidents, with 10k and 100k live incidents. Each submit waits until its alerts are stored (in memory), as
+//! incidents, with 10k and 100k live incidents; and spread duplicates with
+//! the Helm chart's cap on running actors, which they overrun. Each submit waits until its alerts are stored (in memory), as
 //! HTTP ingest does. Building the alerts (labels, fingerprints) is the
 //! sender's work and is not timed. Figures and machine are written in
 //! benches/README.md.
@@ -12,8 +13,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use incidentd_actors::Engine;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use incidentd_actors::{Engine, EngineSettings};
 
 const BATCH: usize = 1_000;
 const CONCURRENCY: usize = 16;
@@ -28,9 +30,12 @@ const INSTANCES: usize = 10;
 /// once opened enough of them to exhaust the machine's memory.
 const MAX_OPENED: usize = 500_000;
 
+/// The Helm chart's default `engine.maxResidentPerShard`.
+const HELM_MAX_RESIDENT: usize = 5_000;
+
 /// An engine holding `live` incidents, one alert each.
-fn seeded(runtime: &tokio::runtime::Runtime, passivation: bool, live: usize) -> Arc<Engine> {
-    let engine = Arc::new(runtime.block_on(support::engine(passivation)));
+fn seeded(runtime: &tokio::runtime::Runtime, settings: EngineSettings, live: usize) -> Arc<Engine> {
+    let engine = Arc::new(runtime.block_on(support::engine(settings)));
     let seed: Vec<_> = (0..live).map(support::alert).collect();
     runtime.block_on(support::submit_all(&engine, seed, BATCH, CONCURRENCY));
     engine
@@ -48,29 +53,13 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(ALERTS_PER_ITER as u64));
     for passivation in [false, true] {
         for live in [10_000usize, 100_000] {
-            let mut engine = seeded(&runtime, passivation, live);
+            let mut engine = seeded(&runtime, support::settings(passivation), live);
             let mode = if passivation {
                 "passivation"
             } else {
                 "resident"
             };
-
-            let mut cursor = 0usize;
-            group.bench_function(format!("duplicates/{mode}/{live}_live"), |b| {
-                b.iter_custom(|iters| {
-                    let mut took = Duration::ZERO;
-                    for _ in 0..iters {
-                        let alerts = (0..ALERTS_PER_ITER)
-                            .map(|i| support::alert((cursor + i * 7919) % live))
-                            .collect();
-                        cursor += 1;
-                        let started = Instant::now();
-                        runtime.block_on(support::submit_all(&engine, alerts, BATCH, CONCURRENCY));
-                        took += started.elapsed();
-                    }
-                    took
-                })
-            });
+            spread_duplicates(&mut group, &runtime, &engine, mode, live);
 
             // Each group's incident takes its instances (untimed), then
             // every iteration re-sends whole groups, consecutive in the batch.
@@ -105,7 +94,7 @@ fn bench(c: &mut Criterion) {
                     for _ in 0..iters {
                         if opened >= MAX_OPENED {
                             runtime.block_on(engine.shutdown());
-                            engine = seeded(&runtime, passivation, live);
+                            engine = seeded(&runtime, support::settings(passivation), live);
                             opened = 0;
                         }
                         let first = live + opened;
@@ -123,7 +112,43 @@ fn bench(c: &mut Criterion) {
             runtime.block_on(engine.shutdown());
         }
     }
+
+    // Ten times as many live incidents as the chart lets run: most
+    // duplicates wake a passivated incident, and sweeps passivate the least
+    // recently used again.
+    let live = 100_000;
+    let mut settings = support::settings(true);
+    settings.passivation.max_resident = HELM_MAX_RESIDENT;
+    let engine = seeded(&runtime, settings, live);
+    spread_duplicates(&mut group, &runtime, &engine, "crowded", live);
+    runtime.block_on(engine.shutdown());
     group.finish();
+}
+
+/// Duplicates of `live` incidents, spread one per incident over each batch.
+fn spread_duplicates(
+    group: &mut BenchmarkGroup<WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    engine: &Arc<Engine>,
+    mode: &str,
+    live: usize,
+) {
+    let mut cursor = 0usize;
+    group.bench_function(format!("duplicates/{mode}/{live}_live"), |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let alerts = (0..ALERTS_PER_ITER)
+                    .map(|i| support::alert((cursor + i * 7919) % live))
+                    .collect();
+                cursor += 1;
+                let started = Instant::now();
+                runtime.block_on(support::submit_all(engine, alerts, BATCH, CONCURRENCY));
+                took += started.elapsed();
+            }
+            took
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -25,7 +25,7 @@ fn run_case(live: usize, passivation: bool) {
         .enable_all()
         .build()
         .expect("runtime");
-    let engine = Arc::new(runtime.block_on(support::engine(passivation)));
+    let engine = Arc::new(runtime.block_on(support::engine(support::settings(passivation))));
     let before = rss_kib();
     let started = Instant::now();
     let alerts = (0..live).map(support::alert).collect();

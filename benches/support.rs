@@ -20,14 +20,20 @@ impl EventSink for NullSink {
     fn publish(&self, _events: &[IncidentEvent]) {}
 }
 
-pub async fn engine(passivation: bool) -> Engine {
-    let routing: RouteConfig = toml::from_str("group_by = [\"alertname\"]").expect("route config");
-    let (tree, policies) = compile_rules(&routing, Vec::new()).expect("rules");
+/// The default settings, with passivation on or off and room for every
+/// batch in flight.
+pub fn settings(passivation: bool) -> EngineSettings {
     let mut settings = EngineSettings {
         shard_capacity: 1_000_000,
         ..EngineSettings::default()
     };
     settings.passivation.enabled = passivation;
+    settings
+}
+
+pub async fn engine(settings: EngineSettings) -> Engine {
+    let routing: RouteConfig = toml::from_str("group_by = [\"alertname\"]").expect("route config");
+    let (tree, policies) = compile_rules(&routing, Vec::new()).expect("rules");
     let ports = Ports {
         store: Arc::new(MemoryStore::default()),
         sink: Arc::new(NullSink),
