@@ -19,7 +19,8 @@ use crate::restore::{decode_shard, RejectedSnapshot, RestoreAt};
 use crate::routing::{RouteConfig, RoutingTree};
 use crate::settings::EngineSettings;
 use crate::shard::{
-    shard_of, RoutedAlert, ShardArgs, ShardContext, ShardLoad, ShardMsg, ShardSupervisor,
+    shard_of, BatchSplit, RoutedAlert, ShardAlerts, ShardArgs, ShardContext, ShardLoad, ShardMsg,
+    ShardSupervisor,
 };
 use crate::telemetry;
 
@@ -345,7 +346,7 @@ impl Engine {
         let targets = per_shard
             .into_iter()
             .enumerate()
-            .filter(|(_, alerts)| !alerts.is_empty())
+            .filter(|(_, alerts)| alerts.len > 0)
             .collect();
         self.apply(targets, progress).await?;
         Ok(Submitted { alerts: count })
@@ -403,9 +404,8 @@ impl Engine {
         shard_of(tenant, &manual_group_key(id), self.slots.len())
     }
 
-    fn route_by_shard(&self, alerts: Vec<Alert>, progress: &Progress) -> Vec<Vec<RoutedAlert>> {
-        let mut per_shard: Vec<Vec<RoutedAlert>> =
-            (0..self.slots.len()).map(|_| Vec::new()).collect();
+    fn route_by_shard(&self, alerts: Vec<Alert>, progress: &Progress) -> Vec<ShardAlerts> {
+        let mut split = BatchSplit::new(self.slots.len());
         let mut records = progress.records.iter().peekable();
         let mut record = None;
         for (i, alert) in alerts.into_iter().enumerate() {
@@ -422,8 +422,7 @@ impl Engine {
                 } else {
                     alert.clone()
                 };
-                let shard = shard_of(&route.tenant, &route.group_key, self.slots.len());
-                per_shard[shard].push(RoutedAlert {
+                split.push(RoutedAlert {
                     alert: alert.expect("only the last route takes the alert"),
                     tenant: route.tenant,
                     group_key: route.group_key,
@@ -432,13 +431,13 @@ impl Engine {
                 });
             }
         }
-        per_shard
+        split.finish()
     }
 
     /// Hands each shard its alerts and waits until all are stored.
     async fn apply(
         &self,
-        targets: Vec<(usize, Vec<RoutedAlert>)>,
+        targets: Vec<(usize, ShardAlerts)>,
         progress: Progress,
     ) -> Result<(), EngineError> {
         self.dispatch(targets, progress)?.stored().await
@@ -447,7 +446,7 @@ impl Engine {
     /// Hands each shard its alerts; the answer waits until all are stored.
     fn dispatch(
         &self,
-        targets: Vec<(usize, Vec<RoutedAlert>)>,
+        targets: Vec<(usize, ShardAlerts)>,
         progress: Progress,
     ) -> Result<Stored, EngineError> {
         let received = Instant::now();
@@ -457,7 +456,7 @@ impl Engine {
         let mut targets = targets.into_iter();
         while let Some((shard, alerts)) = targets.next() {
             let (tx, rx) = oneshot::channel();
-            let taken = alerts.len();
+            let taken = alerts.len;
             let message = ShardMsg::Alerts {
                 alerts,
                 progress: progress.clone(),
@@ -468,7 +467,7 @@ impl Engine {
                 // Not handed over: give back this and every later reservation.
                 self.loads[shard].release(taken);
                 for (later, alerts) in targets {
-                    self.loads[later].release(alerts.len());
+                    self.loads[later].release(alerts.len);
                 }
                 return Err(e);
             }
@@ -492,13 +491,13 @@ impl Engine {
     }
 
     /// Reserves room on every shard a batch touches, or none at all.
-    fn reserve(&self, targets: &[(usize, Vec<RoutedAlert>)]) -> Result<(), EngineError> {
+    fn reserve(&self, targets: &[(usize, ShardAlerts)]) -> Result<(), EngineError> {
         for (i, (shard, alerts)) in targets.iter().enumerate() {
-            if self.loads[*shard].try_reserve(alerts.len()) {
+            if self.loads[*shard].try_reserve(alerts.len) {
                 continue;
             }
             for (earlier, taken) in targets.iter().take(i) {
-                self.loads[*earlier].release(taken.len());
+                self.loads[*earlier].release(taken.len);
             }
             let load = &self.loads[*shard];
             return Err(EngineError::Busy {

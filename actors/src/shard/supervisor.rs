@@ -11,13 +11,14 @@ use crate::incident::{
 };
 use crate::model::{
     Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
-    OpeningRecord, StableHash, Timestamp,
+    StableHash, Timestamp,
 };
 use crate::ports::{Progress, SourcePosition};
 use crate::restore::RestoredIncident;
 use crate::routing::RouteSettings;
 use crate::telemetry;
 
+use super::batch::{GroupInput, ShardAlerts};
 use super::context::IncidentUpdate;
 use super::entry::{Entry, GroupRef};
 use super::flush::{FlushControl, FlushOutcome, Input, Round, RoundHistory, RoundInput};
@@ -29,26 +30,6 @@ use super::ShardContext;
 /// Told once the changes it waited for are stored (or why they were not).
 pub(crate) type Waiter = oneshot::Sender<Result<(), EngineError>>;
 pub(crate) type SummaryReply = oneshot::Sender<Result<Arc<IncidentSummary>, CommandError>>;
-
-/// An alert with its routing decision.
-pub(crate) struct RoutedAlert {
-    pub alert: Alert,
-    pub tenant: String,
-    pub group_key: String,
-    pub route: Arc<RouteSettings>,
-    /// The stream record the alert was read from, if it came from one.
-    pub record: Option<OpeningRecord>,
-}
-
-/// A batch's alerts for one group.
-pub(crate) struct GroupInput {
-    pub group: GroupRef,
-    pub route: Arc<RouteSettings>,
-    pub alerts: Vec<Alert>,
-    /// Where the alerts were read: an incident they open takes its id from
-    /// the record of its first firing alert.
-    pub records: RecordRuns,
-}
 
 /// The shard of a group: a stable hash (FNV-1a), the same on every replica
 /// and every run, so one group key always lands on one shard.
@@ -63,7 +44,7 @@ pub(crate) fn shard_of(tenant: &str, group_key: &str, shards: usize) -> usize {
 
 pub(crate) enum ShardMsg {
     Alerts {
-        alerts: Vec<RoutedAlert>,
+        alerts: ShardAlerts,
         progress: Progress,
         durable: Option<Waiter>,
         /// When the engine took the batch, for the alert-to-event latency.
@@ -391,12 +372,12 @@ impl ShardState {
     async fn on_alerts(
         &mut self,
         myself: &ActorRef<ShardMsg>,
-        alerts: Vec<RoutedAlert>,
+        alerts: ShardAlerts,
         progress: Progress,
         durable: Option<Waiter>,
         received: Instant,
     ) {
-        let count = alerts.len();
+        let count = alerts.len;
         if self.stopping {
             self.context.load.release(count);
             if let Some(waiter) = durable {
@@ -412,7 +393,7 @@ impl ShardState {
                 *applied = (*applied).max(origin.offset);
             }
             let now = self.context.clock.now();
-            for input in by_group(alerts) {
+            for input in alerts.groups {
                 match self.groups.get(&input.group).copied() {
                     Some(id) => {
                         self.send_alerts(myself, id, input.alerts, input.records, now, received)
@@ -847,33 +828,6 @@ impl ShardState {
     }
 }
 
-/// Splits a batch by group, keeping arrival order inside each group.
-fn by_group(alerts: Vec<RoutedAlert>) -> Vec<GroupInput> {
-    let mut index: HashMap<GroupRef, usize> = HashMap::new();
-    let mut groups: Vec<GroupInput> = Vec::new();
-    for routed in alerts {
-        let group = (routed.tenant, routed.group_key);
-        let i = match index.get(&group) {
-            Some(&i) => i,
-            None => {
-                let group = Arc::new(group);
-                index.insert(group.clone(), groups.len());
-                groups.push(GroupInput {
-                    group,
-                    route: routed.route,
-                    alerts: Vec::new(),
-                    records: RecordRuns::default(),
-                });
-                groups.len() - 1
-            }
-        };
-        let input = &mut groups[i];
-        input.records.push(input.alerts.len(), routed.record);
-        input.alerts.push(routed.alert);
-    }
-    groups
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -888,48 +842,5 @@ mod tests {
             .collect();
         assert_eq!(used.len(), 8);
         assert_ne!(shard_of("a", "bc", 1 << 20), shard_of("ab", "c", 1 << 20));
-    }
-
-    #[test]
-    fn by_group_keeps_first_seen_group_order_and_arrival_order_inside_each() {
-        let route = Arc::new(RouteSettings::manual());
-        let routed = |tenant: &str, group: &str, instance: &str| RoutedAlert {
-            alert: crate::test_support::alert(&[("instance", instance)]),
-            tenant: tenant.into(),
-            group_key: group.into(),
-            route: route.clone(),
-            record: None,
-        };
-        let batch = vec![
-            routed("t", "a", "1"),
-            routed("t", "a", "2"),
-            routed("t", "b", "3"),
-            routed("u", "b", "4"),
-            routed("t", "a", "5"),
-            routed("t", "b", "6"),
-        ];
-        let groups: Vec<_> = by_group(batch)
-            .into_iter()
-            .map(|input| {
-                let instances: Vec<_> = input
-                    .alerts
-                    .iter()
-                    .map(|alert| alert.labels["instance"].clone())
-                    .collect();
-                (input.group.0.clone(), input.group.1.clone(), instances)
-            })
-            .collect();
-        let expected = |tenant: &str, group: &str, instances: &[&str]| {
-            let instances = instances.iter().map(|i| i.to_string()).collect();
-            (tenant.to_string(), group.to_string(), instances)
-        };
-        assert_eq!(
-            groups,
-            vec![
-                expected("t", "a", &["1", "2", "5"]),
-                expected("t", "b", &["3", "6"]),
-                expected("u", "b", &["4"]),
-            ]
-        );
     }
 }
