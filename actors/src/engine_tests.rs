@@ -1316,6 +1316,44 @@ async fn past_max_resident_the_least_recently_used_incidents_are_passivated() {
     }
 }
 
+/// While the store fails, woken incidents cannot be passivated: past
+/// `max_resident` the shard refuses new alerts rather than wake more, and
+/// takes them again once a commit succeeds. Nothing taken is lost.
+#[tokio::test(start_paused = true)]
+async fn past_max_resident_with_the_store_failing_new_alerts_are_refused() {
+    let h = start_fresh(crowded_settings(2)).await;
+    let names = ["A0", "A1", "A2", "A3"];
+    for name in names {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    h.store.set_failing(true);
+    // Each duplicate wakes its incident; its commit fails.
+    for name in &names[..3] {
+        let err = h.engine.submit(vec![firing(name, "1")]).await.unwrap_err();
+        assert!(matches!(err, EngineError::NotDurable(_)), "{name}: {err}");
+    }
+    assert_eq!(h.engine.resident_incidents().await.len(), 3);
+    let err = h.engine.submit(vec![firing("A3", "1")]).await.unwrap_err();
+    let EngineError::Retry(reason) = &err else {
+        panic!("refused as crowded, not {err}");
+    };
+    assert!(reason.contains("max_resident (2)"), "{reason}");
+    assert!(reason.contains("memory store set to fail"), "{reason}");
+    assert_eq!(
+        h.engine.resident_incidents().await.len(),
+        3,
+        "the refused alert woke nothing"
+    );
+
+    h.store.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    h.engine.submit(vec![firing("A3", "1")]).await.unwrap();
+    for name in names {
+        let incident = h.engine.incident(incident_of(&h, name)).await.unwrap();
+        assert_eq!(incident.total_alerts, 2, "{name}");
+    }
+}
+
 /// An incident with a deadline within `timer_horizon` keeps its actor
 /// whatever the cap: passivating it would only wake it again for the timer.
 #[tokio::test(start_paused = true)]

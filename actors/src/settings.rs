@@ -72,7 +72,10 @@ pub struct PassivationSettings {
     /// to nine tenths of it, however recent their input once it is stored:
     /// a storm that touches a million incidents within `idle_after` would
     /// otherwise hold a million actors. Incidents with a deadline within
-    /// `timer_horizon`, or with input not yet stored, stay running.
+    /// `timer_horizon`, or with input not yet stored, stay running. While
+    /// the store fails, a shard over the cap refuses new alerts (HTTP 503,
+    /// stream sources pause) until a commit succeeds: they would wake more
+    /// incidents it cannot passivate.
     pub max_resident: usize,
 }
 

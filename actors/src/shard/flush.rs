@@ -496,6 +496,7 @@ impl ShardState {
                 self.round.alerts += round.alerts;
             }
         }
+        self.refuse_alerts_if_crowded_while_failing();
         telemetry::shard_state(
             self.context.shard,
             self.context.load.pending(),
