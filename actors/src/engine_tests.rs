@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::escalation::EscalationPolicy;
+use crate::incident::decode_incident;
 use crate::model::{
-    Alert, AlertStatus, Change, Command, CommandError, EventKind, IncidentEvent, IncidentId,
-    IncidentStatus, NewIncident, Severity, Timestamp,
+    Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent,
+    IncidentId, IncidentStatus, NewIncident, Severity, Timestamp,
 };
 use crate::ports::memory::{CollectingSink, MemoryStore};
 use crate::ports::{AlertRecord, Progress, SnapshotStore, SourcePosition, TokioClock};
@@ -112,6 +113,19 @@ fn firing(name: &str, instance: &str) -> Alert {
 async fn settle(h: &Harness) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     h.engine.sync().await.unwrap();
+}
+
+/// The incident as the store holds it now.
+async fn stored_incident(h: &Harness, id: IncidentId) -> Incident {
+    for shard in 0..h.engine.loads().len() {
+        for (key, bytes) in h.store.load_shard(shard).await.unwrap().incidents {
+            let incident = decode_incident(&key, &bytes).unwrap();
+            if incident.id == id {
+                return incident;
+            }
+        }
+    }
+    panic!("incident {id} is not stored")
 }
 
 fn incident_of(h: &Harness, alertname: &str) -> IncidentId {
@@ -490,6 +504,14 @@ async fn panicking_incident_restarts_from_last_state_and_neighbours_are_untouche
     let restarted = h.engine.incident(a).await.unwrap();
     assert_eq!(restarted.seq, 2, "created + the stored note");
     assert_eq!(restarted.timeline.back().unwrap().message, "note: stored");
+    // The failed actor had answered with its snapshot for the round it
+    // lost (sent with the alert): the commit asks the restarted one instead.
+    let stored = stored_incident(&h, a).await;
+    assert_eq!(
+        (stored.seq, stored.total_alerts),
+        (restarted.seq, restarted.total_alerts),
+        "the store holds what the restarted incident holds"
+    );
     let summary = h
         .engine
         .command(a, Command::Acknowledge, "x")
