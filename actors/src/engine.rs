@@ -346,7 +346,7 @@ impl Engine {
         let targets = per_shard
             .into_iter()
             .enumerate()
-            .filter(|(_, alerts)| alerts.len > 0)
+            .filter(|(_, alerts)| !alerts.is_empty())
             .collect();
         self.apply(targets, progress).await?;
         Ok(Submitted { alerts: count })
@@ -456,7 +456,7 @@ impl Engine {
         let mut targets = targets.into_iter();
         while let Some((shard, alerts)) = targets.next() {
             let (tx, rx) = oneshot::channel();
-            let taken = alerts.len;
+            let taken = alerts.len();
             let message = ShardMsg::Alerts {
                 alerts,
                 progress: progress.clone(),
@@ -467,7 +467,7 @@ impl Engine {
                 // Not handed over: give back this and every later reservation.
                 self.loads[shard].release(taken);
                 for (later, alerts) in targets {
-                    self.loads[later].release(alerts.len);
+                    self.loads[later].release(alerts.len());
                 }
                 return Err(e);
             }
@@ -500,7 +500,7 @@ impl Engine {
                     self.settings.passivation.max_resident,
                     load.store_error().unwrap_or_default()
                 ))
-            } else if load.try_reserve(alerts.len) {
+            } else if load.try_reserve(alerts.len()) {
                 continue;
             } else {
                 EngineError::Busy {
@@ -510,7 +510,7 @@ impl Engine {
                 }
             };
             for (earlier, taken) in targets.iter().take(i) {
-                self.loads[*earlier].release(taken.len);
+                self.loads[*earlier].release(taken.len());
             }
             return Err(refused);
         }

@@ -33,8 +33,17 @@ pub(crate) struct GroupInput {
 #[derive(Default)]
 pub(crate) struct ShardAlerts {
     pub groups: Vec<GroupInput>,
+}
+
+impl ShardAlerts {
     /// Alerts in all of `groups`.
-    pub len: usize,
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|input| input.alerts.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
 }
 
 /// Splits a batch's routed alerts by shard and group. It runs on the
@@ -74,11 +83,9 @@ impl BatchSplit {
                 at
             }
         };
-        let shard = &mut self.per_shard[shard];
-        let input = &mut shard.groups[i];
+        let input = &mut self.per_shard[shard].groups[i];
         input.records.push(input.alerts.len(), routed.record);
         input.alerts.push(routed.alert);
-        shard.len += 1;
     }
 
     /// The alerts of each shard, indexed by shard.
@@ -111,6 +118,7 @@ mod tests {
             .finish()
             .into_iter()
             .map(|shard| {
+                let shard_len = shard.len();
                 let groups: Vec<_> = shard
                     .groups
                     .into_iter()
@@ -124,7 +132,7 @@ mod tests {
                     })
                     .collect();
                 let len: usize = groups.iter().map(|(_, _, alerts)| alerts.len()).sum();
-                assert_eq!(shard.len, len, "len counts every alert of the shard");
+                assert_eq!(shard_len, len, "len counts every alert of the shard");
                 groups
             })
             .collect()

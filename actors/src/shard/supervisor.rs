@@ -377,7 +377,7 @@ impl ShardState {
         durable: Option<Waiter>,
         received: Instant,
     ) {
-        let count = alerts.len;
+        let count = alerts.len();
         if self.stopping {
             self.context.load.release(count);
             if let Some(waiter) = durable {
