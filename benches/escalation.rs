@@ -92,7 +92,9 @@ channels = ["log"]
 
 fn paging_alert(n: usize) -> Alert {
     let mut alert = support::alert(n);
-    alert.labels.insert("alertname".into(), format!("page-{n}"));
+    alert
+        .labels
+        .insert("alertname".into(), format!("page-{n}").into());
     alert.labels.insert("page".into(), "yes".into());
     alert
 }

@@ -1,27 +1,28 @@
 //! An incident shaped like the HTTP load scenario's (load-tests/), for the
 //! benches that price what one incident costs: its snapshot, its events.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use incidentd_actors::escalation::EscalationPolicies;
-use incidentd_actors::model::{Alert, AlertStatus, Incident, IncidentEvent, IncidentId, Timestamp};
+use incidentd_actors::model::{
+    Alert, AlertStatus, Incident, IncidentEvent, IncidentId, Labels, Timestamp,
+};
 use incidentd_actors::routing::RouteSettings;
 use incidentd_actors::{EngineSettings, IncidentRules};
 
 /// An alert shaped like the load generator's Alertmanager alerts.
 fn alert(instance: usize) -> Alert {
-    let labels: BTreeMap<String, String> = [
+    let labels: Labels = [
         ("alertname", "load-r1-17".to_string()),
         ("instance", format!("instance-{instance}")),
         ("severity", "critical".to_string()),
         ("job", "incidentd-load".to_string()),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
+    .map(|(k, v)| (k.into(), v.into()))
     .collect();
     let mut alert = Alert::firing(labels);
-    alert.summary = format!("load-r1-17 instance {instance}");
+    alert.summary = format!("load-r1-17 instance {instance}").into();
     alert
 }
 

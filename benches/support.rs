@@ -3,11 +3,10 @@
 
 #![allow(dead_code)] // each bench uses a different part of this module
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use incidentd_actors::model::{Alert, IncidentEvent};
+use incidentd_actors::model::{Alert, IncidentEvent, Labels};
 use incidentd_actors::ports::memory::MemoryStore;
 use incidentd_actors::ports::{EventSink, TokioClock};
 use incidentd_actors::routing::RouteConfig;
@@ -47,17 +46,16 @@ pub async fn engine(settings: EngineSettings) -> Engine {
 
 /// A firing alert of group `group` (its alertname), one fingerprint per group.
 pub fn alert(group: usize) -> Alert {
-    let labels: BTreeMap<String, String> =
-        [("alertname".to_string(), format!("alert-{group}"))].into();
+    let labels: Labels = [("alertname".into(), format!("alert-{group}").into())].into();
     Alert::firing(labels)
 }
 
 /// Alert `instance` of group `group`: one fingerprint per pair, so a group's
 /// incident holds one alert per instance.
 pub fn instance_alert(group: usize, instance: usize) -> Alert {
-    let labels: BTreeMap<String, String> = [
-        ("alertname".to_string(), format!("alert-{group}")),
-        ("instance".to_string(), format!("host-{instance}")),
+    let labels: Labels = [
+        ("alertname".into(), format!("alert-{group}").into()),
+        ("instance".into(), format!("host-{instance}").into()),
     ]
     .into();
     Alert::firing(labels)

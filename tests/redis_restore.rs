@@ -2,14 +2,13 @@
 //! 100k restore is printed for benches/README.md; the test asserts only that
 //! everything came back.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use incidentd::config::StoreConfig;
 use incidentd::store::RedisStore;
 use incidentd_actors::escalation::EscalationPolicies;
-use incidentd_actors::model::{Alert, IncidentId, Timestamp};
+use incidentd_actors::model::{Alert, IncidentId, Labels, Timestamp};
 use incidentd_actors::ports::memory::CollectingSink;
 use incidentd_actors::ports::{SnapshotBatch, SnapshotStore, SnapshotWrite, TokioClock};
 use incidentd_actors::routing::{RouteConfig, RoutingTree};
@@ -32,7 +31,7 @@ async fn seed(store: &RedisStore, count: usize) {
     let route = Arc::new(
         RoutingTree::new(&RouteConfig::default(), &EscalationPolicies::default())
             .map(|tree| {
-                tree.route(&Alert::firing(BTreeMap::new()))[0]
+                tree.route(&Alert::firing(Labels::new()))[0]
                     .settings
                     .clone()
             })
@@ -44,7 +43,7 @@ async fn seed(store: &RedisStore, count: usize) {
     }
     let mut batches: Vec<SnapshotBatch> = (0..shards).map(|_| SnapshotBatch::default()).collect();
     for n in 0..count {
-        let labels = BTreeMap::from([("alertname".to_string(), format!("a{n}"))]);
+        let labels = Labels::from([("alertname".into(), format!("a{n}").into())]);
         let alert = Alert::firing(labels);
         let id = IncidentId(ulid::Ulid::from_parts(
             1_800_000_000_000 + n as u64,

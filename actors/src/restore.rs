@@ -80,7 +80,10 @@ fn decode_chunk(shard: usize, chunk: Vec<(String, Vec<u8>)>, at: RestoreAt) -> D
         match decode_incident(&key, &bytes) {
             Ok(incident) => restored.push(RestoredIncident {
                 id: incident.id,
-                group: Arc::new((incident.tenant.to_string(), incident.group_key.to_string())),
+                group: Arc::new((
+                    incident.tenant.as_ref().into(),
+                    incident.group_key.to_string(),
+                )),
                 deadline: incident.next_deadline(),
                 timer_generation: incident.timer_generation,
                 summary: Arc::new(incident.summary()),

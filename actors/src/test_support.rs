@@ -1,14 +1,9 @@
 //! Small builders shared by the crate's tests.
 
-use std::collections::BTreeMap;
+use crate::model::{Alert, AlertStatus, Labels, Severity};
 
-use crate::model::{Alert, AlertStatus, Severity};
-
-pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect()
 }
 
 /// A firing warning alert with these labels (fingerprint and summary derived).

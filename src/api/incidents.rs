@@ -1,6 +1,6 @@
 //! Reading incidents (list, one, timeline) and opening one by hand.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use incidentd_actors::decode_incident;
 use incidentd_actors::model::{
-    CommandError, Incident, IncidentId, IncidentSummary, NewIncident, Severity, TimelineEntry,
+    CommandError, Incident, IncidentId, IncidentSummary, Labels, NewIncident, Severity,
+    TimelineEntry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +151,8 @@ pub struct CreateIncident {
     pub team: Option<String>,
     pub assignee: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub labels: Labels,
     /// Defaults to `ingest.default_tenant`.
     pub tenant: Option<String>,
     /// Who opened it; defaults to the caller's token.

@@ -98,7 +98,7 @@ impl Filter {
             && self
                 .labels
                 .iter()
-                .all(|(k, v)| s.labels.get(k).is_some_and(|have| have == v))
+                .all(|(k, v)| s.labels.get(k.as_str()).is_some_and(|have| have == v))
             && self
                 .title_contains
                 .as_deref()
@@ -376,7 +376,10 @@ mod tests {
             status,
             service: Some(format!("svc{}", n % 5).into()),
             assignee: (n % 7 == 0).then(|| "alice".into()),
-            labels: Arc::new(BTreeMap::from([("env".to_string(), format!("e{}", n % 2))])),
+            labels: Arc::new(BTreeMap::from([(
+                "env".into(),
+                format!("e{}", n % 2).into(),
+            )])),
             created_at: Timestamp((n % 50) as i64 * 1_000),
             updated_at: Timestamp(1_000_000 - n as i64),
             resolved_at: (status == IncidentStatus::Resolved).then_some(Timestamp(n as i64)),

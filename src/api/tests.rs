@@ -538,13 +538,13 @@ async fn requests_without_a_token_are_refused() {
 fn alert(n: usize) -> Alert {
     let svc = ["db", "web", "other"][n % 3];
     let mut alert = Alert::firing(BTreeMap::from([
-        ("alertname".to_string(), "HostDown".to_string()),
-        ("instance".to_string(), format!("i{n}")),
-        ("svc".to_string(), svc.to_string()),
+        ("alertname".into(), "HostDown".into()),
+        ("instance".into(), format!("i{n}").into()),
+        ("svc".into(), svc.into()),
     ]));
     alert.severity = Severity::ALL[n % 4];
     alert.tenant = if n % 2 == 0 { "acme" } else { "globex" }.into();
-    alert.summary = format!("Host i{n} is down");
+    alert.summary = format!("Host i{n} is down").into();
     alert
 }
 

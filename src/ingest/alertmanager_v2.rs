@@ -1,10 +1,9 @@
 //! Alertmanager API v2 `POST /api/v2/alerts`: what Prometheus sends to its
 //! alertmanagers, so Prometheus can point at incidentd directly.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use incidentd_actors::model::{Alert, AlertStatus, FieldError, Timestamp};
+use incidentd_actors::model::{Alert, AlertStatus, FieldError, Labels, Timestamp};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -50,8 +49,8 @@ fn body_error(body: &[u8]) -> BodyError {
 /// `serde_json::Value` first (that was most of the cost of this format).
 #[derive(Deserialize)]
 struct TypedAlert {
-    labels: Option<BTreeMap<String, String>>,
-    annotations: Option<BTreeMap<String, String>>,
+    labels: Option<Labels>,
+    annotations: Option<Labels>,
     #[serde(rename = "startsAt")]
     starts_at: Option<String>,
     #[serde(rename = "endsAt")]
@@ -139,8 +138,8 @@ impl AlertTimes {
 }
 
 fn alert_from(
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    labels: Labels,
+    annotations: Labels,
     times: AlertTimes,
     generator_url: Option<String>,
     now: Timestamp,

@@ -74,7 +74,7 @@ fn webhook_alert(item: &Value) -> Result<Alert, Vec<FieldError>> {
     alert.ends_at = ends_at;
     alert.generator_url = generator_url;
     if !fingerprint.is_empty() {
-        alert.fingerprint = fingerprint;
+        alert.fingerprint = fingerprint.into();
     }
     Ok(alert.normalized())
 }

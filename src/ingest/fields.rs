@@ -1,9 +1,9 @@
 //! Reading fields out of loosely typed JSON items, collecting every problem
 //! with the field's name instead of stopping at the first.
 
-use std::collections::BTreeMap;
-
-use incidentd_actors::model::{Alert, FieldError, Severity, Timestamp, MAX_SUMMARY_LEN};
+use incidentd_actors::model::{
+    Alert, CompactString, FieldError, Labels, Severity, Timestamp, MAX_SUMMARY_LEN,
+};
 use serde_json::{Map, Value};
 
 pub struct Fields<'a> {
@@ -27,7 +27,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The alert's `labels`: required, a non-empty object of strings.
-    pub fn labels(&mut self) -> BTreeMap<String, String> {
+    pub fn labels(&mut self) -> Labels {
         let labels = self.string_map("labels");
         if labels.is_empty() && self.errors.is_empty() {
             self.error("labels", "is required and must not be empty");
@@ -51,15 +51,15 @@ impl<'a> Fields<'a> {
     }
 
     /// A map of string to string (labels, annotations).
-    pub fn string_map(&mut self, field: &str) -> BTreeMap<String, String> {
+    pub fn string_map(&mut self, field: &str) -> Labels {
         match self.object.get(field) {
-            None | Some(Value::Null) => BTreeMap::new(),
+            None | Some(Value::Null) => Labels::new(),
             Some(Value::Object(map)) => {
-                let mut out = BTreeMap::new();
+                let mut out = Labels::new();
                 for (key, value) in map {
                     match value {
                         Value::String(s) => {
-                            out.insert(key.clone(), s.clone());
+                            out.insert(key.into(), s.into());
                         }
                         other => self.error(
                             &format!("{field}.{key}"),
@@ -74,7 +74,7 @@ impl<'a> Fields<'a> {
                     field,
                     format!("must be an object of strings, got {}", kind(other)),
                 );
-                BTreeMap::new()
+                Labels::new()
             }
         }
     }
@@ -108,7 +108,7 @@ pub fn kind(value: &Value) -> &'static str {
 
 /// Severity from a label, with the spellings Prometheus rules use; unknown
 /// ones read as warning.
-pub fn severity_from_label(label: Option<&String>) -> Severity {
+pub fn severity_from_label(label: Option<&CompactString>) -> Severity {
     match label.map(|s| s.to_ascii_lowercase()).as_deref() {
         Some("critical" | "page" | "p1") => Severity::Critical,
         Some("error" | "high" | "p2") => Severity::Error,
@@ -119,33 +119,28 @@ pub fn severity_from_label(label: Option<&String>) -> Severity {
 
 /// An alert as Alertmanager describes one: severity from the `severity`
 /// label, summary from the annotations.
-pub fn alertmanager_alert(
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    source: &str,
-) -> Alert {
+pub fn alertmanager_alert(labels: Labels, annotations: Labels, source: &str) -> Alert {
     let mut alert = Alert::firing(labels);
     alert.severity = severity_from_label(alert.labels.get("severity"));
     alert.summary = summary_from(&annotations);
     alert.annotations = annotations;
-    alert.source = source.to_string();
+    alert.source = source.into();
     alert
 }
 
 /// The alert's summary from its `summary` (else `description`) annotation,
 /// cut at the engine's limit: a long description must not get a valid alert
 /// rejected. The annotation itself keeps the full text.
-pub fn summary_from(annotations: &BTreeMap<String, String>) -> String {
+pub fn summary_from(annotations: &Labels) -> CompactString {
     let text = annotations
         .get("summary")
         .or_else(|| annotations.get("description"))
-        .map(String::as_str)
-        .unwrap_or("");
+        .map_or("", CompactString::as_str);
     let mut end = text.len().min(MAX_SUMMARY_LEN);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_string()
+    text[..end].into()
 }
 
 #[cfg(test)]
@@ -155,13 +150,13 @@ mod tests {
     #[test]
     fn summary_prefers_summary_and_is_cut_on_a_char_boundary() {
         let long = "é".repeat(MAX_SUMMARY_LEN);
-        let annotations = BTreeMap::from([("description".to_string(), long)]);
+        let annotations = Labels::from([("description".into(), long.into())]);
         let summary = summary_from(&annotations);
         assert_eq!(summary.len(), MAX_SUMMARY_LEN);
         assert!(summary.chars().all(|c| c == 'é'));
-        let both = BTreeMap::from([
-            ("summary".to_string(), "s".to_string()),
-            ("description".to_string(), "d".to_string()),
+        let both = Labels::from([
+            ("summary".into(), "s".into()),
+            ("description".into(), "d".into()),
         ]);
         assert_eq!(summary_from(&both), "s");
     }

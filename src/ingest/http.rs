@@ -154,7 +154,7 @@ async fn take(
 }
 
 fn default_tenant(state: &AppState) -> impl FnMut(&mut Alert) + '_ {
-    move |alert| alert.tenant = state.config.ingest.default_tenant.clone()
+    move |alert| alert.tenant = state.config.ingest.default_tenant.as_str().into()
 }
 
 /// Alertmanager API v2: Prometheus can use incidentd as its Alertmanager.

@@ -1,9 +1,7 @@
 //! PagerDuty Events API v2 (`POST /v2/enqueue`): trigger, acknowledge, resolve.
 
-use std::collections::BTreeMap;
-
 use chrono::DateTime;
-use incidentd_actors::model::{Alert, Severity, Timestamp};
+use incidentd_actors::model::{Alert, Labels, Severity, Timestamp};
 use serde_json::{Map, Value};
 
 const MAX_DEDUP_KEY: usize = 255;
@@ -67,15 +65,17 @@ pub fn decode_pagerduty(body: &[u8], now: Timestamp) -> Result<PagerDutyEvent, P
             let alert = trigger_alert(event, now, &mut errors);
             let dedup_key = dedup_key.unwrap_or_else(|| ulid::Ulid::new().to_string());
             alert.map(|mut alert| {
-                alert.fingerprint = dedup_key.clone();
+                alert.fingerprint = dedup_key.as_str().into();
                 alert.labels.insert(
                     "pagerduty_routing_key".into(),
-                    routing_key.clone().unwrap_or_default(),
+                    routing_key.as_deref().unwrap_or_default().into(),
                 );
                 // In PagerDuty one dedup key is one alert: naming the alert by
                 // it keeps unrelated events apart under the default grouping
                 // (by `alertname`); routes can still group by source etc.
-                alert.labels.insert("alertname".into(), dedup_key.clone());
+                alert
+                    .labels
+                    .insert("alertname".into(), dedup_key.as_str().into());
                 PagerDutyEvent::Trigger {
                     routing_key: routing_key.clone().unwrap_or_default(),
                     dedup_key,
@@ -200,37 +200,37 @@ fn trigger_alert(
     if errors.len() > before {
         return None;
     }
-    let mut labels = BTreeMap::from([("source".to_string(), source?)]);
+    let mut labels = Labels::from([("source".into(), source?.into())]);
     for key in ["component", "group", "class"] {
         if let Some(Value::String(v)) = payload.get(key) {
-            labels.insert(key.to_string(), v.clone());
+            labels.insert(key.into(), v.into());
         }
     }
-    let mut annotations = BTreeMap::new();
+    let mut annotations = Labels::new();
     if let Some(Value::Object(details)) = payload.get("custom_details") {
         for (key, value) in details {
             let text = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+                Value::String(s) => s.into(),
+                other => other.to_string().into(),
             };
-            annotations.insert(key.clone(), text);
+            annotations.insert(key.into(), text);
         }
     }
     for key in ["client", "client_url"] {
         if let Some(Value::String(v)) = event.get(key) {
-            annotations.insert(key.to_string(), v.clone());
+            annotations.insert(key.into(), v.into());
         }
     }
     if let Some(Value::Array(links)) = event.get("links") {
         for (i, link) in links.iter().enumerate() {
             if let Some(href) = link.get("href").and_then(Value::as_str) {
-                annotations.insert(format!("link_{i}"), href.to_string());
+                annotations.insert(format!("link_{i}").into(), href.into());
             }
         }
     }
     let mut alert = Alert::firing(labels);
     alert.severity = severity?;
-    alert.summary = summary?;
+    alert.summary = summary?.into();
     alert.annotations = annotations;
     alert.starts_at = Some(timestamp.unwrap_or(now));
     alert.source = "pagerduty".into();

@@ -1,9 +1,9 @@
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use incidentd_actors::model::{Alert, AlertStatus};
+use incidentd_actors::model::{Alert, AlertStatus, Labels};
 use incidentd_actors::ports::StoreError;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use super::PagerDutyEvent;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TriggerKey {
     pub tenant: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// Trigger keys kept in memory in front of the store.
@@ -229,9 +229,9 @@ impl PagerDutyKeys {
                 alert,
             } => {
                 let mut alert = *alert;
-                alert.tenant = tenant.to_string();
+                alert.tenant = tenant.into();
                 let trigger = TriggerKey {
-                    tenant: alert.tenant.clone(),
+                    tenant: tenant.to_string(),
                     labels: alert.labels.clone(),
                 };
                 self.remember(&routing_key, &dedup_key, trigger).await;
@@ -243,8 +243,8 @@ impl PagerDutyKeys {
             } => {
                 let trigger = self.find(&routing_key, &dedup_key).await?;
                 let mut alert = Alert::firing(trigger.labels);
-                alert.tenant = trigger.tenant;
-                alert.fingerprint = dedup_key.clone();
+                alert.tenant = trigger.tenant.into();
+                alert.fingerprint = dedup_key.as_str().into();
                 alert.status = AlertStatus::Resolved;
                 alert.source = "pagerduty".into();
                 Ok((dedup_key, PagerDutyAction::Alert(alert)))
@@ -255,7 +255,7 @@ impl PagerDutyKeys {
             } => {
                 let trigger = self.find(&routing_key, &dedup_key).await?;
                 let mut probe = Alert::firing(trigger.labels);
-                probe.tenant = trigger.tenant;
+                probe.tenant = trigger.tenant.into();
                 let actor = format!(
                     "pagerduty:{}",
                     &routing_key.chars().take(6).collect::<String>()
@@ -323,7 +323,7 @@ pub mod memory {
     pub fn trigger(source: &str) -> TriggerKey {
         TriggerKey {
             tenant: "t".into(),
-            labels: BTreeMap::from([("source".to_string(), source.to_string())]),
+            labels: Labels::from([("source".into(), source.into())]),
         }
     }
 
@@ -365,7 +365,7 @@ mod tests {
         PagerDutyKeys::new(capacity, Duration::from_secs(3600), store.clone())
     }
 
-    fn labels_of(action: PagerDutyAction) -> BTreeMap<String, String> {
+    fn labels_of(action: PagerDutyAction) -> Labels {
         match action {
             PagerDutyAction::Alert(alert) => alert.labels,
             PagerDutyAction::Acknowledge { probe, .. } => probe.labels,

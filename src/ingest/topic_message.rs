@@ -65,7 +65,7 @@ pub async fn decode_source(
         }
         SourceFormat::AlertmanagerWebhook => from_decoded(
             decode_alertmanager_webhook(payload).map_err(|e| e.to_string()),
-            |alert| alert.tenant = tenant.to_string(),
+            |alert| alert.tenant = tenant.into(),
         ),
         SourceFormat::Pagerduty => {
             let now = Timestamp::from_datetime(chrono::Utc::now());

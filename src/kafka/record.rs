@@ -108,9 +108,7 @@ mod tests {
     fn records_round_trip_and_garbage_is_named() {
         let records = [
             KeyedRecord::Alerts {
-                alerts: vec![Alert::firing(
-                    [("alertname".to_string(), "Disk".to_string())].into(),
-                )],
+                alerts: vec![Alert::firing([("alertname".into(), "Disk".into())].into())],
                 origin: Some(Origin {
                     source: "alerts/3".into(),
                     offset: 42,
@@ -133,9 +131,7 @@ mod tests {
     #[test]
     fn alerts_are_binary_and_json_alerts_of_earlier_builds_are_still_read() {
         let alerts = KeyedRecord::Alerts {
-            alerts: vec![Alert::firing(
-                [("alertname".to_string(), "Disk".to_string())].into(),
-            )],
+            alerts: vec![Alert::firing([("alertname".into(), "Disk".into())].into())],
             origin: None,
         };
         let binary = alerts.encode();

@@ -77,7 +77,7 @@ impl SourceInput {
                 key: origin
                     .as_ref()
                     .map(|o| format!("{}/{}", o.source, o.offset))
-                    .unwrap_or_else(|| alerts[0].fingerprint.clone()),
+                    .unwrap_or_else(|| alerts[0].fingerprint.to_string()),
                 record: KeyedRecord::Alerts {
                     alerts,
                     origin: origin.clone(),
@@ -89,7 +89,7 @@ impl SourceInput {
             for shard in engine.shards_of(&probe) {
                 records.push(Keyed {
                     shard,
-                    key: probe.fingerprint.clone(),
+                    key: probe.fingerprint.to_string(),
                     record: KeyedRecord::GroupCommand {
                         probe: probe.clone(),
                         command: Command::Acknowledge,
@@ -146,8 +146,8 @@ mod tests {
 
     fn alert(name: &str, team: &str) -> Alert {
         let labels = BTreeMap::from([
-            ("alertname".to_string(), name.to_string()),
-            ("team".to_string(), team.to_string()),
+            ("alertname".into(), name.into()),
+            ("team".into(), team.into()),
         ]);
         Alert::firing(labels)
     }

@@ -816,8 +816,8 @@ mod tests {
         );
         let route = Arc::new(incidentd_actors::routing::RouteSettings::manual());
         let alert = incidentd_actors::model::Alert::firing(BTreeMap::from([(
-            "alertname".to_string(),
-            title.to_string(),
+            "alertname".into(),
+            title.into(),
         )]));
         let incident = incidentd_actors::model::Incident::open(
             id,

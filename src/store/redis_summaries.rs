@@ -49,8 +49,8 @@ mod tests {
             team: None,
             assignee: Some("alice".into()),
             labels: Arc::new(BTreeMap::from([
-                ("alertname".to_string(), "DiskFull".to_string()),
-                ("instance".to_string(), "db1:9100".to_string()),
+                ("alertname".into(), "DiskFull".into()),
+                ("instance".into(), "db1:9100".into()),
             ])),
             alert_count: 3,
             firing_alerts: 2,

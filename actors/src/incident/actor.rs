@@ -175,7 +175,7 @@ impl Actor for IncidentActor {
                     state.bounced_since_snapshot = true;
                     let _ = state.shard.cast(ShardMsg::Bounced {
                         from: incident.id,
-                        tenant: incident.tenant.to_string(),
+                        tenant: incident.tenant.as_ref().into(),
                         group_key: incident.group_key.to_string(),
                         route: Arc::new(incident.route.clone()),
                         records: records.split_off(count - bounced.len()),

@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use crate::model::{
-    Alert, AlertState, AlertStatus, Change, Incident, IncidentEvent, IncidentStatus, Timestamp,
+    Alert, AlertState, AlertStatus, Change, CompactString, Incident, IncidentEvent, IncidentStatus,
+    Timestamp,
 };
 
 use super::record::SYSTEM;
@@ -134,7 +135,8 @@ impl Incident {
         );
         // Keep only the labels every alert of the incident shares (copying
         // them, as summaries share them, only when one goes).
-        let shared = |name: &String, value: &String| alert.labels.get(name) == Some(value);
+        let shared =
+            |name: &CompactString, value: &CompactString| alert.labels.get(name) == Some(value);
         if !self.labels.iter().all(|(name, value)| shared(name, value)) {
             Arc::make_mut(&mut self.labels).retain(|name, value| shared(name, value));
         }

@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-use crate::model::{AlertState, FiredStep, Incident, TimelineEntry, Timestamp};
+use crate::model::{AlertState, CompactString, FiredStep, Incident, TimelineEntry, Timestamp};
 
 /// First byte of every stored incident; bump it when `Incident` changes
 /// shape and teach `decode_incident` the old one.
@@ -155,7 +155,7 @@ fn apply_changes(incident: Incident, reader: &mut Reader) -> Result<Incident, Co
     changed.escalation.last_fired = reader.read::<Option<FiredStep>>()?;
     let count: u64 = reader.read()?;
     for _ in 0..count {
-        let (fingerprint, alert): (String, AlertState) = reader.read()?;
+        let (fingerprint, alert): (CompactString, AlertState) = reader.read()?;
         alerts.insert(fingerprint, alert);
     }
     let count: u64 = reader.read()?;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::escalation::{EscalationPolicies, EscalationPolicy, EscalationStep};
 use crate::model::{
-    Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent,
-    IncidentId, IncidentStatus, Severity, Timestamp,
+    Alert, AlertStatus, Change, Command, CommandError, CompactString, EventKind, Incident,
+    IncidentEvent, IncidentId, IncidentStatus, Severity, Timestamp,
 };
 use crate::routing::{RouteSettings, SeverityPolicies};
 
@@ -234,7 +234,12 @@ fn new_fingerprint_joins_and_narrows_common_labels() {
     p.alerts(vec![firing("DiskSlow")], at(MIN));
     assert_eq!(p.kinds(), vec![EventKind::Created, EventKind::AlertAdded]);
     assert_eq!(p.incident.alerts.len(), 2);
-    let common: Vec<&str> = p.incident.labels.keys().map(String::as_str).collect();
+    let common: Vec<&str> = p
+        .incident
+        .labels
+        .keys()
+        .map(CompactString::as_str)
+        .collect();
     assert_eq!(common, vec!["cluster"]);
     // A summary shares the labels; narrowing them leaves it as it was.
     assert_eq!(before.labels.len(), 2, "{:?}", before.labels);

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::stable_hash::StableHash;
-use super::Timestamp;
+use super::{CompactString, Timestamp};
 
 /// Longest fingerprint accepted, in bytes (PagerDuty's dedup key limit).
 pub const MAX_FINGERPRINT_LEN: usize = 255;
@@ -73,40 +73,45 @@ impl FromStr for Severity {
     }
 }
 
-fn default_tenant() -> String {
-    "default".to_string()
+fn default_tenant() -> CompactString {
+    CompactString::const_new("default")
 }
 
 fn default_severity() -> Severity {
     Severity::Warning
 }
 
+/// Names to values, sorted by name: an alert's labels or annotations. Names
+/// and values up to 24 bytes are kept inline, so most cost no allocation of
+/// their own.
+pub type Labels = BTreeMap<CompactString, CompactString>;
+
 /// One normalized alert, whatever wire format it came in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Tenant the alert belongs to; the routing tree may override it.
     #[serde(default = "default_tenant")]
-    pub tenant: String,
+    pub tenant: CompactString,
     /// Identity of the alert inside its group: repeats with the same
     /// fingerprint are duplicates. Derived from the labels when empty.
     #[serde(default)]
-    pub fingerprint: String,
+    pub fingerprint: CompactString,
     pub status: AlertStatus,
     #[serde(default = "default_severity")]
     pub severity: Severity,
     #[serde(default)]
-    pub summary: String,
+    pub summary: CompactString,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Labels,
     #[serde(default)]
     pub starts_at: Option<Timestamp>,
     #[serde(default)]
     pub ends_at: Option<Timestamp>,
     /// Where the alert came from, e.g. `alertmanager`, `pagerduty`, `kafka:alerts`.
     #[serde(default)]
-    pub source: String,
+    pub source: CompactString,
     #[serde(default)]
     pub generator_url: Option<String>,
 }
@@ -135,18 +140,18 @@ impl fmt::Display for FieldError {
 
 impl Alert {
     /// A firing alert with the given labels, other fields defaulted.
-    pub fn firing(labels: BTreeMap<String, String>) -> Self {
+    pub fn firing(labels: Labels) -> Self {
         Alert {
             tenant: default_tenant(),
-            fingerprint: String::new(),
+            fingerprint: CompactString::default(),
             status: AlertStatus::Firing,
             severity: default_severity(),
-            summary: String::new(),
+            summary: CompactString::default(),
             labels,
             annotations: BTreeMap::new(),
             starts_at: None,
             ends_at: None,
-            source: String::new(),
+            source: CompactString::default(),
             generator_url: None,
         }
         .normalized()
@@ -232,7 +237,7 @@ fn is_valid_label_name(name: &str) -> bool {
 
 /// A stable fingerprint of a label set (FNV-1a 64 over sorted names and
 /// values), the same idea as Alertmanager's, printed as 16 hex digits.
-pub fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {
+pub fn fingerprint_of(labels: &Labels) -> CompactString {
     let mut hash = StableHash::new();
     for (name, value) in labels {
         hash.write(name.as_bytes())
@@ -240,7 +245,7 @@ pub fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {
             .write(value.as_bytes())
             .write(&[0xff]);
     }
-    format!("{:016x}", hash.finish())
+    compact_str::format_compact!("{:016x}", hash.finish())
 }
 
 #[cfg(test)]
@@ -258,6 +263,31 @@ mod tests {
         assert_eq!(a.len(), 16);
     }
 
+    /// Stored incidents, stream records and API bodies written when labels
+    /// were `String`s must read the same: inline text encodes as a string.
+    #[test]
+    fn labels_encode_as_plain_strings() {
+        let long = "v".repeat(40);
+        let pairs = [("alertname", "Down"), ("instance", long.as_str())];
+        let compact = labels(&pairs);
+        let plain: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&plain, config).unwrap();
+        assert_eq!(
+            bincode::serde::encode_to_vec(&compact, config).unwrap(),
+            bytes
+        );
+        let (read, _): (Labels, _) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(read, compact);
+        assert_eq!(
+            serde_json::to_string(&compact).unwrap(),
+            serde_json::to_string(&plain).unwrap()
+        );
+    }
+
     #[test]
     fn normalized_fills_fingerprint_and_summary() {
         let alert = Alert::firing(labels(&[("alertname", "HighLatency")]));
@@ -269,7 +299,7 @@ mod tests {
     #[test]
     fn validate_names_every_bad_field() {
         let mut alert = Alert::firing(labels(&[("bad-name", "x")]));
-        alert.summary = "s".repeat(MAX_SUMMARY_LEN + 1);
+        alert.summary = "s".repeat(MAX_SUMMARY_LEN + 1).into();
         let errors = alert.validate().unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["summary", "labels.bad-name"]);

@@ -1,9 +1,7 @@
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{IncidentId, IncidentStatus, Severity, Timestamp};
+use super::{IncidentId, IncidentStatus, Labels, Severity, Timestamp};
 
 /// Something a person (or an integration) asks of an incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,7 +45,7 @@ pub struct NewIncident {
     pub service: Option<String>,
     pub team: Option<String>,
     pub assignee: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// Why a command was refused. A refused command changes nothing and emits nothing.

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{IncidentId, IncidentSummary, Severity, Timestamp};
+use super::{CompactString, IncidentId, IncidentSummary, Severity, Timestamp};
 
 /// The kind of an incident change; also the suffix of the CloudEvents type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,18 +79,22 @@ impl EventKind {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     Created {
-        fingerprint: Option<String>,
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+        fingerprint: Option<CompactString>,
     },
     AlertAdded {
-        fingerprint: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        fingerprint: CompactString,
         severity: Severity,
-        summary: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        summary: CompactString,
         /// True when a known alert fired again (after resolving, or after
         /// its dedup window) rather than a new fingerprint joining.
         refire: bool,
     },
     AlertResolved {
-        fingerprint: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        fingerprint: CompactString,
     },
     Acknowledged,
     Unacknowledged,

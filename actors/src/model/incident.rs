@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use super::stable_hash::StableHash;
-use super::{AlertStatus, EventKind, Severity, Timestamp};
+use super::{AlertStatus, CompactString, EventKind, Labels, Severity, Timestamp};
 use crate::routing::RouteSettings;
 
 /// Incident identifier: a ULID, so ids sort by creation time.
@@ -127,7 +127,8 @@ impl FromStr for IncidentStatus {
 pub struct AlertState {
     pub status: AlertStatus,
     pub severity: Severity,
-    pub summary: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub summary: CompactString,
     /// How many times this fingerprint was received, duplicates included.
     pub count: u64,
     pub first_seen: Timestamp,
@@ -224,9 +225,10 @@ pub struct Incident {
     /// (one is made at every commit): they change only when a new alert
     /// lacks one.
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Arc<Labels>,
     /// Per-fingerprint state, capped; `dropped_alerts` counts what the cap refused.
-    pub alerts: BTreeMap<String, AlertState>,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, AlertState>))]
+    pub alerts: BTreeMap<CompactString, AlertState>,
     /// How many of `alerts` are firing. Every event carries a summary that
     /// shows it, so it is kept up as alerts change rather than counted for
     /// each (3.6 % of a Kafka replica's CPU); not stored, counted again
@@ -340,7 +342,7 @@ pub struct IncidentSummary {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub assignee: Option<Arc<str>>,
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Arc<Labels>,
     /// Distinct alerts (fingerprints) ever part of the incident.
     pub alert_count: u64,
     pub firing_alerts: u64,

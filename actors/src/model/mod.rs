@@ -9,8 +9,8 @@ mod stable_hash;
 mod time;
 
 pub use alert::{
-    fingerprint_of, Alert, AlertStatus, FieldError, Severity, MAX_FINGERPRINT_LEN, MAX_LABELS,
-    MAX_SUMMARY_LEN,
+    fingerprint_of, Alert, AlertStatus, FieldError, Labels, Severity, MAX_FINGERPRINT_LEN,
+    MAX_LABELS, MAX_SUMMARY_LEN,
 };
 pub use command::{Command, CommandError, NewIncident};
 pub use event::{Change, EventKind, IncidentEvent};
@@ -21,3 +21,8 @@ pub use incident::{
 };
 pub(crate) use stable_hash::StableHash;
 pub use time::Timestamp;
+
+/// Text that alerts carry many of and that is mostly short (label names
+/// and values, fingerprints, summaries): up to 24 bytes are kept inline, so
+/// most cost no allocation to make, clone or drop.
+pub use compact_str::CompactString;

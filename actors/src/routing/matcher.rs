@@ -92,7 +92,7 @@ impl Matcher {
     /// A missing label reads as the empty string, as in Alertmanager; the
     /// alert's severity stands in for a missing `severity` label.
     pub fn matches(&self, alert: &Alert) -> bool {
-        let value = match alert.labels.get(&self.name) {
+        let value = match alert.labels.get(self.name.as_str()) {
             Some(v) => v.as_str(),
             None if self.name == "severity" => alert.severity.as_str(),
             None => "",

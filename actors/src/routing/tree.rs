@@ -6,7 +6,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::escalation::EscalationPolicies;
-use crate::model::Alert;
+use crate::model::{Alert, CompactString};
 
 use super::{Matcher, RouteConfig, RouteSettings, SeverityPolicies};
 
@@ -22,7 +22,7 @@ pub struct RouteError {
 #[derive(Clone, Debug)]
 pub struct Routed {
     pub settings: Arc<RouteSettings>,
-    pub tenant: String,
+    pub tenant: CompactString,
     pub group_key: String,
 }
 
@@ -104,8 +104,8 @@ impl Node {
                 tenant: self
                     .settings
                     .tenant
-                    .clone()
-                    .unwrap_or_else(|| alert.tenant.clone()),
+                    .as_deref()
+                    .map_or_else(|| alert.tenant.clone(), CompactString::from),
                 group_key: self.group_key(alert),
             });
         }
@@ -136,7 +136,10 @@ impl Node {
                     push(
                         i,
                         name,
-                        alert.labels.get(name).map(String::as_str).unwrap_or(""),
+                        alert
+                            .labels
+                            .get(name.as_str())
+                            .map_or("", |value| value.as_str()),
                     );
                 }
             }

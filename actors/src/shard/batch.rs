@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::incident::RecordRuns;
-use crate::model::{Alert, OpeningRecord};
+use crate::model::{Alert, CompactString, OpeningRecord};
 use crate::routing::RouteSettings;
 
 use super::entry::GroupRef;
@@ -11,7 +11,7 @@ use super::supervisor::shard_of;
 /// An alert with its routing decision.
 pub(crate) struct RoutedAlert {
     pub alert: Alert,
-    pub tenant: String,
+    pub tenant: CompactString,
     pub group_key: String,
     pub route: Arc<RouteSettings>,
     /// The stream record the alert was read from, if it came from one.
@@ -126,9 +126,9 @@ mod tests {
                         let instances: Vec<String> = input
                             .alerts
                             .iter()
-                            .map(|alert| alert.labels["instance"].clone())
+                            .map(|alert| alert.labels["instance"].to_string())
                             .collect();
-                        (input.group.0.clone(), input.group.1.clone(), instances)
+                        (input.group.0.to_string(), input.group.1.clone(), instances)
                     })
                     .collect();
                 let len: usize = groups.iter().map(|(_, _, alerts)| alerts.len()).sum();

@@ -3,14 +3,14 @@ use std::sync::Arc;
 use ractor::ActorRef;
 
 use crate::incident::IncidentMsg;
-use crate::model::Timestamp;
+use crate::model::{CompactString, Timestamp};
 
 use super::flush::RoundHistory;
 
 /// The group an incident belongs to: (tenant, group key). Shared between
 /// the incident's entry and the shard's group map, so a million passivated
 /// incidents do not hold their group strings twice.
-pub(crate) type GroupRef = Arc<(String, String)>;
+pub(crate) type GroupRef = Arc<(CompactString, String)>;
 
 /// A live incident as its shard holds it.
 pub(crate) enum Entry {

@@ -10,8 +10,8 @@ use crate::incident::{
     decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg, RecordRuns,
 };
 use crate::model::{
-    Alert, AlertStatus, Command, CommandError, Incident, IncidentId, IncidentSummary, NewIncident,
-    StableHash, Timestamp,
+    Alert, AlertStatus, Command, CommandError, CompactString, Incident, IncidentId,
+    IncidentSummary, NewIncident, StableHash, Timestamp,
 };
 use crate::ports::{Progress, SourcePosition};
 use crate::restore::RestoredIncident;
@@ -74,7 +74,7 @@ pub(crate) enum ShardMsg {
     },
     /// The incident a group's next alert would go to, if any.
     CurrentOf {
-        tenant: String,
+        tenant: CompactString,
         group_key: String,
         reply: oneshot::Sender<Option<IncidentId>>,
     },
@@ -85,7 +85,7 @@ pub(crate) enum ShardMsg {
     /// or archived): they open a new incident for their group.
     Bounced {
         from: IncidentId,
-        tenant: String,
+        tenant: CompactString,
         group_key: String,
         route: Arc<RouteSettings>,
         alerts: Vec<Alert>,
@@ -487,7 +487,10 @@ impl ShardState {
             Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
         let summary = events.last().map(|e| e.incident.clone());
         self.context.publish(&incident, events);
-        let group = Arc::new((incident.tenant.to_string(), incident.group_key.to_string()));
+        let group = Arc::new((
+            incident.tenant.as_ref().into(),
+            incident.group_key.to_string(),
+        ));
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
         let _ = reply.send(

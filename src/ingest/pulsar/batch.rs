@@ -79,7 +79,7 @@ mod tests {
     use super::*;
 
     fn alert(name: &str) -> Alert {
-        let labels = BTreeMap::from([("alertname".to_string(), name.to_string())]);
+        let labels = BTreeMap::from([("alertname".into(), name.into())]);
         Alert::firing(labels)
     }
 
