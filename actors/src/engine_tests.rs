@@ -1369,6 +1369,13 @@ async fn past_max_resident_with_the_store_failing_new_alerts_are_refused() {
 
     h.store.set_failing(false);
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // The commit that stored their input let a sweep stop them: no new
+    // alert or periodic sweep (20 s) was needed to get back under the cap.
+    let resident = h.engine.resident_incidents().await.len();
+    assert!(
+        resident <= 2,
+        "{resident} running after the store came back"
+    );
     h.engine.submit(vec![firing("A3", "1")]).await.unwrap();
     for name in names {
         let incident = h.engine.incident(incident_of(&h, name)).await.unwrap();

@@ -75,7 +75,7 @@ pub struct PassivationSettings {
     /// `timer_horizon`, or with input not yet stored, stay running. While
     /// the store fails, a shard over the cap refuses new alerts (HTTP 503,
     /// stream sources pause) until a commit succeeds: they would wake more
-    /// incidents it cannot passivate.
+    /// incidents it cannot passivate. That commit starts a sweep back down.
     pub max_resident: usize,
 }
 

@@ -416,6 +416,12 @@ impl ShardState {
         self.mark_dirty(unanswered);
         match result {
             Ok(()) => {
+                if self.flush.failures > 0 {
+                    // The sweeps during the outage could not stop incidents
+                    // whose input was not stored; now they can, so the next
+                    // check below may sweep at once.
+                    self.resident_after_sweep = 0;
+                }
                 self.flush.failures = 0;
                 self.context.load.set_store_error(None);
                 let (mut whole, mut changes) = (0, 0);
@@ -496,7 +502,7 @@ impl ShardState {
                 self.round.alerts += round.alerts;
             }
         }
-        self.refuse_alerts_if_crowded_while_failing();
+        self.check_crowding(myself);
         telemetry::shard_state(
             self.context.shard,
             self.context.load.pending(),
