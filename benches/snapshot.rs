@@ -4,7 +4,8 @@
 //! one (50 alerts that resolved and fired again until the timeline reached
 //! its cap of 200 entries, as the HTTP load scenario's incidents end up).
 //! `changes/*` prices what a commit writes instead once the incident is
-//! stored: the change frame after one duplicate alert.
+//! stored: the change frame after one duplicate alert; `counts/*` the
+//! counts frame the commit writes for it when only duplicates came.
 //! Figures are in benches/README.md.
 
 mod allocator;
@@ -12,7 +13,7 @@ mod load_incident;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use incidentd_actors::model::Timestamp;
-use incidentd_actors::{decode_incident, encode_changes, encode_incident};
+use incidentd_actors::{decode_incident, encode_changes, encode_counts, encode_incident};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
@@ -42,6 +43,13 @@ fn bench(c: &mut Criterion) {
         );
         group.bench_function(format!("changes/{name}"), |b| {
             b.iter(|| encode_changes(&mut changed, since, seq))
+        });
+        eprintln!(
+            "{name}: counts frame after one duplicate: {} bytes",
+            encode_counts(&changed, since).len()
+        );
+        group.bench_function(format!("counts/{name}"), |b| {
+            b.iter(|| encode_counts(&changed, since))
         });
         group.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| decode_incident("bench", &bytes).expect("decodes"))

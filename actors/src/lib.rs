@@ -21,7 +21,7 @@ mod telemetry;
 
 pub use engine::{compile_rules, Engine, EngineError, Ports, RestoreReport, Stored, Submitted};
 pub use incident::{
-    decode_incident, encode_changes, encode_incident, CodecError, IncidentRules,
+    decode_incident, encode_changes, encode_counts, encode_incident, CodecError, IncidentRules,
     SNAPSHOT_FORMAT_VERSION,
 };
 pub use read_model::ReadModel;

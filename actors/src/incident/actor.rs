@@ -188,12 +188,14 @@ impl Actor for IncidentActor {
                 actor,
                 reply,
             } => {
+                state.writer.note_other_input();
                 let result = incident
                     .apply_command(command, &actor, now, &context.rules, &mut events)
                     .map(|()| Arc::new(incident.summary()));
                 let _ = reply.send(result);
             }
             IncidentMsg::Timer { generation } => {
+                state.writer.note_other_input();
                 if generation == incident.timer_generation {
                     incident.fire_due(now, &context.rules, &mut events);
                 }

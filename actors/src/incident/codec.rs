@@ -12,6 +12,15 @@ pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 /// (up to tens of KB once the alert map and timeline fill up).
 const CHANGES_FRAME: u8 = 0x80;
 
+/// First byte of a counts frame: what duplicates change (the incident's
+/// alert counters, and each repeated alert's count and last-seen time),
+/// for the commits of an incident that took only alerts and recorded no
+/// event since its last write. Without the incident's other fields, the
+/// timeline and the alerts' summaries, it is a few dozen bytes an alert,
+/// where a change frame carries all of them. Builds from before it (it
+/// came after version 3) cannot read it.
+const COUNTS_FRAME: u8 = 0x81;
+
 #[derive(Debug, Error)]
 pub enum CodecError {
     #[error("snapshot of incident {key} is empty")]
@@ -84,6 +93,33 @@ pub fn encode_changes(incident: &mut Incident, since: Timestamp, seq: u64) -> Ve
     bytes
 }
 
+/// Encodes what duplicates changed in `incident` since it was last encoded
+/// at `since` (at its current `seq`): its alert counters, and the count and
+/// last-seen time of every alert seen at or after `since`. Only for an
+/// incident that took nothing but alerts and recorded no event since: its
+/// other fields are as that encoding has them. Applying it twice gives the
+/// same incident.
+pub fn encode_counts(incident: &Incident, since: Timestamp) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.push(COUNTS_FRAME);
+    let counters = (
+        incident.seq,
+        incident.total_alerts,
+        incident.duplicate_alerts,
+        incident.dropped_alerts,
+    );
+    write(&counters, &mut bytes);
+    let changed = |alert: &&AlertState| alert.last_seen >= since;
+    let count = incident.alerts.values().filter(changed).count();
+    write(&(count as u64), &mut bytes);
+    for (fingerprint, alert) in &incident.alerts {
+        if changed(&alert) {
+            write(&(fingerprint, alert.count, alert.last_seen), &mut bytes);
+        }
+    }
+    bytes
+}
+
 /// Reads bincode values one after another from a stored incident.
 struct Reader<'a> {
     key: &'a str,
@@ -132,16 +168,47 @@ pub fn decode_incident(key: &str, bytes: &[u8]) -> Result<Incident, CodecError> 
         incident.escalation.last_fired = reader.read()?;
     }
     while reader.at < bytes.len() {
-        if version < 3 || reader.byte() != Some(CHANGES_FRAME) {
-            return Err(reader.corrupt(format!(
-                "{} trailing bytes",
-                bytes.len() - reader.at.min(bytes.len())
-            )));
+        match reader.byte() {
+            Some(CHANGES_FRAME) if version >= 3 => {
+                incident = apply_changes(incident, &mut reader)?;
+            }
+            Some(COUNTS_FRAME) if version >= 3 => apply_counts(&mut incident, &mut reader)?,
+            _ => {
+                return Err(reader.corrupt(format!(
+                    "{} trailing bytes",
+                    bytes.len() - reader.at.min(bytes.len())
+                )))
+            }
         }
-        incident = apply_changes(incident, &mut reader)?;
     }
     incident.firing_alerts = incident.count_firing_alerts();
     Ok(incident)
+}
+
+/// Reads one counts frame (after its first byte) into `incident`.
+fn apply_counts(incident: &mut Incident, reader: &mut Reader) -> Result<(), CodecError> {
+    let (seq, total, duplicates, dropped): (u64, u64, u64, u64) = reader.read()?;
+    if seq != incident.seq {
+        return Err(reader.corrupt(format!(
+            "a counts frame for seq {seq} follows seq {}",
+            incident.seq
+        )));
+    }
+    incident.total_alerts = total;
+    incident.duplicate_alerts = duplicates;
+    incident.dropped_alerts = dropped;
+    let count: u64 = reader.read()?;
+    for _ in 0..count {
+        let (fingerprint, times, last_seen): (CompactString, u64, Timestamp) = reader.read()?;
+        let Some(alert) = incident.alerts.get_mut(&fingerprint) else {
+            return Err(reader.corrupt(format!(
+                "a counts frame names alert {fingerprint}, which the incident lacks"
+            )));
+        };
+        alert.count = times;
+        alert.last_seen = last_seen;
+    }
+    Ok(())
 }
 
 /// Reads one change frame (after its first byte) over `incident`.

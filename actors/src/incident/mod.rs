@@ -15,7 +15,8 @@ mod timers;
 
 pub(crate) use actor::{IncidentActor, IncidentArgs, IncidentMsg, SnapshotReply, SnapshotRequest};
 pub use codec::{
-    decode_incident, encode_changes, encode_incident, CodecError, SNAPSHOT_FORMAT_VERSION,
+    decode_incident, encode_changes, encode_counts, encode_incident, CodecError,
+    SNAPSHOT_FORMAT_VERSION,
 };
 pub(crate) use open::manual_group_key;
 pub(crate) use record_runs::RecordRuns;

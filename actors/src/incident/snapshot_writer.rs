@@ -3,7 +3,7 @@ use std::sync::Arc;
 use crate::model::{Incident, Timestamp};
 use crate::ports::SnapshotWrite;
 
-use super::{encode_changes, encode_incident};
+use super::{encode_changes, encode_counts, encode_incident};
 
 /// Decides what a commit stores of a resident incident: the changes since
 /// the last snapshot, appended, until the change frames would outgrow the
@@ -11,12 +11,17 @@ use super::{encode_changes, encode_incident};
 /// what changed, and a stored incident stays within twice its whole size.
 /// A small incident, whose frames are about its whole size (the fields
 /// besides alerts and timeline are most of it), is written whole.
+/// An incident that only took duplicates since its last write gets a
+/// counts frame (`encode_counts`), a fraction of a change frame.
 #[derive(Default)]
 pub(crate) struct SnapshotWriter {
     /// The incident as of the last snapshot written; None: write whole.
     last: Option<LastWrite>,
-    /// `last` before the last write, for `undo`.
-    before_last: Option<LastWrite>,
+    /// Whether nothing but alerts reached the incident since `last`:
+    /// commands and timers may change fields no event records.
+    only_alerts_since_last: bool,
+    /// `last` and `only_alerts_since_last` before the last write, for `undo`.
+    before_last: Option<(Option<LastWrite>, bool)>,
 }
 
 /// A frame is appended only when it is at most this share of the whole.
@@ -52,15 +57,33 @@ impl SnapshotWriter {
     /// Takes back the last write: the store will not get it, so the next
     /// write holds its changes too.
     pub fn undo(&mut self) {
-        self.last = self.before_last.take();
+        let (last, only_alerts) = self.before_last.take().unwrap_or((None, false));
+        self.last = last;
+        self.only_alerts_since_last &= only_alerts;
+    }
+
+    /// A command or a timer reached the incident: the next write cannot be
+    /// a counts frame.
+    pub fn note_other_input(&mut self) {
+        self.only_alerts_since_last = false;
     }
 
     /// What to store of `incident` now; assumes the store will hold every
     /// earlier write of this writer (`forget` when one was lost).
     pub fn write(&mut self, incident: &mut Incident, now: Timestamp) -> SnapshotWrite {
-        self.before_last = self.last;
+        self.before_last = Some((self.last, self.only_alerts_since_last));
+        let only_alerts = std::mem::replace(&mut self.only_alerts_since_last, true);
         let mut frame_len = 0;
         if let Some(last) = &mut self.last {
+            // Only duplicates since: no event recorded, nothing else came.
+            if only_alerts && incident.seq == last.seq {
+                let frame = encode_counts(incident, last.at);
+                if last.takes(frame.len()) {
+                    last.at = now;
+                    last.stored_len += frame.len();
+                    return SnapshotWrite::Append(Arc::new(frame));
+                }
+            }
             frame_len = last.frame_len;
             if last.takes(frame_len) {
                 let frame = encode_changes(incident, last.at, last.seq);

@@ -10,7 +10,9 @@ use crate::model::{
 };
 use crate::routing::{RouteSettings, SeverityPolicies};
 
-use super::{decode_incident, encode_incident, CodecError, IncidentRules, SnapshotWriter};
+use super::{
+    decode_incident, encode_changes, encode_incident, CodecError, IncidentRules, SnapshotWriter,
+};
 use crate::ports::SnapshotWrite;
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -762,6 +764,99 @@ fn after_a_whole_write_a_duplicate_is_stored_as_a_small_change_frame() {
     );
 }
 
+/// Stored bytes of a whole write followed by `frames`.
+fn stored(whole: &SnapshotWrite, frames: &[&SnapshotWrite]) -> Vec<u8> {
+    let SnapshotWrite::Whole(whole) = whole else {
+        panic!("stored bytes start with a whole write");
+    };
+    let mut bytes = whole.to_vec();
+    for frame in frames {
+        let SnapshotWrite::Append(frame) = frame else {
+            panic!("a whole write after the first");
+        };
+        bytes.extend_from_slice(frame);
+    }
+    bytes
+}
+
+#[test]
+fn duplicates_alone_are_stored_as_a_counts_frame() {
+    let mut p = large_probe(firing("a"));
+    let mut writer = SnapshotWriter::default();
+    let whole = writer.write(&mut p.incident, at(MIN));
+    p.alerts(
+        vec![firing("a"), firing("a"), resolved("nope")],
+        at(2 * MIN),
+    );
+    let seq = p.incident.seq;
+    let changes = encode_changes(&mut p.incident, at(MIN), seq);
+    let counts = writer.write(&mut p.incident, at(2 * MIN));
+    let SnapshotWrite::Append(frame) = &counts else {
+        panic!("duplicates since a whole write are a frame");
+    };
+    assert!(
+        frame.len() * 4 < changes.len(),
+        "{} bytes against a change frame's {}",
+        frame.len(),
+        changes.len()
+    );
+    assert_eq!(
+        decode_incident("k", &stored(&whole, &[&counts])).unwrap(),
+        p.incident
+    );
+    // A commit retried after an unclear failure stores it twice.
+    assert_eq!(
+        decode_incident("k", &stored(&whole, &[&counts, &counts])).unwrap(),
+        p.incident
+    );
+
+    // Over state at another seq (frames lost in between), it is refused.
+    p.alerts(vec![firing("new")], at(3 * MIN));
+    let mut later = encode_incident(&p.incident);
+    later.extend_from_slice(frame);
+    assert!(matches!(
+        decode_incident("k", &later),
+        Err(CodecError::Corrupt { .. })
+    ));
+}
+
+/// A timer can change an incident without recording an event: here its
+/// escalation policy is gone from the configuration, so escalation stops.
+/// A counts frame after it would lose that; the actor's note keeps it out.
+#[test]
+fn after_a_timer_or_command_duplicates_are_not_a_counts_frame() {
+    let critical = || alert("a", AlertStatus::Firing, Severity::Critical);
+    let mut p = large_probe(critical());
+    // Fired again, so the duplicate below is inside its dedup window.
+    p.alerts(vec![critical()], at(9 * MIN));
+    let mut writer = SnapshotWriter::default();
+    let mut unnoted = SnapshotWriter::default();
+    let whole = writer.write(&mut p.incident, at(9 * MIN + SEC));
+    unnoted.write(&mut p.incident, at(9 * MIN + SEC));
+    p.rules.policies = Arc::new(EscalationPolicies::new(Vec::new()).unwrap());
+    let seq = p.incident.seq;
+    assert!(p.incident.escalation.next_at.is_some(), "a step is due");
+    p.tick(at(11 * MIN));
+    assert_eq!(p.incident.seq, seq, "no event recorded");
+    assert_eq!(p.incident.escalation.next_at, None);
+    p.alerts(vec![critical()], at(12 * MIN));
+    assert_eq!(p.incident.seq, seq, "a duplicate");
+
+    let counts = unnoted.write(&mut p.incident, at(12 * MIN));
+    let read = decode_incident("k", &stored(&whole, &[&counts])).unwrap();
+    assert!(
+        read.escalation.next_at.is_some(),
+        "a counts frame misses it"
+    );
+
+    writer.note_other_input();
+    let frame = writer.write(&mut p.incident, at(12 * MIN));
+    assert_eq!(
+        decode_incident("k", &stored(&whole, &[&frame])).unwrap(),
+        p.incident
+    );
+}
+
 mod properties {
     use proptest::prelude::*;
 
@@ -881,6 +976,10 @@ mod properties {
             let mut stored = Vec::new();
             for op in ops {
                 run(&mut p, &op, &mut now);
+                // As the actor does for commands and timers.
+                if matches!(op, Op::Command(_) | Op::Wait(_)) {
+                    writer.note_other_input();
+                }
                 let Op::Snapshot { twice } = op else { continue };
                 match writer.write(&mut p.incident, now) {
                     SnapshotWrite::Whole(bytes) => stored = bytes.to_vec(),
