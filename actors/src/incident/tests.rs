@@ -855,6 +855,16 @@ fn after_a_timer_or_command_duplicates_are_not_a_counts_frame() {
         decode_incident("k", &stored(&whole, &[&frame])).unwrap(),
         p.incident
     );
+
+    // That write taken back (it was an early one), the next still holds
+    // what the timer changed, though only a duplicate came in between.
+    p.alerts(vec![critical()], at(13 * MIN));
+    writer.undo();
+    let frame = writer.write(&mut p.incident, at(13 * MIN));
+    assert_eq!(
+        decode_incident("k", &stored(&whole, &[&frame])).unwrap(),
+        p.incident
+    );
 }
 
 mod properties {
