@@ -31,15 +31,12 @@ pub(crate) struct IncidentState {
     /// actor writes whole first: the store may hold an older state than the
     /// one it started from.
     writer: SnapshotWriter,
-    /// What `writer` wrote since its last whole write: that encoding, then
-    /// each frame appended to it. While no input has reached the incident
-    /// since the last of them, passivating it hands the shard these bytes
-    /// (joined) instead of encoding the same state again, and leaves the
-    /// read model alone: that write put the same summary there. An
-    /// incident woken by a duplicate and passivated after its commit (a
-    /// storm wider than `max_resident`) is encoded once, not twice.
-    written: Vec<Arc<Vec<u8>>>,
-    input_since_write: bool,
+    /// The whole encoding of the last snapshot, while no input has reached
+    /// the incident since: passivating it then hands the shard these bytes
+    /// instead of encoding the same state again. An incident woken by one
+    /// duplicate and passivated after its commit (a storm wider than
+    /// `max_resident`) is encoded once, not twice.
+    unchanged_since_whole: Option<Arc<Vec<u8>>>,
 }
 
 /// What a flush gets from a resident incident.
@@ -139,8 +136,7 @@ impl Actor for IncidentActor {
             shard: args.shard,
             bounced_since_snapshot: false,
             writer: SnapshotWriter::default(),
-            written: Vec::new(),
-            input_since_write: true,
+            unchanged_since_whole: None,
         })
     }
 
@@ -152,7 +148,7 @@ impl Actor for IncidentActor {
     ) -> Result<(), ActorProcessingErr> {
         let context = state.context.clone();
         if message.is_input() {
-            state.input_since_write = true;
+            state.unchanged_since_whole = None;
         }
         let incident = &mut state.incident;
         let now = context.clock.now();
@@ -209,12 +205,9 @@ impl Actor for IncidentActor {
             }
             IncidentMsg::Snapshot(request) => snapshot = Some(request),
             IncidentMsg::Passivate(reply) => {
-                let unchanged = if state.input_since_write {
-                    None
-                } else {
-                    joined(&state.written)
-                };
-                let bytes = unchanged.unwrap_or_else(|| {
+                // Unchanged since its last snapshot, the incident's summary
+                // in the read model is that snapshot's too.
+                let bytes = state.unchanged_since_whole.take().unwrap_or_else(|| {
                     show_in_read_model(&context, incident);
                     Arc::new(encode_incident(incident))
                 });
@@ -247,7 +240,6 @@ impl IncidentState {
     fn answer_snapshot(&mut self, request: SnapshotRequest, now: Timestamp) {
         if request.replaces_early {
             self.writer.undo();
-            self.written.pop();
         }
         if request.whole {
             self.writer.forget();
@@ -255,33 +247,12 @@ impl IncidentState {
         let incident = &mut self.incident;
         let live = show_in_read_model(&self.context, incident)
             .map(|summary| (self.writer.write(incident, now), summary));
-        match &live {
-            Some((SnapshotWrite::Whole(bytes), _)) => self.written = vec![bytes.clone()],
-            // Frames after a whole write this actor no longer holds (taken
-            // back by `undo`) cannot be joined into the incident.
-            Some((SnapshotWrite::Append(frame), _)) if !self.written.is_empty() => {
-                self.written.push(frame.clone())
-            }
-            _ => self.written.clear(),
-        }
-        self.input_since_write = false;
+        self.unchanged_since_whole = match &live {
+            Some((SnapshotWrite::Whole(bytes), _)) => Some(bytes.clone()),
+            _ => None,
+        };
         let bounced = std::mem::take(&mut self.bounced_since_snapshot);
         let _ = request.reply.send(SnapshotReply { live, bounced });
-    }
-}
-
-/// A whole encoding and the frames written after it, as one stored incident.
-fn joined(written: &[Arc<Vec<u8>>]) -> Option<Arc<Vec<u8>>> {
-    match written {
-        [] => None,
-        [whole] => Some(whole.clone()),
-        pieces => {
-            let mut bytes = Vec::with_capacity(pieces.iter().map(|piece| piece.len()).sum());
-            for piece in pieces {
-                bytes.extend_from_slice(piece);
-            }
-            Some(Arc::new(bytes))
-        }
     }
 }
 
@@ -330,18 +301,15 @@ mod tests {
         }
     }
 
-    /// A resident incident of one firing alert, as its shard starts it;
-    /// repeats of that alert are duplicates for a minute.
+    /// A resident incident of one firing alert, as its shard starts it.
     async fn resident_incident() -> ActorRef<IncidentMsg> {
         let settings = EngineSettings::default();
         let rules = IncidentRules::new(EscalationPolicies::default(), &settings);
         let clock = TokioClock::new();
-        let mut route = RouteSettings::manual();
-        route.dedup_window = std::time::Duration::from_secs(60);
         let incident = Incident::open(
             IncidentId::new(clock.now()),
             ("acme", "db:{}"),
-            &Arc::new(route),
+            &Arc::new(RouteSettings::manual()),
             &alert(&[("instance", "a")]),
             clock.now(),
             &rules,
@@ -398,31 +366,6 @@ mod tests {
             Arc::ptr_eq(&stored, &passivated),
             "the snapshot's encoding is handed back, not encoded again"
         );
-    }
-
-    fn duplicate_of_a() -> IncidentMsg {
-        IncidentMsg::Alerts {
-            alerts: vec![alert(&[("instance", "a")])],
-            records: RecordRuns::default(),
-            received: std::time::Instant::now(),
-            snapshot: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn passivating_right_after_a_frame_hands_back_what_was_written() {
-        let actor = resident_incident().await;
-        let SnapshotWrite::Whole(whole) = snapshot(&actor).await else {
-            panic!("a new actor writes its incident whole first");
-        };
-        actor.cast(duplicate_of_a()).expect("send");
-        let SnapshotWrite::Append(frame) = snapshot(&actor).await else {
-            panic!("a duplicate is a frame");
-        };
-        let passivated = passivate(&actor).await;
-        assert_eq!(*passivated, [whole.as_slice(), frame.as_slice()].concat());
-        let incident = decode_incident("passivated", &passivated).expect("decodes");
-        assert_eq!(incident.total_alerts, 2);
     }
 
     #[tokio::test]
