@@ -75,15 +75,9 @@ pub fn encode_changes(incident: &mut Incident, since: Timestamp, seq: u64) -> Ve
     incident.alerts = alerts;
     incident.timeline = timeline;
     write(&incident.escalation.last_fired, &mut bytes);
-
-    let changed = |alert: &&AlertState| alert.last_seen >= since;
-    let count = incident.alerts.values().filter(changed).count();
-    write(&(count as u64), &mut bytes);
-    for (fingerprint, alert) in &incident.alerts {
-        if changed(&alert) {
-            write(&(fingerprint, alert), &mut bytes);
-        }
-    }
+    write_alerts_seen_since(incident, since, &mut bytes, |fingerprint, alert| {
+        (fingerprint, alert)
+    });
     let first_new = incident.timeline.partition_point(|entry| entry.seq <= seq);
     write(&((incident.timeline.len() - first_new) as u64), &mut bytes);
     for entry in incident.timeline.range(first_new..) {
@@ -109,15 +103,28 @@ pub fn encode_counts(incident: &Incident, since: Timestamp) -> Vec<u8> {
         incident.dropped_alerts,
     );
     write(&counters, &mut bytes);
+    write_alerts_seen_since(incident, since, &mut bytes, |fingerprint, alert| {
+        (fingerprint, alert.count, alert.last_seen)
+    });
+    bytes
+}
+
+/// Writes how many of the incident's alerts were seen at or after `since`
+/// (every change to an alert sets its `last_seen`), then `item` of each.
+fn write_alerts_seen_since<'a, T: serde::Serialize>(
+    incident: &'a Incident,
+    since: Timestamp,
+    bytes: &mut Vec<u8>,
+    item: impl Fn(&'a CompactString, &'a AlertState) -> T,
+) {
     let changed = |alert: &&AlertState| alert.last_seen >= since;
     let count = incident.alerts.values().filter(changed).count();
-    write(&(count as u64), &mut bytes);
+    write(&(count as u64), bytes);
     for (fingerprint, alert) in &incident.alerts {
         if changed(&alert) {
-            write(&(fingerprint, alert.count, alert.last_seen), &mut bytes);
+            write(&item(fingerprint, alert), bytes);
         }
     }
-    bytes
 }
 
 /// Reads bincode values one after another from a stored incident.
