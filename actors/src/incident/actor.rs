@@ -149,6 +149,12 @@ impl Actor for IncidentActor {
         let context = state.context.clone();
         if message.is_input() {
             state.unchanged_since_whole = None;
+            // Any input but alerts may change what no event records, so the
+            // next write cannot be a counts frame; a new kind of input is
+            // covered here without being named.
+            if !matches!(message, IncidentMsg::Alerts { .. }) {
+                state.writer.note_other_input();
+            }
         }
         let incident = &mut state.incident;
         let now = context.clock.now();
@@ -188,14 +194,12 @@ impl Actor for IncidentActor {
                 actor,
                 reply,
             } => {
-                state.writer.note_other_input();
                 let result = incident
                     .apply_command(command, &actor, now, &context.rules, &mut events)
                     .map(|()| Arc::new(incident.summary()));
                 let _ = reply.send(result);
             }
             IncidentMsg::Timer { generation } => {
-                state.writer.note_other_input();
                 if generation == incident.timer_generation {
                     incident.fire_due(now, &context.rules, &mut events);
                 }
