@@ -494,25 +494,17 @@ impl Engine {
     fn reserve(&self, targets: &[(usize, ShardAlerts)]) -> Result<(), EngineError> {
         for (i, (shard, alerts)) in targets.iter().enumerate() {
             let load = &self.loads[*shard];
-            let refused = if load.crowded() {
-                EngineError::Retry(format!(
-                    "shard {shard} runs more incident actors than max_resident ({}) and cannot passivate them until its store works again ({})",
-                    self.settings.passivation.max_resident,
-                    load.store_error().unwrap_or_default()
-                ))
-            } else if load.try_reserve(alerts.len()) {
+            if load.try_reserve(alerts.len()) {
                 continue;
-            } else {
-                EngineError::Busy {
-                    shard: *shard,
-                    pending: load.pending(),
-                    capacity: load.capacity,
-                }
-            };
+            }
             for (earlier, taken) in targets.iter().take(i) {
                 self.loads[*earlier].release(taken.len());
             }
-            return Err(refused);
+            return Err(EngineError::Busy {
+                shard: *shard,
+                pending: load.pending(),
+                capacity: load.capacity,
+            });
         }
         Ok(())
     }

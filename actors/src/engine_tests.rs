@@ -183,8 +183,8 @@ fn history(sink: &CollectingSink) -> BTreeMap<(String, usize), Vec<(EventKind, S
 }
 
 /// One scenario touching every path; returns its per-incident history.
-async fn scenario(passivation: bool) -> BTreeMap<(String, usize), Vec<(EventKind, String)>> {
-    let h = start(passivation).await;
+async fn scenario(settings: EngineSettings) -> BTreeMap<(String, usize), Vec<(EventKind, String)>> {
+    let h = start_fresh(settings).await;
     h.engine
         .submit(vec![
             firing("DiskFull", "a"),
@@ -273,9 +273,14 @@ fn h_now(h: &Harness) -> Timestamp {
 
 #[tokio::test(start_paused = true)]
 async fn behaviour_is_identical_with_and_without_passivation() {
-    let with = scenario(true).await;
-    let without = scenario(false).await;
+    let with = scenario(settings(true)).await;
+    let without = scenario(settings(false)).await;
     assert_eq!(with, without);
+    // With no room for actors, the shard applies every alert to a
+    // passivated incident itself; commands and timers still wake it.
+    let mut no_room = settings(true);
+    no_room.passivation.max_resident = 0;
+    assert_eq!(scenario(no_room).await, without);
     let disk: Vec<EventKind> = with[&("root:{alertname=\"DiskFull\"}".to_string(), 0)]
         .iter()
         .map(|e| e.0)
@@ -1291,21 +1296,28 @@ fn crowded_settings(max_resident: usize) -> EngineSettings {
     settings
 }
 
-/// A storm of duplicates wakes more incidents than the cap within
-/// `idle_after`: the least recently used are passivated early, and none
-/// of what they took is lost.
+fn note(text: &str) -> Command {
+    Command::AddNote { text: text.into() }
+}
+
+/// Commands wake more incidents than the cap within `idle_after`: the
+/// least recently used are passivated early, and none of what they took
+/// is lost.
 #[tokio::test(start_paused = true)]
 async fn past_max_resident_the_least_recently_used_incidents_are_passivated() {
     let clock = Arc::new(TokioClock::starting_at(Timestamp(1_800_000_000_000)));
     let store = Arc::new(MemoryStore::default());
     let h = start_with(crowded_settings(10), store.clone(), clock.clone()).await;
     let names: Vec<String> = (0..30).map(|n| format!("A{n}")).collect();
-    // New incidents start passivated; a duplicate wakes each, a second apart.
+    // New incidents start passivated; a note wakes each, a second apart.
     for name in &names {
         h.engine.submit(vec![firing(name, "1")]).await.unwrap();
     }
     for name in &names {
-        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+        h.engine
+            .command(incident_of(&h, name), note(name), "x")
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     settle(&h).await;
@@ -1326,45 +1338,106 @@ async fn past_max_resident_the_least_recently_used_incidents_are_passivated() {
         resident, last_woken,
         "the last woken run, the others were passivated"
     );
-    for name in &names {
-        let incident = h.engine.incident(incident_of(&h, name)).await.unwrap();
-        assert_eq!(incident.total_alerts, 2, "{name}");
-    }
     h.engine.shutdown().await;
     let restored = start_with(crowded_settings(10), store, clock).await;
     for name in &names {
-        let id = incident_of(&restored, name);
-        assert_eq!(restored.engine.incident(id).await.unwrap().total_alerts, 2);
+        let incident = restored.engine.incident(incident_of(&restored, name)).await;
+        let notes: Vec<String> = incident
+            .unwrap()
+            .timeline
+            .iter()
+            .filter(|entry| entry.kind == EventKind::NoteAdded)
+            .map(|entry| entry.message.clone())
+            .collect();
+        assert_eq!(notes, [format!("note: {name}")], "{name}");
     }
 }
 
-/// While the store fails, woken incidents cannot be passivated: past
-/// `max_resident` the shard refuses new alerts rather than wake more, and
-/// takes them again once a commit succeeds. Nothing taken is lost.
+/// Once `max_resident` actors run, alerts for a passivated incident are
+/// applied by the shard, which keeps the incident passivated: their events
+/// go out in order, the read model and the store see their effect, and no
+/// actor starts for them.
 #[tokio::test(start_paused = true)]
-async fn past_max_resident_with_the_store_failing_new_alerts_are_refused() {
+async fn at_max_resident_alerts_reach_passivated_incidents_without_waking_them() {
+    let h = start_fresh(crowded_settings(2)).await;
+    let names = ["A0", "A1", "A2", "A3"];
+    for name in names {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    // Duplicates wake the first two: the cap is reached.
+    for name in &names[..2] {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    let mut woken: Vec<IncidentId> = names[..2].iter().map(|n| incident_of(&h, n)).collect();
+    woken.sort();
+    let resident = || async {
+        let mut resident = h.engine.resident_incidents().await;
+        resident.sort();
+        resident
+    };
+    assert_eq!(resident().await, woken);
+
+    let (a2, a3) = (incident_of(&h, "A2"), incident_of(&h, "A3"));
+    h.engine
+        .submit(vec![
+            firing("A2", "1"),
+            firing("A2", "2"),
+            firing("A3", "1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(resident().await, woken, "no actor started for them");
+    let kinds: Vec<(u64, EventKind)> = h
+        .sink
+        .events()
+        .iter()
+        .filter(|event| event.incident_id == a2)
+        .map(|event| (event.seq, event.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(1, EventKind::Created), (2, EventKind::AlertAdded)],
+        "the new alert's event follows the incident's last"
+    );
+    let summary = |id| h.engine.read_model().get(&id).unwrap();
+    assert_eq!((summary(a2).total_alerts, summary(a2).alert_count), (3, 2));
+    assert_eq!(
+        summary(a3).total_alerts,
+        2,
+        "a duplicate raises no event but shows in the read model"
+    );
+    let stored = stored_incident(&h, a2).await;
+    assert_eq!((stored.total_alerts, stored.alerts.len()), (3, 2));
+    assert_eq!(stored_incident(&h, a3).await.duplicate_alerts, 1);
+}
+
+/// While the store fails, incidents woken past `max_resident` (by commands
+/// here) cannot be passivated, so the shard stays over the cap; alerts
+/// still wake no more. The commit that ends the outage stores what the
+/// shard applied meanwhile and sweeps back under the cap at once.
+#[tokio::test(start_paused = true)]
+async fn past_max_resident_with_the_store_failing_alerts_wake_no_more_actors() {
     let h = start_fresh(crowded_settings(2)).await;
     let names = ["A0", "A1", "A2", "A3"];
     for name in names {
         h.engine.submit(vec![firing(name, "1")]).await.unwrap();
     }
     h.store.set_failing(true);
-    // Each duplicate wakes its incident; its commit fails.
     for name in &names[..3] {
-        let err = h.engine.submit(vec![firing(name, "1")]).await.unwrap_err();
-        assert!(matches!(err, EngineError::NotDurable(_)), "{name}: {err}");
+        let err = h
+            .engine
+            .command(incident_of(&h, name), note(name), "x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CommandError::Unavailable(_)), "{name}: {err}");
     }
     assert_eq!(h.engine.resident_incidents().await.len(), 3);
     let err = h.engine.submit(vec![firing("A3", "1")]).await.unwrap_err();
-    let EngineError::Retry(reason) = &err else {
-        panic!("refused as crowded, not {err}");
-    };
-    assert!(reason.contains("max_resident (2)"), "{reason}");
-    assert!(reason.contains("memory store set to fail"), "{reason}");
+    assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
     assert_eq!(
         h.engine.resident_incidents().await.len(),
         3,
-        "the refused alert woke nothing"
+        "the alert woke nothing"
     );
 
     h.store.set_failing(false);
@@ -1376,11 +1449,12 @@ async fn past_max_resident_with_the_store_failing_new_alerts_are_refused() {
         resident <= 2,
         "{resident} running after the store came back"
     );
-    h.engine.submit(vec![firing("A3", "1")]).await.unwrap();
-    for name in names {
-        let incident = h.engine.incident(incident_of(&h, name)).await.unwrap();
-        assert_eq!(incident.total_alerts, 2, "{name}");
-    }
+    assert_eq!(
+        stored_incident(&h, incident_of(&h, "A3"))
+            .await
+            .total_alerts,
+        2
+    );
 }
 
 /// An incident with a deadline within `timer_horizon` keeps its actor

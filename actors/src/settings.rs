@@ -68,14 +68,15 @@ pub struct PassivationSettings {
     pub check_interval: Duration,
     /// Most incident actors a shard keeps running while passivation is on
     /// (about 13 KB each, against about 2 KB for a passivated incident).
-    /// Past it, the shard passivates its least recently used incidents down
-    /// to nine tenths of it, however recent their input once it is stored:
-    /// a storm that touches a million incidents within `idle_after` would
-    /// otherwise hold a million actors. Incidents with a deadline within
-    /// `timer_horizon`, or with input not yet stored, stay running. While
-    /// the store fails, a shard over the cap refuses new alerts (HTTP 503,
-    /// stream sources pause) until a commit succeeds: they would wake more
-    /// incidents it cannot passivate. That commit starts a sweep back down.
+    /// Once this many run, alerts no longer wake a passivated incident: the
+    /// shard applies them to its encoded state and keeps it passivated, so
+    /// a storm that touches a million incidents within `idle_after` holds
+    /// no more actors than this. Commands and timers still wake incidents;
+    /// past the cap the shard passivates its least recently used incidents
+    /// down to nine tenths of it, however recent their input once it is
+    /// stored. Incidents with a deadline within `timer_horizon`, or with
+    /// input not yet stored (while the store fails), stay running; the
+    /// commit that ends an outage starts a sweep back down.
     pub max_resident: usize,
 }
 

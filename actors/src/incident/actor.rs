@@ -6,9 +6,8 @@ use tokio::sync::oneshot;
 use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary, Timestamp};
 use crate::ports::SnapshotWrite;
 use crate::shard::{ShardContext, ShardMsg};
-use crate::telemetry;
 
-use super::{encode_incident, RecordRuns, SnapshotWriter};
+use super::{encode_incident, take_alerts, RecordRuns, SnapshotWriter};
 
 /// A resident incident: one ractor actor that owns the incident's state and
 /// applies its alerts, commands and timers one message at a time.
@@ -170,13 +169,8 @@ impl Actor for IncidentActor {
                 snapshot: request,
             } => {
                 snapshot = request;
-                let duplicates_before = incident.duplicate_alerts;
                 let count = alerts.len();
-                let bounced = incident.apply_alerts(alerts, now, &context.rules, &mut events);
-                telemetry::alerts_deduplicated(incident.duplicate_alerts - duplicates_before);
-                if !events.is_empty() {
-                    telemetry::alert_to_event(received.elapsed());
-                }
+                let bounced = take_alerts(incident, alerts, &context, now, received);
                 if !bounced.is_empty() {
                     state.bounced_since_snapshot = true;
                     let _ = state.shard.cast(ShardMsg::Bounced {

@@ -6,6 +6,7 @@ mod alerts;
 mod codec;
 mod commands;
 mod escalation;
+mod intake;
 mod open;
 mod record;
 mod record_runs;
@@ -18,6 +19,7 @@ pub use codec::{
     decode_incident, encode_changes, encode_counts, encode_incident, CodecError,
     SNAPSHOT_FORMAT_VERSION,
 };
+pub(crate) use intake::take_alerts;
 pub(crate) use open::manual_group_key;
 pub(crate) use record_runs::RecordRuns;
 pub use rules::IncidentRules;

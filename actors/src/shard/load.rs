@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// How full a shard is: alerts taken but not yet durable, against its
@@ -10,10 +10,6 @@ pub struct ShardLoad {
     pending: AtomicUsize,
     /// Why the last flush failed, until one succeeds again.
     store_error: Mutex<Option<String>>,
-    /// More incident actors run than `max_resident` while the store fails.
-    /// The shard cannot passivate those whose input is not stored, so until
-    /// the store is back it takes no new alerts, which would wake more.
-    crowded: AtomicBool,
 }
 
 impl ShardLoad {
@@ -23,7 +19,6 @@ impl ShardLoad {
             capacity,
             pending: AtomicUsize::new(0),
             store_error: Mutex::new(None),
-            crowded: AtomicBool::new(false),
         }
     }
 
@@ -46,18 +41,6 @@ impl ShardLoad {
         *self.store_error.lock().expect("store error lock") = error;
     }
 
-    /// Whether the shard refuses new alerts for running more actors than
-    /// `max_resident` while its store fails.
-    pub fn crowded(&self) -> bool {
-        self.crowded.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_crowded(&self, crowded: bool) {
-        if self.crowded() != crowded {
-            self.crowded.store(crowded, Ordering::Relaxed);
-        }
-    }
-
     /// Reserves room for `n` alerts, or says no without reserving.
     pub(crate) fn try_reserve(&self, n: usize) -> bool {
         self.pending
@@ -71,7 +54,6 @@ impl ShardLoad {
     pub(crate) fn reset(&self) {
         self.pending.store(0, Ordering::Relaxed);
         self.set_store_error(None);
-        self.set_crowded(false);
     }
 
     pub(crate) fn release(&self, n: usize) {

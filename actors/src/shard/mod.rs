@@ -7,6 +7,7 @@ mod entry;
 mod flush;
 mod load;
 mod passivation;
+mod passive_alerts;
 mod resend;
 mod supervisor;
 mod timers;

@@ -31,7 +31,6 @@ impl ShardState {
     /// started: when most running incidents have a deadline soon, a sweep
     /// frees few, and one at every start would scan the shard each time.
     pub(super) fn check_crowding(&mut self, myself: &ActorRef<ShardMsg>) {
-        self.refuse_alerts_if_crowded_while_failing();
         let settings = &self.context.settings.passivation;
         let limit = settings
             .max_resident
@@ -40,19 +39,6 @@ impl ShardState {
             self.crowded_sweep_queued = true;
             let _ = myself.cast(ShardMsg::Crowded);
         }
-    }
-
-    /// While the store fails, input stays unstored and its incidents stay
-    /// running (a sweep passes them over), so each new alert could wake one
-    /// more actor (~13 KB) past `max_resident`, up to `shard_capacity` of
-    /// them, beyond what the Helm chart sized the pod for. Over the cap,
-    /// the shard refuses new alerts until a commit succeeds.
-    pub(super) fn refuse_alerts_if_crowded_while_failing(&self) {
-        let settings = &self.context.settings.passivation;
-        let crowded = settings.enabled
-            && self.flush.failures > 0
-            && self.actors.len() > settings.max_resident;
-        self.context.load.set_crowded(crowded);
     }
 
     /// Stops the actors of quiet incidents (no input for `idle_after`, no
@@ -134,7 +120,6 @@ impl ShardState {
         }
         telemetry::passivated(passivated);
         self.resident_after_sweep = self.actors.len();
-        self.refuse_alerts_if_crowded_while_failing();
         if !self.actors.is_empty() {
             self.schedule_sweep(myself);
         }

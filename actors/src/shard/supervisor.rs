@@ -604,20 +604,25 @@ impl ShardState {
         now: Timestamp,
         received: Instant,
     ) {
-        match self.resident(myself, id).await {
-            Some(incident) => {
-                let snapshot = self.took_input(id, &incident, Input::Alerts(now));
-                let _ = incident.cast(IncidentMsg::Alerts {
-                    alerts,
-                    records,
-                    received,
-                    snapshot,
-                });
-            }
-            None => {
-                tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
-                self.round.lost = true;
-            }
+        let passive = matches!(self.incidents.get(&id), Some(Entry::Passive { .. }));
+        let taken = if passive && self.applies_alerts_while_passive() {
+            self.apply_while_passive(myself, id, alerts, records, now, received)
+                .await
+        } else if let Some(incident) = self.resident(myself, id).await {
+            let snapshot = self.took_input(id, &incident, Input::Alerts(now));
+            let _ = incident.cast(IncidentMsg::Alerts {
+                alerts,
+                records,
+                received,
+                snapshot,
+            });
+            true
+        } else {
+            false
+        };
+        if !taken {
+            tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
+            self.round.lost = true;
         }
     }
 
@@ -661,6 +666,7 @@ impl ShardState {
         let rest: Vec<Alert> = alerts.collect();
         let took_more = !rest.is_empty();
         let bounced = incident.apply_alerts(rest, now, rules, &mut events);
+        telemetry::alerts_deduplicated(incident.duplicate_alerts);
         debug_assert!(
             bounced.is_empty(),
             "a new incident is not resolved, so it takes every alert"
@@ -722,14 +728,7 @@ impl ShardState {
             Entry::Active { actor, .. } => return Some(actor.clone()),
             Entry::Passive { bytes, group } => (bytes.clone(), group.clone()),
         };
-        let incident = match decode_incident(&id.to_string(), &bytes) {
-            Ok(incident) => incident,
-            Err(e) => {
-                tracing::error!(shard = self.context.shard, error = %e, "passivated incident cannot be decoded");
-                telemetry::snapshot_rejected();
-                return None;
-            }
-        };
+        let incident = self.decode_passive(id, &bytes)?;
         let actor = self.spawn(myself, incident).await?;
         telemetry::activated();
         self.incidents.insert(
@@ -743,6 +742,19 @@ impl ShardState {
             },
         );
         Some(actor)
+    }
+
+    /// A passivated incident's state, or None (logged and counted) when its
+    /// bytes do not decode.
+    pub(super) fn decode_passive(&self, id: IncidentId, bytes: &[u8]) -> Option<Incident> {
+        match decode_incident(&id.to_string(), bytes) {
+            Ok(incident) => Some(incident),
+            Err(e) => {
+                tracing::error!(shard = self.context.shard, error = %e, "passivated incident cannot be decoded");
+                telemetry::snapshot_rejected();
+                None
+            }
+        }
     }
 
     async fn spawn(
@@ -815,7 +827,7 @@ impl ShardState {
 
     /// Tells the timer task the earliest deadline when it changed (or always,
     /// with `force`).
-    fn publish_earliest(&mut self, force: bool) {
+    pub(super) fn publish_earliest(&mut self, force: bool) {
         let earliest = self.timers.earliest();
         if force || earliest != *self.earliest.borrow() {
             self.earliest.send_replace(earliest);
