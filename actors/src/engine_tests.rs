@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
 use crate::escalation::EscalationPolicy;
 use crate::incident::decode_incident;
 use crate::model::{
@@ -1359,6 +1361,10 @@ async fn past_max_resident_the_least_recently_used_incidents_are_passivated() {
 /// actor starts for them.
 #[tokio::test(start_paused = true)]
 async fn at_max_resident_alerts_reach_passivated_incidents_without_waking_them() {
+    // The paused clock runs every task on this thread, which sees this recorder.
+    let recorder = DebuggingRecorder::new();
+    let metrics = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let h = start_fresh(crowded_settings(2)).await;
     let names = ["A0", "A1", "A2", "A3"];
     for name in names {
@@ -1409,6 +1415,14 @@ async fn at_max_resident_alerts_reach_passivated_incidents_without_waking_them()
     let stored = stored_incident(&h, a2).await;
     assert_eq!((stored.total_alerts, stored.alerts.len()), (3, 2));
     assert_eq!(stored_incident(&h, a3).await.duplicate_alerts, 1);
+    let updated = metrics
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| {
+            (key.key().name() == "incidentd_incidents_updated_while_passive_total").then_some(value)
+        });
+    assert_eq!(updated, Some(DebugValue::Counter(2)), "one per incident");
 }
 
 /// While the store fails, incidents woken past `max_resident` (by commands

@@ -71,10 +71,11 @@ pub struct PassivationSettings {
     /// Once this many run, alerts no longer wake a passivated incident: the
     /// shard applies them to its encoded state and keeps it passivated, so
     /// a storm that touches a million incidents within `idle_after` holds
-    /// no more actors than this. Commands and timers still wake incidents;
-    /// past the cap the shard passivates its least recently used incidents
-    /// down to nine tenths of it, however recent their input once it is
-    /// stored. Incidents with a deadline within `timer_horizon`, or with
+    /// no more actors than this (each such update counts in
+    /// `incidentd_incidents_updated_while_passive_total`). Commands and
+    /// timers still wake incidents; past the cap the shard passivates its
+    /// least recently used incidents down to nine tenths of it, however
+    /// recent their input once it is stored. Incidents with a deadline within `timer_horizon`, or with
     /// input not yet stored (while the store fails), stay running; the
     /// commit that ends an outage starts a sweep back down.
     pub max_resident: usize,

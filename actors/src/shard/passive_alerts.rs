@@ -5,6 +5,7 @@ use ractor::ActorRef;
 
 use crate::incident::{encode_incident, take_alerts, RecordRuns};
 use crate::model::{Alert, IncidentId, Timestamp};
+use crate::telemetry;
 
 use super::batch::GroupInput;
 use super::entry::Entry;
@@ -42,6 +43,7 @@ impl ShardState {
         let Some(mut incident) = self.decode_passive(id, bytes) else {
             return false;
         };
+        telemetry::updated_while_passive();
         let count = alerts.len();
         let bounced = take_alerts(&mut incident, alerts, &self.context, now, received);
         // Duplicates raise no event, so the read model has not seen their
