@@ -53,14 +53,9 @@ impl ShardState {
         self.timers
             .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
-        let bytes = Arc::new(encode_incident(&incident));
-        self.incidents.insert(
-            id,
-            Entry::Passive {
-                bytes,
-                group: group.clone(),
-            },
-        );
+        if let Some(Entry::Passive { bytes, .. }) = self.incidents.get_mut(&id) {
+            *bytes = Arc::new(encode_incident(&incident));
+        }
         self.mark_dirty([id]);
         if !bounced.is_empty() {
             let input = GroupInput {
