@@ -25,7 +25,7 @@ use super::flush::{FlushControl, FlushOutcome, Input, Round, RoundHistory, Round
 use super::passivation::SweepTrigger;
 use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
-use super::ShardContext;
+use super::{IdMap, ShardContext};
 
 /// Told once the changes it waited for are stored (or why they were not).
 pub(crate) type Waiter = oneshot::Sender<Result<(), EngineError>>;
@@ -116,16 +116,16 @@ pub(crate) struct ShardArgs {
 
 pub(crate) struct ShardState {
     pub(super) context: Arc<ShardContext>,
-    pub(super) incidents: HashMap<IncidentId, Entry>,
+    pub(super) incidents: IdMap<IncidentId, Entry>,
     /// The current incident of each group: where its next alert goes.
     groups: HashMap<GroupRef, IncidentId>,
-    pub(super) actors: HashMap<ActorId, IncidentId>,
+    pub(super) actors: IdMap<ActorId, IncidentId>,
     pub(super) timers: TimerIndex,
     earliest: watch::Sender<Option<Timestamp>>,
     timer_task: tokio::task::JoinHandle<()>,
     /// Incidents with changes the next commit stores, with what reached
     /// each this round (nothing, for one only to be written again).
-    pub(super) dirty: HashMap<IncidentId, RoundInput>,
+    pub(super) dirty: IdMap<IncidentId, RoundInput>,
     pub(super) archived: Vec<(IncidentId, Arc<Vec<u8>>)>,
     pub(super) round: Round,
     pub(super) offsets: BTreeMap<String, i64>,
@@ -157,13 +157,13 @@ impl Actor for ShardSupervisor {
         let timer_task = spawn_timer_task(earliest_rx, context.clock.clone(), myself.clone());
         let mut state = ShardState {
             context,
-            incidents: HashMap::new(),
+            incidents: IdMap::default(),
             groups: HashMap::new(),
-            actors: HashMap::new(),
+            actors: IdMap::default(),
             timers: TimerIndex::default(),
             earliest,
             timer_task,
-            dirty: HashMap::new(),
+            dirty: IdMap::default(),
             archived: Vec::new(),
             round: Round::default(),
             offsets: args.offsets,
@@ -621,7 +621,7 @@ impl ShardState {
             false
         };
         if !taken {
-            tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated; its alerts are not acknowledged");
+            tracing::error!(shard = self.context.shard, incident = %id, "incident could not be activated or updated; its alerts are not acknowledged");
             self.round.lost = true;
         }
     }

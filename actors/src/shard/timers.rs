@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::model::{IncidentId, Timestamp};
 use crate::ports::Clock;
 
-use super::ShardMsg;
+use super::{IdMap, ShardMsg};
 
 /// Every deadline of a shard's incidents, resident or passivated, ordered by
 /// time. One task per shard sleeps until the earliest, instead of a timer
@@ -16,7 +16,7 @@ use super::ShardMsg;
 #[derive(Default)]
 pub(crate) struct TimerIndex {
     by_time: BTreeSet<(Timestamp, IncidentId)>,
-    by_id: HashMap<IncidentId, (Timestamp, u64)>,
+    by_id: IdMap<IncidentId, (Timestamp, u64)>,
 }
 
 impl TimerIndex {
