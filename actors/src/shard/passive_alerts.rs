@@ -1,15 +1,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ractor::ActorRef;
-
 use crate::incident::{encode_incident, take_alerts, RecordRuns};
 use crate::model::{Alert, IncidentId, Timestamp};
 use crate::telemetry;
 
 use super::batch::GroupInput;
 use super::entry::Entry;
-use super::supervisor::{ShardMsg, ShardState};
+use super::supervisor::ShardState;
 
 impl ShardState {
     /// Whether alerts for a passivated incident are applied by the shard
@@ -24,25 +22,23 @@ impl ShardState {
 
     /// Applies `alerts` to the passivated incident `id` the way its actor
     /// would (`take_alerts`), and keeps it passivated with its new state,
-    /// which the next commit stores whole. Alerts it does not take open
-    /// the group's next incident at once. False when the incident is not
-    /// passivated here or its state cannot be decoded.
-    pub(super) async fn apply_while_passive(
+    /// which the next commit stores whole. Returns the alerts it did not
+    /// take as the input of the group's next incident (empty when it took
+    /// them all), or None when the incident is not passivated here or its
+    /// state cannot be decoded.
+    pub(super) fn apply_while_passive(
         &mut self,
-        myself: &ActorRef<ShardMsg>,
         id: IncidentId,
         alerts: Vec<Alert>,
         records: RecordRuns,
         now: Timestamp,
         received: Instant,
-    ) -> bool {
+    ) -> Option<GroupInput> {
         let Some(Entry::Passive { bytes, group }) = self.incidents.get(&id) else {
-            return false;
+            return None;
         };
         let group = group.clone();
-        let Some(mut incident) = self.decode_passive(id, bytes) else {
-            return false;
-        };
+        let mut incident = self.decode_passive(id, bytes)?;
         telemetry::updated_while_passive();
         let count = alerts.len();
         let bounced = take_alerts(&mut incident, alerts, &self.context, now, received);
@@ -57,15 +53,11 @@ impl ShardState {
             *bytes = Arc::new(encode_incident(&incident));
         }
         self.mark_dirty([id]);
-        if !bounced.is_empty() {
-            let input = GroupInput {
-                group,
-                route: Arc::new(incident.route),
-                records: records.split_off(count - bounced.len()),
-                alerts: bounced,
-            };
-            self.open_incident(myself, input, now, received).await;
-        }
-        true
+        Some(GroupInput {
+            group,
+            route: Arc::new(incident.route),
+            records: records.split_off(count - bounced.len()),
+            alerts: bounced,
+        })
     }
 }

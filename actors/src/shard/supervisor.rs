@@ -606,8 +606,14 @@ impl ShardState {
     ) {
         let passive = matches!(self.incidents.get(&id), Some(Entry::Passive { .. }));
         let taken = if passive && self.applies_alerts_while_passive() {
-            self.apply_while_passive(myself, id, alerts, records, now, received)
-                .await
+            match self.apply_while_passive(id, alerts, records, now, received) {
+                Some(bounced) if !bounced.alerts.is_empty() => {
+                    self.open_incident(myself, bounced, now, received).await;
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            }
         } else if let Some(incident) = self.resident(myself, id).await {
             let snapshot = self.took_input(id, &incident, Input::Alerts(now));
             let _ = incident.cast(IncidentMsg::Alerts {
