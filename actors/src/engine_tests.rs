@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 use crate::escalation::EscalationPolicy;
 use crate::incident::decode_incident;
@@ -347,8 +347,12 @@ async fn submit_returns_once_stored() {
 /// opened it holds alerts after the first that change no more than its
 /// counters (a duplicate raises no event to refresh the summary with).
 #[tokio::test(start_paused = true)]
-async fn the_read_model_counts_every_alert_of_the_batch_that_opened_an_incident() {
+async fn the_batch_that_opened_an_incident_shows_every_alert_and_counts_its_duplicates() {
     for passivation in [true, false] {
+        // The paused clock runs every task on this thread, which sees this recorder.
+        let recorder = DebuggingRecorder::new();
+        let metrics = recorder.snapshotter();
+        let _recording = metrics::set_default_local_recorder(&recorder);
         let h = start(passivation).await;
         h.engine
             .submit(vec![firing("A", "1"), firing("A", "1")])
@@ -356,7 +360,24 @@ async fn the_read_model_counts_every_alert_of_the_batch_that_opened_an_incident(
             .unwrap();
         let summary = h.engine.read_model().get(&incident_of(&h, "A")).unwrap();
         assert_eq!(summary.total_alerts, 2, "passivation {passivation}");
+        assert_eq!(
+            counter(&metrics, "incidentd_alerts_deduplicated_total"),
+            Some(1),
+            "passivation {passivation}"
+        );
     }
+}
+
+/// A counter's value in what `metrics` recorded, if it was recorded.
+fn counter(metrics: &Snapshotter, name: &str) -> Option<u64> {
+    metrics
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(count) if key.key().name() == name => Some(count),
+            _ => None,
+        })
 }
 
 #[tokio::test(start_paused = true)]
@@ -1415,14 +1436,11 @@ async fn at_max_resident_alerts_reach_passivated_incidents_without_waking_them()
     let stored = stored_incident(&h, a2).await;
     assert_eq!((stored.total_alerts, stored.alerts.len()), (3, 2));
     assert_eq!(stored_incident(&h, a3).await.duplicate_alerts, 1);
-    let updated = metrics
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find_map(|(key, _, _, value)| {
-            (key.key().name() == "incidentd_incidents_updated_while_passive_total").then_some(value)
-        });
-    assert_eq!(updated, Some(DebugValue::Counter(2)), "one per incident");
+    assert_eq!(
+        counter(&metrics, "incidentd_incidents_updated_while_passive_total"),
+        Some(2),
+        "one per incident"
+    );
 }
 
 /// While the store fails, incidents woken past `max_resident` (by commands
