@@ -604,8 +604,10 @@ impl ShardState {
         now: Timestamp,
         received: Instant,
     ) {
-        let passive = matches!(self.incidents.get(&id), Some(Entry::Passive { .. }));
-        let taken = if passive && self.applies_alerts_while_passive() {
+        // Below the cap (nearly always) this costs no second lookup.
+        let taken = if self.applies_alerts_while_passive()
+            && matches!(self.incidents.get(&id), Some(Entry::Passive { .. }))
+        {
             match self.apply_while_passive(id, alerts, records, now, received) {
                 Some(bounced) if !bounced.alerts.is_empty() => {
                     self.open_incident(myself, bounced, now, received).await;
