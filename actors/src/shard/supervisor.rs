@@ -7,7 +7,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::engine::EngineError;
 use crate::incident::{
-    decode_incident, encode_incident, IncidentActor, IncidentArgs, IncidentMsg, RecordRuns,
+    decode_incident, encode_incident, take_alerts, IncidentActor, IncidentArgs, IncidentMsg,
+    RecordRuns,
 };
 use crate::model::{
     Alert, AlertStatus, Command, CommandError, CompactString, Incident, IncidentId,
@@ -656,7 +657,6 @@ impl ShardState {
         telemetry::alerts_without_incident(first_firing);
         let mut alerts = alerts.into_iter().skip(first_firing);
         let Some(first) = alerts.next() else { return };
-        let rules = &self.context.rules;
         let mut events = Vec::new();
         let id = match records.at(first_firing) {
             Some(record) => IncidentId::opened_by(record, &group.0, &group.1),
@@ -668,25 +668,23 @@ impl ShardState {
             &route,
             &first,
             now,
-            rules,
+            &self.context.rules,
             &mut events,
         );
-        let rest: Vec<Alert> = alerts.collect();
-        let took_more = !rest.is_empty();
-        let bounced = incident.apply_alerts(rest, now, rules, &mut events);
-        telemetry::alerts_deduplicated(incident.duplicate_alerts);
-        debug_assert!(
-            bounced.is_empty(),
-            "a new incident is not resolved, so it takes every alert"
-        );
         self.context.publish(&incident, events);
-        if took_more {
+        telemetry::alert_to_event(received.elapsed());
+        let rest: Vec<Alert> = alerts.collect();
+        if !rest.is_empty() {
+            let bounced = take_alerts(&mut incident, rest, &self.context, now, received);
+            debug_assert!(
+                bounced.is_empty(),
+                "a new incident is not resolved, so it takes every alert"
+            );
             // The last event's summary misses what raised no event (a
             // duplicate's count), and a passivated incident's summary is
             // not refreshed by its first flush.
             self.context.read_model.insert(Arc::new(incident.summary()));
         }
-        telemetry::alert_to_event(received.elapsed());
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
     }
