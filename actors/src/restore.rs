@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::incident::decode_incident;
 use crate::model::{IncidentEvent, IncidentId, IncidentSummary, Timestamp};
-use crate::shard::GroupRef;
+use crate::shard::{group_of, GroupRef};
 use crate::telemetry;
 
 /// Entries decoded per blocking task: large enough to amortise the task,
@@ -80,10 +80,7 @@ fn decode_chunk(shard: usize, chunk: Vec<(String, Vec<u8>)>, at: RestoreAt) -> D
         match decode_incident(&key, &bytes) {
             Ok(incident) => restored.push(RestoredIncident {
                 id: incident.id,
-                group: Arc::new((
-                    incident.tenant.as_ref().into(),
-                    incident.group_key.to_string(),
-                )),
+                group: group_of(&incident),
                 deadline: incident.next_deadline(),
                 timer_generation: incident.timer_generation,
                 summary: Arc::new(incident.summary()),

@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Alert, Command, CommandError, Incident, IncidentSummary, Timestamp};
 use crate::ports::SnapshotWrite;
-use crate::shard::{ShardContext, ShardMsg};
+use crate::shard::{group_of, ShardContext, ShardMsg};
 
 use super::{encode_incident, take_alerts, RecordRuns, SnapshotWriter};
 
@@ -175,8 +175,7 @@ impl Actor for IncidentActor {
                     state.bounced_since_snapshot = true;
                     let _ = state.shard.cast(ShardMsg::Bounced {
                         from: incident.id,
-                        tenant: incident.tenant.as_ref().into(),
-                        group_key: incident.group_key.to_string(),
+                        group: group_of(incident),
                         route: Arc::new(incident.route.clone()),
                         records: records.split_off(count - bounced.len()),
                         alerts: bounced,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 
 use crate::incident::IncidentMsg;
-use crate::model::{CompactString, Timestamp};
+use crate::model::{CompactString, Incident, Timestamp};
 
 use super::flush::RoundHistory;
 
@@ -11,6 +11,14 @@ use super::flush::RoundHistory;
 /// the incident's entry and the shard's group map, so a million passivated
 /// incidents do not hold their group strings twice.
 pub(crate) type GroupRef = Arc<(CompactString, String)>;
+
+/// The group of `incident`, as its shard keys it.
+pub(crate) fn group_of(incident: &Incident) -> GroupRef {
+    Arc::new((
+        incident.tenant.as_ref().into(),
+        incident.group_key.to_string(),
+    ))
+}
 
 /// A live incident as its shard holds it.
 pub(crate) enum Entry {

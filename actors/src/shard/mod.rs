@@ -20,6 +20,6 @@ pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::Ra
 
 pub(crate) use batch::{BatchSplit, RoutedAlert, ShardAlerts};
 pub(crate) use context::ShardContext;
-pub(crate) use entry::GroupRef;
+pub(crate) use entry::{group_of, GroupRef};
 pub use load::ShardLoad;
 pub(crate) use supervisor::{shard_of, ShardArgs, ShardMsg, ShardSupervisor};

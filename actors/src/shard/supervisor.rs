@@ -21,7 +21,7 @@ use crate::telemetry;
 
 use super::batch::{GroupInput, ShardAlerts};
 use super::context::IncidentUpdate;
-use super::entry::{Entry, GroupRef};
+use super::entry::{group_of, Entry, GroupRef};
 use super::flush::{FlushControl, FlushOutcome, Input, Round, RoundHistory, RoundInput};
 use super::passivation::SweepTrigger;
 use super::resend::AwaitedResends;
@@ -86,8 +86,7 @@ pub(crate) enum ShardMsg {
     /// or archived): they open a new incident for their group.
     Bounced {
         from: IncidentId,
-        tenant: CompactString,
-        group_key: String,
+        group: GroupRef,
         route: Arc<RouteSettings>,
         alerts: Vec<Alert>,
         records: RecordRuns,
@@ -285,14 +284,12 @@ impl Actor for ShardSupervisor {
             ShardMsg::Updated(update) => state.on_updated(&myself, update),
             ShardMsg::Bounced {
                 from,
-                tenant,
-                group_key,
+                group,
                 route,
                 alerts,
                 records,
             } => {
                 let now = state.context.clock.now();
-                let group = Arc::new((tenant, group_key));
                 // Handed back alerts count from now: their first arrival is not kept.
                 let received = Instant::now();
                 match state.groups.get(&group).copied() {
@@ -488,10 +485,7 @@ impl ShardState {
             Incident::open_manual(id, &request, &actor, now, &self.context.rules, &mut events);
         let summary = events.last().map(|e| e.incident.clone());
         self.context.publish(&incident, events);
-        let group = Arc::new((
-            incident.tenant.as_ref().into(),
-            incident.group_key.to_string(),
-        ));
+        let group = group_of(&incident);
         self.groups.insert(group.clone(), id);
         self.install(myself, incident, group, now).await;
         let _ = reply.send(
