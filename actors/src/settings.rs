@@ -75,9 +75,10 @@ pub struct PassivationSettings {
     /// `incidentd_incidents_updated_while_passive_total`). Commands and
     /// timers still wake incidents; past the cap the shard passivates its
     /// least recently used incidents down to nine tenths of it, however
-    /// recent their input once it is stored. Incidents with a deadline within `timer_horizon`, or with
-    /// input not yet stored (while the store fails), stay running; the
-    /// commit that ends an outage starts a sweep back down.
+    /// recent their input once it is stored. Incidents with a deadline
+    /// within `timer_horizon`, or with input not yet stored (while the
+    /// store fails), stay running; the commit that ends an outage starts a
+    /// sweep back down.
     pub max_resident: usize,
 }
 
