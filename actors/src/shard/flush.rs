@@ -416,12 +416,6 @@ impl ShardState {
         self.mark_dirty(unanswered);
         match result {
             Ok(()) => {
-                if self.flush.failures > 0 {
-                    // The sweeps during the outage could not stop incidents
-                    // whose input was not stored; now they can, so the next
-                    // check below may sweep at once.
-                    self.resident_after_sweep = 0;
-                }
                 self.flush.failures = 0;
                 self.context.load.set_store_error(None);
                 let (mut whole, mut changes) = (0, 0);

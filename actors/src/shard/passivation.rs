@@ -27,9 +27,12 @@ impl ShardState {
     }
 
     /// Queues a `Crowded` sweep once more actors run than `max_resident`.
-    /// After one, the next waits until a tenth of the cap more have
-    /// started: when most running incidents have a deadline soon, a sweep
-    /// frees few, and one at every start would scan the shard each time.
+    /// After one, the next waits until a tenth of the cap more than it left
+    /// running for a deadline soon have started: when most running
+    /// incidents have a deadline soon, a sweep frees few, and one at every
+    /// start would scan the shard each time. Those it left only because
+    /// their input was not stored yet do not count: any commit, also the
+    /// one that ends a store outage, lets them stop, and it checks here.
     pub(super) fn check_crowding(&mut self, myself: &ActorRef<ShardMsg>) {
         let settings = &self.context.settings.passivation;
         let limit = settings
@@ -66,6 +69,7 @@ impl ShardState {
         let horizon = now.plus(settings.timer_horizon);
         // The running actors (not every live incident: a shard may hold a
         // million passivated ones) that may stop.
+        let mut unstored = 0;
         let mut quiet: Vec<(Timestamp, IncidentId, &ActorRef<IncidentMsg>)> = self
             .actors
             .iter()
@@ -81,6 +85,9 @@ impl ShardState {
                 }
                 let timer_soon = self.timers.deadline_of(*id).is_some_and(|at| at <= horizon);
                 let stored_or_idle = *last_input <= idle_since || !self.dirty.contains_key(id);
+                if !timer_soon && !stored_or_idle {
+                    unstored += 1;
+                }
                 (!timer_soon && stored_or_idle).then_some((*last_input, *id, actor))
             })
             .collect();
@@ -119,7 +126,7 @@ impl ShardState {
             }
         }
         telemetry::passivated(passivated);
-        self.resident_after_sweep = self.actors.len();
+        self.resident_after_sweep = self.actors.len().saturating_sub(unstored);
         if !self.actors.is_empty() {
             self.schedule_sweep(myself);
         }

@@ -134,7 +134,8 @@ pub(crate) struct ShardState {
     pub(super) sweep_scheduled: bool,
     /// A `Crowded` sweep is queued.
     pub(super) crowded_sweep_queued: bool,
-    /// Actors left running by the last sweep.
+    /// Actors the last sweep left running for a deadline soon (see
+    /// `check_crowding`).
     pub(super) resident_after_sweep: usize,
     pub(super) stopping: bool,
     /// A newer owner claimed the shard in the store: nothing here may be
