@@ -129,12 +129,13 @@ impl Actor for IncidentActor {
         _myself: ActorRef<Self::Msg>,
         args: IncidentArgs,
     ) -> Result<IncidentState, ActorProcessingErr> {
+        let writer = SnapshotWriter::new(args.context.store.takes_counts_frames());
         Ok(IncidentState {
             incident: args.incident,
             context: args.context,
             shard: args.shard,
             bounced_since_snapshot: false,
-            writer: SnapshotWriter::default(),
+            writer,
             unchanged_since_whole: None,
         })
     }

@@ -12,9 +12,11 @@ use super::{encode_changes, encode_counts, encode_incident};
 /// A small incident, whose frames are about its whole size (the fields
 /// besides alerts and timeline are most of it), is written whole.
 /// An incident that only took duplicates since its last write gets a
-/// counts frame (`encode_counts`), a fraction of a change frame.
-#[derive(Default)]
+/// counts frame (`encode_counts`), a fraction of a change frame, unless
+/// the store says replicas that cannot read one share it.
 pub(crate) struct SnapshotWriter {
+    /// Whether counts frames may be written (`SnapshotStore::takes_counts_frames`).
+    counts_frames: bool,
     /// The incident as of the last snapshot written; None: write whole.
     last: Option<LastWrite>,
     /// Whether nothing but alerts reached the incident since `last`:
@@ -49,6 +51,16 @@ impl LastWrite {
 }
 
 impl SnapshotWriter {
+    /// A writer whose first write is whole.
+    pub fn new(counts_frames: bool) -> Self {
+        SnapshotWriter {
+            counts_frames,
+            last: None,
+            only_alerts_since_last: false,
+            before_last: None,
+        }
+    }
+
     /// Makes the next write whole: the store may not hold the last one.
     pub fn forget(&mut self) {
         self.last = None;
@@ -76,7 +88,7 @@ impl SnapshotWriter {
         let mut frame_len = 0;
         if let Some(last) = &mut self.last {
             // Only duplicates since: no event recorded, nothing else came.
-            if only_alerts && incident.seq == last.seq {
+            if self.counts_frames && only_alerts && incident.seq == last.seq {
                 let frame = encode_counts(incident, last.at);
                 if last.takes(frame.len()) {
                     last.at = now;

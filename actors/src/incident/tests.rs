@@ -693,7 +693,7 @@ fn large_probe(first: Alert) -> Probe {
 #[test]
 fn after_an_undone_write_the_next_frame_holds_its_changes_too() {
     let mut p = large_probe(firing("a"));
-    let mut writer = SnapshotWriter::default();
+    let mut writer = SnapshotWriter::new(true);
     let SnapshotWrite::Whole(whole) = writer.write(&mut p.incident, at(MIN)) else {
         panic!("a writer's first write is whole");
     };
@@ -722,7 +722,7 @@ fn after_an_undone_write_the_next_frame_holds_its_changes_too() {
 fn after_a_whole_write_a_duplicate_is_stored_as_a_small_change_frame() {
     let mut p = large_probe(firing("a"));
     p.alerts(vec![firing("b"), firing("c")], at(MIN));
-    let mut writer = SnapshotWriter::default();
+    let mut writer = SnapshotWriter::new(true);
     // Later than the alerts: those changed in the same millisecond as a
     // snapshot are written again by the next.
     let SnapshotWrite::Whole(whole) = writer.write(&mut p.incident, at(MIN + SEC)) else {
@@ -782,7 +782,7 @@ fn stored(whole: &SnapshotWrite, frames: &[&SnapshotWrite]) -> Vec<u8> {
 #[test]
 fn duplicates_alone_are_stored_as_a_counts_frame() {
     let mut p = large_probe(firing("a"));
-    let mut writer = SnapshotWriter::default();
+    let mut writer = SnapshotWriter::new(true);
     let whole = writer.write(&mut p.incident, at(MIN));
     p.alerts(
         vec![firing("a"), firing("a"), resolved("nope")],
@@ -820,6 +820,28 @@ fn duplicates_alone_are_stored_as_a_counts_frame() {
     ));
 }
 
+/// While replicas of a build that cannot read counts frames share the
+/// store (a rolling upgrade), duplicates are stored as the change frame
+/// every build since format 3 reads.
+#[test]
+fn without_counts_frames_duplicates_are_stored_as_a_change_frame() {
+    let mut p = large_probe(firing("a"));
+    let mut writer = SnapshotWriter::new(false);
+    let whole = writer.write(&mut p.incident, at(MIN));
+    p.alerts(vec![firing("a"), firing("a")], at(2 * MIN));
+    let seq = p.incident.seq;
+    let changes = encode_changes(&mut p.incident, at(MIN), seq);
+    let frame = writer.write(&mut p.incident, at(2 * MIN));
+    let SnapshotWrite::Append(bytes) = &frame else {
+        panic!("duplicates since a whole write are a frame");
+    };
+    assert_eq!(**bytes, changes);
+    assert_eq!(
+        decode_incident("k", &stored(&whole, &[&frame])).unwrap(),
+        p.incident
+    );
+}
+
 /// A timer can change an incident without recording an event: here its
 /// escalation policy is gone from the configuration, so escalation stops.
 /// A counts frame after it would lose that; the actor's note keeps it out.
@@ -829,8 +851,8 @@ fn after_a_timer_or_command_duplicates_are_not_a_counts_frame() {
     let mut p = large_probe(critical());
     // Fired again, so the duplicate below is inside its dedup window.
     p.alerts(vec![critical()], at(9 * MIN));
-    let mut writer = SnapshotWriter::default();
-    let mut unnoted = SnapshotWriter::default();
+    let mut writer = SnapshotWriter::new(true);
+    let mut unnoted = SnapshotWriter::new(true);
     let whole = writer.write(&mut p.incident, at(9 * MIN + SEC));
     unnoted.write(&mut p.incident, at(9 * MIN + SEC));
     p.rules.policies = Arc::new(EscalationPolicies::new(Vec::new()).unwrap());
@@ -982,7 +1004,7 @@ mod properties {
         fn stored_writes_decode_to_the_incident(ops in proptest::collection::vec(op(), 1..120)) {
             let mut p = large_probe(firing("a0"));
             let mut now = T0;
-            let mut writer = SnapshotWriter::default();
+            let mut writer = SnapshotWriter::new(true);
             let mut stored = Vec::new();
             for op in ops {
                 run(&mut p, &op, &mut now);

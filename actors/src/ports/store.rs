@@ -146,4 +146,11 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// returned it) out of the live set, keeping its bytes for a
     /// post-mortem, so the next restore does not trip over it again.
     async fn quarantine(&self, shard: usize, key: &str, reason: &str) -> Result<(), StoreError>;
+    /// Whether incidents may be stored with counts frames (`encode_counts`).
+    /// A store shared with replicas of a build that cannot read them (a
+    /// rolling upgrade across them) says no: such a replica would
+    /// quarantine the incidents it restores.
+    fn takes_counts_frames(&self) -> bool {
+        true
+    }
 }
