@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use incidentd_actors::compile_rules;
 use thiserror::Error;
 
-use super::{Config, StoreConfig, StoreKind};
+use super::{Config, StoreConfig, StoreKind, WriteFormats};
 
 /// Settings given on the command line; they win over everything else.
 #[derive(Clone, Debug, Default)]
@@ -213,16 +213,24 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
-/// The Redis settings are checked even with `kind = "local"`, so switching
-/// kinds never reveals an old mistake.
 /// The problem with a Pulsar service URL, if any; `setting` names it.
 pub fn pulsar_url_error(setting: &str, url: &str) -> Option<String> {
     let valid = url.starts_with("pulsar://") || url.starts_with("pulsar+ssl://");
     (!valid).then(|| format!("{setting} {url:?} must start with pulsar:// or pulsar+ssl://"))
 }
 
+/// The Redis settings are checked even with `kind = "local"`, so switching
+/// kinds never reveals an old mistake.
 fn store_errors(store: &StoreConfig) -> Vec<String> {
     let mut errors = Vec::new();
+    // The embedded store has one replica, and builds from before
+    // 2026-11-29 cannot open its data directory at all: older formats
+    // would buy no upgrade or rollback there.
+    if store.kind == StoreKind::Local && store.write_formats != WriteFormats::Current {
+        errors.push(
+            "store.write_formats is for replicas sharing Redis during a rolling upgrade; with kind = \"local\" leave it \"current\"".into(),
+        );
+    }
     if !store.redis_url.starts_with("redis://") {
         errors.push(format!(
             "store.redis_url {:?} must start with redis://",
@@ -379,6 +387,29 @@ mod tests {
         ] {
             assert!(err.contains(expected), "{expected:?} missing in: {err}");
         }
+    }
+
+    #[test]
+    fn older_write_formats_are_for_redis_only() {
+        let older = "[store]\nwrite_formats = \"2026-11-28\"\n";
+        let redis = write(&format!("{older}kind = \"redis\"\n"));
+        let config = load(Some(redis.path()), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.store.write_formats, WriteFormats::Of20261128);
+
+        let local = write(older);
+        let err = load(Some(local.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.write_formats is for replicas sharing Redis"),
+            "{err}"
+        );
+
+        let unknown = write("[store]\nwrite_formats = \"2026-11-01\"\n");
+        let err = load(Some(unknown.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2026-11-01"), "{err}");
     }
 
     #[test]

@@ -186,6 +186,13 @@ pub struct StoreConfig {
     /// First part of every Redis key, so several deployments can share one
     /// Redis: `<key_prefix>:{shard-N}:live`.
     pub key_prefix: String,
+    /// What replicas write to Redis during a rolling upgrade. `current`:
+    /// this build's formats. `2026-11-28`: only what builds from 2026-11-28
+    /// read, so replicas of such a build can run beside this one (or the
+    /// cluster can roll back to one). Set it for the upgrade's rollout, and
+    /// set `current` again in a second rollout once no older replica is
+    /// left. Only with `kind = "redis"`.
+    pub write_formats: WriteFormats,
 }
 
 impl Default for StoreConfig {
@@ -197,6 +204,7 @@ impl Default for StoreConfig {
             command_timeout: Duration::from_secs(2),
             archive_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             key_prefix: "incidentd".into(),
+            write_formats: WriteFormats::Current,
         }
     }
 }
@@ -206,4 +214,29 @@ impl Default for StoreConfig {
 pub enum StoreKind {
     Local,
     Redis,
+}
+
+/// The stored forms a replica writes (`store.write_formats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteFormats {
+    #[serde(rename = "current")]
+    Current,
+    /// Snapshot format 3 without counts frames, and summaries as JSON:
+    /// builds from before 2026-11-29 read no counts frames (they
+    /// quarantine the incident) and no binary summaries.
+    #[serde(rename = "2026-11-28")]
+    Of20261128,
+}
+
+impl WriteFormats {
+    /// Whether an incident that took only duplicates may be stored as a
+    /// counts frame.
+    pub fn counts_frames(self) -> bool {
+        self == WriteFormats::Current
+    }
+
+    /// Whether summaries are stored in their binary form, not JSON.
+    pub fn binary_summaries(self) -> bool {
+        self == WriteFormats::Current
+    }
 }

@@ -32,7 +32,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult, Script};
 
 use super::redis_summaries::{decode_summary, encode_summary};
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, WriteFormats};
 use crate::telemetry;
 
 /// Fields per HSCAN page at restore: big enough to need few round trips,
@@ -122,6 +122,7 @@ pub struct RedisStore {
     pub(super) key_prefix: String,
     command_timeout: Duration,
     archive_ttl_secs: u64,
+    write_formats: WriteFormats,
     /// The epoch this handle claimed per shard at load; every save carries it.
     epochs: Mutex<HashMap<usize, u64>>,
     save_script: Script,
@@ -170,6 +171,7 @@ impl RedisStore {
             key_prefix: config.key_prefix.clone(),
             command_timeout: config.command_timeout,
             archive_ttl_secs: config.archive_ttl.as_secs(),
+            write_formats: config.write_formats,
             epochs: Mutex::new(HashMap::new()),
             save_script: Script::new(SAVE_SCRIPT),
         })
@@ -439,7 +441,7 @@ impl RedisStore {
         for summary in &batch.summaries {
             invocation
                 .arg(summary.id.to_string())
-                .arg(encode_summary(summary));
+                .arg(encode_summary(summary, self.write_formats));
         }
         for (source, offset) in &batch.offsets {
             invocation.arg(source).arg(*offset);
@@ -543,6 +545,10 @@ impl SnapshotStore for RedisStore {
             .await?;
         tracing::warn!(shard, key, reason, "snapshot entry quarantined");
         Ok(())
+    }
+
+    fn takes_counts_frames(&self) -> bool {
+        self.write_formats.counts_frames()
     }
 }
 
