@@ -11,7 +11,8 @@
 #   3. asserts that values the chart must refuse (several replicas with the
 #      local store, a grace period below shutdown + hand-over, incident
 #      actors that do not fit the memory limit, a memory limit that is no
-#      Kubernetes quantity, [engine.passivation] in extraConfig) fail to
+#      Kubernetes quantity, [engine.passivation] in extraConfig, older
+#      write formats with the local store) fail to
 #      render, and that limits just big enough, in each quantity form, do.
 # Installs its tools on first use under ~/.cache/incidentd-tools, so later
 # runs start at once: helm (built with `go install`, the only way to get it
@@ -275,6 +276,8 @@ expect_render_failure "terminationGracePeriodSeconds <= shutdown + handover" "te
     --set server.shutdownTimeoutSeconds=20 --set kafka.handoverTimeoutSeconds=20
 expect_render_failure "Kafka with the local store" "store.kind" \
     --set kafka.brokers=kafka:9092 --set store.kind=local
+expect_render_failure "older write formats with the local store" "store.writeFormats=\"2026-11-28\" with store.kind=local" \
+    --set store.writeFormats=2026-11-28
 # values.schema.json: a misspelled value is an error, not a silent default.
 expect_render_failure "a misspelled value (replicaCunt)" "replicaCunt" \
     --set replicaCunt=3
@@ -326,6 +329,8 @@ done
 expect_render_success "a memory limit that holds the actors (YAML number 532480000)" \
     --set-json 'resources={"limits":{"memory":532480000}}'
 expect_render_success "no memory limit" --set resources.limits=null
+expect_render_success "older write formats for a rolling upgrade" \
+    -f "$CHART/ci/three-replicas-values.yaml" --set store.writeFormats=2026-11-28
 expect_render_success "passivation off (maxResidentPerShard then caps nothing)" \
     --set engine.passivation.enabled=false --set engine.maxResidentPerShard=100000
 

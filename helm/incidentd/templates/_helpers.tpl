@@ -119,6 +119,9 @@ message.
 {{- if and $kafka (ne $v.store.kind "redis") }}
 {{- fail "kafka.brokers is set but store.kind is not \"redis\": with Kafka, shards move between replicas, so their snapshots must live in Redis." }}
 {{- end }}
+{{- if and (eq $v.store.kind "local") (ne $v.store.writeFormats "current") }}
+{{- fail (printf "store.writeFormats=%q with store.kind=local: older formats are for Redis replicas of two builds side by side; the local store has one pod and is replaced with Recreate. Leave it \"current\"." $v.store.writeFormats) }}
+{{- end }}
 {{- if and (eq $v.store.kind "redis") (not $v.redis.url) }}
 {{- fail "store.kind=redis needs redis.url" }}
 {{- end }}
