@@ -117,14 +117,21 @@ fn write_alerts_seen_since<'a, T: serde::Serialize>(
     bytes: &mut Vec<u8>,
     item: impl Fn(&'a CompactString, &'a AlertState) -> T,
 ) {
-    let changed = |alert: &&AlertState| alert.last_seen >= since;
-    let count = incident.alerts.values().filter(changed).count();
-    write(&(count as u64), bytes);
+    // Bincode writes the count first. The items are written first instead
+    // and the count put in front of them after, so the alerts are walked
+    // once (a second walk was most of a counts frame's cost).
+    let start = bytes.len();
+    let mut count = 0u64;
     for (fingerprint, alert) in &incident.alerts {
-        if changed(&alert) {
+        if alert.last_seen >= since {
             write(&item(fingerprint, alert), bytes);
+            count += 1;
         }
     }
+    let mut length = [0u8; 16];
+    let written = bincode::serde::encode_into_slice(count, &mut length, config())
+        .expect("a varint u64 takes at most 9 bytes");
+    bytes.splice(start..start, length[..written].iter().copied());
 }
 
 /// Reads bincode values one after another from a stored incident.

@@ -11,7 +11,8 @@ use crate::model::{
 use crate::routing::{RouteSettings, SeverityPolicies};
 
 use super::{
-    decode_incident, encode_changes, encode_incident, CodecError, IncidentRules, SnapshotWriter,
+    decode_incident, encode_changes, encode_counts, encode_incident, CodecError, IncidentRules,
+    SnapshotWriter,
 };
 use crate::ports::SnapshotWrite;
 
@@ -818,6 +819,28 @@ fn duplicates_alone_are_stored_as_a_counts_frame() {
         decode_incident("k", &later),
         Err(CodecError::Corrupt { .. })
     ));
+}
+
+/// A frame's alert count is put in front of its alerts after they are
+/// written; past 250 alerts it takes three bytes instead of one.
+#[test]
+fn frames_of_hundreds_of_alerts_read_back() {
+    let mut rules = rules();
+    rules.max_alerts_per_incident = 400;
+    let mut p = Probe::open_with(firing("a"), rules, route());
+    let many: Vec<_> = (0..300).map(|n| firing(&format!("many-{n}"))).collect();
+    p.alerts(many.clone(), T0);
+    let whole = encode_incident(&p.incident);
+    let seq = p.incident.seq;
+    p.alerts(many, at(MIN));
+    assert_eq!(p.incident.seq, seq, "duplicates only");
+    for frame in [
+        encode_counts(&p.incident, at(MIN)),
+        encode_changes(&mut p.incident, at(MIN), seq),
+    ] {
+        let stored = [whole.as_slice(), &frame].concat();
+        assert_eq!(decode_incident("k", &stored).unwrap(), p.incident);
+    }
 }
 
 /// While replicas of a build that cannot read counts frames share the
