@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::api::error::ApiError;
 use crate::bus::EventBus;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, StoreKind, WriteFormats};
 use crate::ingest::pagerduty_keys::{TriggerKeyStore, PAGERDUTY_KEYS};
 use crate::ingest::pulsar::PulsarSources;
 use crate::ingest::PagerDutyKeys;
@@ -167,6 +167,12 @@ async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             }
         }
         StoreKind::Redis => {
+            if config.store.write_formats != WriteFormats::Current {
+                tracing::warn!(
+                    "store.write_formats: writing only the formats builds of 2026-11-28 read, for a rolling upgrade; \
+                     set store.write_formats = \"current\" once every replica runs this build"
+                );
+            }
             let store = Arc::new(
                 RedisStore::connect(&config.store)
                     .await

@@ -64,6 +64,14 @@ async fn stored_forms(write_formats: &str) -> StoredForms {
         frames.push(bytes[0]);
     }
     assert_eq!(summaries.len(), 1, "one incident");
+    let warned = service
+        .log_text()
+        .contains("store.write_formats: writing only the formats builds of 2026-11-28 read");
+    assert_eq!(
+        warned,
+        write_formats != "current",
+        "the log says when older formats are written"
+    );
     StoredForms {
         summaries: summaries.iter().map(|summary| summary[0]).collect(),
         frames,
