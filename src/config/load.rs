@@ -272,6 +272,14 @@ mod tests {
         file
     }
 
+    /// Why the config file `text` is refused.
+    fn refusal(text: &str) -> String {
+        let file = write(text);
+        load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn defaults_then_file_then_env_then_flags() {
         let file = write("[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/var/lib/x\"\nbody_limit_bytes = 10\n");
@@ -320,7 +328,7 @@ mod tests {
 
     #[test]
     fn event_topics_need_a_pulsar_url_and_room_for_a_backlog() {
-        let file = write(
+        let err = refusal(
             r#"
             [[events.kafka]]
             topic = "k"
@@ -332,9 +340,6 @@ mod tests {
             max_backlog = 0
             "#,
         );
-        let err = load(Some(file.path()), env(&[]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
         for expected in [
             "events.kafka \"k\": produce_timeout and max_backlog must be above zero",
             "events.pulsar \"p\": url \"http://broker:6650\" must start with pulsar://",
@@ -346,7 +351,7 @@ mod tests {
 
     #[test]
     fn rules_and_channels_are_checked_together() {
-        let file = write(
+        let err = refusal(
             r#"
             [routing]
             policies = { critical = "missing" }
@@ -358,9 +363,6 @@ mod tests {
             channels = ["pager"]
             "#,
         );
-        let err = load(Some(file.path()), env(&[]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
         assert!(
             err.contains("unknown escalation policy \"missing\""),
             "{err}"
@@ -373,12 +375,9 @@ mod tests {
 
     #[test]
     fn store_settings_are_checked() {
-        let file = write(
+        let err = refusal(
             "[store]\nkind = \"redis\"\nredis_url = \"http://x\"\ncommand_timeout = \"0s\"\narchive_ttl = \"10ms\"\nkey_prefix = \"a{b}\"\n",
         );
-        let err = load(Some(file.path()), env(&[]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
         for expected in [
             "must start with redis://",
             "must be above zero",
@@ -396,29 +395,21 @@ mod tests {
         let config = load(Some(redis.path()), env(&[]), &Overrides::default()).unwrap();
         assert_eq!(config.store.write_formats, WriteFormats::Of20261128);
 
-        let local = write(older);
-        let err = load(Some(local.path()), env(&[]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = refusal(older);
         assert!(
             err.contains("store.write_formats is for replicas sharing Redis"),
             "{err}"
         );
 
-        let unknown = write("[store]\nwrite_formats = \"2026-11-01\"\n");
-        let err = load(Some(unknown.path()), env(&[]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = refusal("[store]\nwrite_formats = \"2026-11-01\"\n");
         assert!(err.contains("2026-11-01"), "{err}");
     }
 
     #[test]
     fn a_zero_pagerduty_key_ttl_or_resident_cap_is_refused() {
-        let file =
-            write("[ingest]\npagerduty_key_ttl = \"0s\"\n[engine.passivation]\nmax_resident = 0\n");
-        let err = load(Some(file.path()), env(&[]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = refusal(
+            "[ingest]\npagerduty_key_ttl = \"0s\"\n[engine.passivation]\nmax_resident = 0\n",
+        );
         for expected in [
             "ingest.pagerduty_key_ttl must be above zero",
             "engine.passivation.max_resident must be above zero",
