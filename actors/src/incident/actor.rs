@@ -272,6 +272,7 @@ mod tests {
 
     use super::*;
     use crate::escalation::EscalationPolicies;
+    use crate::incident::codec::COUNTS_FRAME;
     use crate::incident::{decode_incident, IncidentRules};
     use crate::model::IncidentId;
     use crate::ports::memory::{CollectingSink, MemoryStore};
@@ -304,10 +305,15 @@ mod tests {
         let settings = EngineSettings::default();
         let rules = IncidentRules::new(EscalationPolicies::default(), &settings);
         let clock = TokioClock::new();
+        // Repeats within five minutes are duplicates, as under the default route.
+        let route = RouteSettings {
+            dedup_window: std::time::Duration::from_secs(300),
+            ..RouteSettings::manual()
+        };
         let incident = Incident::open(
             IncidentId::new(clock.now()),
             ("acme", "db:{}"),
-            &Arc::new(RouteSettings::manual()),
+            &Arc::new(route),
             &alert(&[("instance", "a")]),
             clock.now(),
             &rules,
@@ -351,6 +357,40 @@ mod tests {
         let (reply, bytes) = oneshot::channel();
         actor.cast(IncidentMsg::Passivate(reply)).expect("send");
         bytes.await.expect("passivated")
+    }
+
+    fn is_counts_frame(write: &SnapshotWrite) -> bool {
+        matches!(write, SnapshotWrite::Append(frame) if frame[0] == COUNTS_FRAME)
+    }
+
+    /// The alert the incident opened with, again: a duplicate.
+    fn duplicate() -> IncidentMsg {
+        IncidentMsg::Alerts {
+            alerts: vec![alert(&[("instance", "a")])],
+            records: RecordRuns::default(),
+            received: std::time::Instant::now(),
+            snapshot: None,
+        }
+    }
+
+    /// A timer (or any input but alerts) may change what no event
+    /// records, so the duplicates after it are not stored as a counts
+    /// frame, which would leave that change out.
+    #[tokio::test]
+    async fn after_a_timer_duplicates_are_not_a_counts_frame() {
+        let actor = resident_incident().await;
+        snapshot(&actor).await;
+        actor.cast(duplicate()).expect("send");
+        assert!(
+            is_counts_frame(&snapshot(&actor).await),
+            "duplicates alone are a counts frame"
+        );
+        // One that finds nothing due: the writer is told of it all the same.
+        actor
+            .cast(IncidentMsg::Timer { generation: 0 })
+            .expect("send");
+        actor.cast(duplicate()).expect("send");
+        assert!(!is_counts_frame(&snapshot(&actor).await));
     }
 
     #[tokio::test]

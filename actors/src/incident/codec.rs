@@ -19,7 +19,7 @@ const CHANGES_FRAME: u8 = 0x80;
 /// timeline and the alerts' summaries, it is a few dozen bytes an alert,
 /// where a change frame carries all of them. Builds from before it (it
 /// came after version 3) cannot read it.
-const COUNTS_FRAME: u8 = 0x81;
+pub(super) const COUNTS_FRAME: u8 = 0x81;
 
 #[derive(Debug, Error)]
 pub enum CodecError {
