@@ -119,8 +119,9 @@ pub fn activated() {
     counter!("incidentd_incidents_activated_total").increment(1);
 }
 
-/// Alerts a shard at `max_resident` applied to a passivated incident
-/// without waking it: a steady rate says the cap is reached.
+/// One passivated incident updated by its shard at `max_resident`, with a
+/// group's alerts of one batch, without waking it: a steady rate says the
+/// cap is reached.
 pub fn updated_while_passive() {
     counter!("incidentd_incidents_updated_while_passive_total").increment(1);
 }
