@@ -9,7 +9,7 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 use crate::escalation::EscalationPolicy;
-use crate::incident::decode_incident;
+use crate::incident::{decode_incident, encode_incident};
 use crate::model::{
     Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent,
     IncidentId, IncidentStatus, NewIncident, Severity, Timestamp,
@@ -119,11 +119,16 @@ async fn settle(h: &Harness) {
 
 /// The incident as the store holds it now.
 async fn stored_incident(h: &Harness, id: IncidentId) -> Incident {
+    decode_incident(&id.to_string(), &stored_bytes(h, id).await).unwrap()
+}
+
+/// What the store holds for an incident now: its whole encoding and the
+/// frames appended to it since.
+async fn stored_bytes(h: &Harness, id: IncidentId) -> Vec<u8> {
     for shard in 0..h.engine.loads().len() {
         for (key, bytes) in h.store.load_shard(shard).await.unwrap().incidents {
-            let incident = decode_incident(&key, &bytes).unwrap();
-            if incident.id == id {
-                return incident;
+            if decode_incident(&key, &bytes).unwrap().id == id {
+                return bytes;
             }
         }
     }
@@ -1440,6 +1445,75 @@ async fn at_max_resident_alerts_reach_passivated_incidents_without_waking_them()
         counter(&metrics, "incidentd_incidents_updated_while_passive_total"),
         Some(2),
         "one per incident"
+    );
+}
+
+/// A passivated incident the shard updates at `max_resident` is stored as
+/// its actor would store it: whole at first, then what changed, appended
+/// (a counts frame for a duplicate); whole again after a commit the store
+/// failed to take.
+#[tokio::test(start_paused = true)]
+async fn at_max_resident_a_passivated_incident_stores_only_what_changed() {
+    let h = start_fresh(crowded_settings(2)).await;
+    for name in ["A0", "A1", "A2"] {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    // Duplicates wake the first two: the cap is reached.
+    for name in ["A0", "A1"] {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    let a2 = incident_of(&h, "A2");
+    let whole_now = || async { encode_incident(&h.engine.incident(a2).await.unwrap()) };
+    let appended = |before: &[u8], after: &[u8]| {
+        assert!(after.starts_with(before), "the stored bytes were replaced");
+        after.len() - before.len()
+    };
+
+    h.engine.submit(vec![firing("A2", "1")]).await.unwrap();
+    let whole = stored_bytes(&h, a2).await;
+    assert_eq!(whole, whole_now().await, "its first update is stored whole");
+    h.engine.submit(vec![firing("A2", "1")]).await.unwrap();
+    let with_counts = stored_bytes(&h, a2).await;
+    let counts = appended(&whole, &with_counts);
+    assert!(
+        counts > 0 && counts * 4 <= whole.len(),
+        "a duplicate appends a small frame: {counts} bytes to {} whole",
+        whole.len()
+    );
+    // A new alert: a change frame, or whole again for an incident this
+    // small (`SnapshotWriter`).
+    h.engine.submit(vec![firing("A2", "2")]).await.unwrap();
+    let stored = stored_incident(&h, a2).await;
+    assert_eq!(
+        (
+            stored.total_alerts,
+            stored.duplicate_alerts,
+            stored.alerts.len()
+        ),
+        (4, 2, 2)
+    );
+    assert_eq!(encode_incident(&stored), whole_now().await);
+
+    h.store.set_failing(true);
+    let err = h.engine.submit(vec![firing("A2", "1")]).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotDurable(_)), "{err}");
+    h.store.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rewritten = stored_bytes(&h, a2).await;
+    assert_eq!(
+        rewritten,
+        whole_now().await,
+        "after a failed commit the incident is stored whole"
+    );
+    assert_eq!(stored_incident(&h, a2).await.duplicate_alerts, 3);
+    h.engine.submit(vec![firing("A2", "1")]).await.unwrap();
+    let counts_again = appended(&rewritten, &stored_bytes(&h, a2).await);
+    assert!(counts_again > 0 && counts_again * 4 <= rewritten.len());
+    assert_eq!(stored_incident(&h, a2).await.duplicate_alerts, 4);
+    assert_eq!(
+        h.engine.resident_incidents().await.len(),
+        2,
+        "no actor started for A2"
     );
 }
 

@@ -44,6 +44,16 @@ struct LastWrite {
 }
 
 impl LastWrite {
+    fn whole(at: Timestamp, seq: u64, whole_len: usize, frame_len: usize) -> Self {
+        LastWrite {
+            at,
+            seq,
+            whole_len,
+            stored_len: whole_len,
+            frame_len,
+        }
+    }
+
     fn takes(&self, frame_len: usize) -> bool {
         frame_len * MAX_FRAME_SHARE <= self.whole_len
             && self.stored_len + frame_len <= 2 * self.whole_len
@@ -72,6 +82,15 @@ impl SnapshotWriter {
         let (last, only_alerts) = self.before_last.take().unwrap_or((None, false));
         self.last = last;
         self.only_alerts_since_last &= only_alerts;
+    }
+
+    /// Notes that the caller wrote the incident whole (`whole_len` bytes,
+    /// at `seq`, as of `at`) from an encoding it held: later writes
+    /// continue from that one.
+    pub fn wrote_whole(&mut self, whole_len: usize, seq: u64, at: Timestamp) {
+        self.before_last = Some((self.last, self.only_alerts_since_last));
+        self.last = Some(LastWrite::whole(at, seq, whole_len, 0));
+        self.only_alerts_since_last = true;
     }
 
     /// A command or a timer reached the incident: the next write cannot be
@@ -110,13 +129,12 @@ impl SnapshotWriter {
             }
         }
         let bytes = encode_incident(incident);
-        self.last = Some(LastWrite {
-            at: now,
-            seq: incident.seq,
-            whole_len: bytes.len(),
-            stored_len: bytes.len(),
-            frame_len: frame_len / 2,
-        });
+        self.last = Some(LastWrite::whole(
+            now,
+            incident.seq,
+            bytes.len(),
+            frame_len / 2,
+        ));
         SnapshotWrite::Whole(Arc::new(bytes))
     }
 }

@@ -6,6 +6,7 @@ use crate::incident::IncidentMsg;
 use crate::model::{CompactString, Incident, Timestamp};
 
 use super::flush::RoundHistory;
+use super::passive_alerts::PassiveWrites;
 
 /// The group an incident belongs to: (tenant, group key). Shared between
 /// the incident's entry and the shard's group map, so a million passivated
@@ -35,13 +36,24 @@ pub(crate) enum Entry {
         rounds: RoundHistory,
     },
     /// Passivated: only the encoded state is kept, until the next input.
+    /// `writes` is there once the shard updated it (at `max_resident`).
     Passive {
         bytes: Arc<Vec<u8>>,
         group: GroupRef,
+        writes: Option<Box<PassiveWrites>>,
     },
 }
 
 impl Entry {
+    /// A passivated incident the shard has not updated.
+    pub fn passive(bytes: Arc<Vec<u8>>, group: GroupRef) -> Entry {
+        Entry::Passive {
+            bytes,
+            group,
+            writes: None,
+        }
+    }
+
     pub fn group(&self) -> &GroupRef {
         match self {
             Entry::Active { group, .. } | Entry::Passive { group, .. } => group,

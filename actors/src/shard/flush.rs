@@ -378,8 +378,12 @@ impl ShardState {
                     });
                     asks.push((id, actor.get_id(), [early, asked]));
                 }
-                Some(Entry::Passive { bytes, .. }) => {
-                    ready.push((id, SnapshotWrite::Whole(bytes.clone())))
+                Some(Entry::Passive { bytes, writes, .. }) => {
+                    let write = match writes {
+                        Some(writes) => writes.take(bytes),
+                        None => SnapshotWrite::Whole(bytes.clone()),
+                    };
+                    ready.push((id, write))
                 }
                 None => {}
             }
@@ -480,6 +484,15 @@ impl ShardState {
                 self.context.load.set_store_error(Some(message.clone()));
                 tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
                 let saved = saved.into_iter().map(|(id, _)| id);
+                for id in saved.clone() {
+                    if let Some(Entry::Passive {
+                        writes: Some(writes),
+                        ..
+                    }) = self.incidents.get_mut(&id)
+                    {
+                        writes.forget();
+                    }
+                }
                 self.flush.write_whole.extend(saved.clone());
                 self.mark_dirty(saved);
                 self.archived.extend(archived);

@@ -121,7 +121,7 @@ impl ShardState {
             self.actors.remove(&actor_id);
             if let Some(entry) = self.incidents.get_mut(&id) {
                 let group = entry.group().clone();
-                *entry = Entry::Passive { bytes, group };
+                *entry = Entry::passive(bytes, group);
                 passivated += 1;
             }
         }

@@ -1,8 +1,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::incident::{encode_incident, take_alerts, RecordRuns};
-use crate::model::{Alert, IncidentId, Timestamp};
+use crate::incident::{encode_incident, take_alerts, RecordRuns, SnapshotWriter};
+use crate::model::{Alert, Incident, IncidentId, Timestamp};
+use crate::ports::SnapshotWrite;
 use crate::telemetry;
 
 use super::batch::GroupInput;
@@ -21,11 +22,11 @@ impl ShardState {
     }
 
     /// Applies `alerts` to the passivated incident `id` the way its actor
-    /// would (`take_alerts`), and keeps it passivated with its new state,
-    /// which the next commit stores whole. Returns the alerts it did not
-    /// take as the input of the group's next incident (empty when it took
-    /// them all), or None when the incident is not passivated here or its
-    /// state cannot be decoded.
+    /// would (`take_alerts`), and keeps it passivated with its new state;
+    /// the next commit stores what changed (`PassiveWrites`). Returns the
+    /// alerts it did not take as the input of the group's next incident
+    /// (empty when it took them all), or None when the incident is not
+    /// passivated here or its state cannot be decoded.
     pub(super) fn apply_while_passive(
         &mut self,
         id: IncidentId,
@@ -34,7 +35,7 @@ impl ShardState {
         now: Timestamp,
         received: Instant,
     ) -> Option<GroupInput> {
-        let Some(Entry::Passive { bytes, group }) = self.incidents.get(&id) else {
+        let Some(Entry::Passive { bytes, group, .. }) = self.incidents.get(&id) else {
             return None;
         };
         let group = group.clone();
@@ -49,8 +50,14 @@ impl ShardState {
         self.timers
             .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
-        if let Some(Entry::Passive { bytes, .. }) = self.incidents.get_mut(&id) {
-            *bytes = Arc::new(encode_incident(&incident));
+        let counts_frames = self.context.store.takes_counts_frames();
+        if let Some(Entry::Passive { bytes, writes, .. }) = self.incidents.get_mut(&id) {
+            let writes = writes.get_or_insert_with(|| Box::new(PassiveWrites::new(counts_frames)));
+            *bytes = match writes.update(&mut incident, now) {
+                // One encoding serves as the state kept and the one stored.
+                SnapshotWrite::Whole(whole) => whole.clone(),
+                SnapshotWrite::Append(_) => Arc::new(encode_incident(&incident)),
+            };
         }
         self.mark_dirty([id]);
         Some(GroupInput {
@@ -59,5 +66,57 @@ impl ShardState {
             records: records.split_off(count - bounced.len()),
             alerts: bounced,
         })
+    }
+}
+
+/// How a passivated incident the shard updates (at `max_resident`) is
+/// stored: the changes since its last write appended, as its actor would
+/// write them (`SnapshotWriter`), not its whole encoding at every commit.
+/// Under a storm wider than the cap that is a frame of a few dozen bytes
+/// per duplicate instead of the incident's kilobyte or more. Only incidents
+/// the shard updates have one; a woken incident's actor starts whole.
+pub(crate) struct PassiveWrites {
+    writer: SnapshotWriter,
+    /// What the next commit stores.
+    next: Option<SnapshotWrite>,
+    /// The incident's `seq` and the time of its last update: where a
+    /// whole write of its state leaves the writer.
+    updated: (u64, Timestamp),
+}
+
+impl PassiveWrites {
+    fn new(counts_frames: bool) -> Self {
+        PassiveWrites {
+            writer: SnapshotWriter::new(counts_frames),
+            next: None,
+            updated: (0, Timestamp(0)),
+        }
+    }
+
+    /// The write of `incident` just updated at `now`. It replaces one no
+    /// commit took yet, whose changes it holds too.
+    fn update(&mut self, incident: &mut Incident, now: Timestamp) -> &SnapshotWrite {
+        if self.next.is_some() {
+            self.writer.undo();
+        }
+        self.updated = (incident.seq, now);
+        self.next.insert(self.writer.write(incident, now))
+    }
+
+    /// What a commit stores of the incident whose state (as of its last
+    /// update) is `bytes`: that update's write, or else, after a failed
+    /// commit, the state whole, which the next update continues from.
+    pub fn take(&mut self, bytes: &Arc<Vec<u8>>) -> SnapshotWrite {
+        self.next.take().unwrap_or_else(|| {
+            let (seq, at) = self.updated;
+            self.writer.wrote_whole(bytes.len(), seq, at);
+            SnapshotWrite::Whole(bytes.clone())
+        })
+    }
+
+    /// The commit that took the last write failed: write whole next.
+    pub fn forget(&mut self) {
+        self.writer.forget();
+        self.next = None;
     }
 }

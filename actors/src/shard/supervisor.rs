@@ -198,7 +198,7 @@ impl Actor for ShardSupervisor {
             state.groups.insert(group.clone(), id);
             state.timers.set(id, deadline, timer_generation);
             state.context.read_model.insert(summary);
-            state.incidents.insert(id, Entry::Passive { bytes, group });
+            state.incidents.insert(id, Entry::passive(bytes, group));
         }
         if !redelivered.is_empty() {
             telemetry::escalations_redelivered(redelivered.len());
@@ -701,7 +701,7 @@ impl ShardState {
         self.publish_earliest(false);
         self.mark_dirty([id]);
         if self.context.settings.passivation.enabled {
-            self.incidents.insert(id, Entry::Passive { bytes, group });
+            self.incidents.insert(id, Entry::passive(bytes, group));
         } else if let Some(actor) = self.spawn(myself, incident).await {
             self.incidents.insert(
                 id,
@@ -714,7 +714,7 @@ impl ShardState {
                 },
             );
         } else {
-            self.incidents.insert(id, Entry::Passive { bytes, group });
+            self.incidents.insert(id, Entry::passive(bytes, group));
         }
     }
 
@@ -727,7 +727,7 @@ impl ShardState {
     ) -> Option<ActorRef<IncidentMsg>> {
         let (bytes, group) = match self.incidents.get(&id)? {
             Entry::Active { actor, .. } => return Some(actor.clone()),
-            Entry::Passive { bytes, group } => (bytes.clone(), group.clone()),
+            Entry::Passive { bytes, group, .. } => (bytes.clone(), group.clone()),
         };
         let incident = self.decode_passive(id, &bytes)?;
         let actor = self.spawn(myself, incident).await?;
@@ -808,13 +808,8 @@ impl ShardState {
         self.flush.restarted_in_flight |= self.flush.in_flight;
         let frames: Vec<&[u8]> = restart_from.iter().map(|frame| frame.as_slice()).collect();
         let bytes = Arc::new(frames.concat());
-        self.incidents.insert(
-            id,
-            Entry::Passive {
-                bytes: bytes.clone(),
-                group,
-            },
-        );
+        self.incidents
+            .insert(id, Entry::passive(bytes.clone(), group));
         if let Ok(incident) = decode_incident(&id.to_string(), &bytes) {
             self.timers
                 .set(id, incident.next_deadline(), incident.timer_generation);
