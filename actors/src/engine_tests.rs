@@ -283,8 +283,8 @@ async fn behaviour_is_identical_with_and_without_passivation() {
     let with = scenario(settings(true)).await;
     let without = scenario(settings(false)).await;
     assert_eq!(with, without);
-    // With no room for actors, the shard applies every alert to a
-    // passivated incident itself; commands and timers still wake it.
+    // With no room for actors, the shard applies every alert and due timer
+    // to a passivated incident itself; commands still wake it.
     let mut no_room = settings(true);
     no_room.passivation.max_resident = 0;
     assert_eq!(scenario(no_room).await, without);
@@ -1517,6 +1517,66 @@ async fn at_max_resident_a_passivated_incident_stores_only_what_changed() {
     );
 }
 
+/// Once `max_resident` actors run, a passivated incident's due timers are
+/// fired by the shard too, which keeps the incident passivated: its
+/// escalation steps go out, and when its retention runs out it is
+/// archived, all without an actor.
+#[tokio::test(start_paused = true)]
+async fn at_max_resident_due_timers_reach_passivated_incidents_without_waking_them() {
+    let h = start_fresh(crowded_settings(2)).await;
+    let critical = alert("D", "1", AlertStatus::Firing, Severity::Critical);
+    for alert in [
+        firing("A0", "1"),
+        firing("A1", "1"),
+        firing("C", "1"),
+        critical,
+    ] {
+        h.engine.submit(vec![alert]).await.unwrap();
+    }
+    let (c, d) = (incident_of(&h, "C"), incident_of(&h, "D"));
+    // C is resolved (a command wakes it), then passivated when idle.
+    h.engine
+        .command(c, Command::Resolve, "alice")
+        .await
+        .unwrap();
+    tokio::time::sleep(2 * MIN).await;
+    assert!(h.engine.resident_incidents().await.is_empty());
+    // Duplicates wake A0 and A1 and keep them busy: the cap is reached
+    // until C's retention (120 minutes) runs out.
+    for _ in 0..2 * 121 {
+        h.engine
+            .submit(vec![firing("A0", "1"), firing("A1", "1")])
+            .await
+            .unwrap();
+        tokio::time::sleep(MIN / 2).await;
+        let mut resident = h.engine.resident_incidents().await;
+        resident.sort();
+        let mut busy = vec![incident_of(&h, "A0"), incident_of(&h, "A1")];
+        busy.sort();
+        assert_eq!(resident, busy, "no actor started for C or D");
+    }
+    settle(&h).await;
+
+    assert!(
+        escalations(&h.sink, d).len() >= 2,
+        "D escalated: {:?}",
+        escalations(&h.sink, d)
+    );
+    let stored = stored_incident(&h, d).await;
+    assert_eq!(
+        stored.escalation,
+        h.engine.incident(d).await.unwrap().escalation,
+        "the store holds D's escalation as fired"
+    );
+    assert_eq!(
+        h.sink.events_of(c).last().unwrap().kind,
+        EventKind::Archived
+    );
+    assert!(h.engine.read_model().get(&c).is_none());
+    assert_eq!(h.store.archived_count(), 1);
+    assert_eq!(h.store.live_count(), 3);
+}
+
 /// While the store fails, incidents woken past `max_resident` (by commands
 /// here) cannot be passivated, so the shard stays over the cap; alerts
 /// still wake no more. The commit that ends the outage stores what the
@@ -1573,9 +1633,13 @@ async fn an_incident_with_a_deadline_soon_keeps_running_past_max_resident() {
     let h = start_fresh(settings).await;
     let critical = |name: &str| alert(name, "1", AlertStatus::Firing, Severity::Critical);
     let names = ["C0", "C1", "C2", "C3", "C4"];
+    // A note wakes each, past the cap too.
     for name in names {
         h.engine.submit(vec![critical(name)]).await.unwrap();
-        h.engine.submit(vec![critical(name)]).await.unwrap();
+        h.engine
+            .command(incident_of(&h, name), note(name), "x")
+            .await
+            .unwrap();
     }
     settle(&h).await;
 

@@ -68,12 +68,12 @@ pub struct PassivationSettings {
     pub check_interval: Duration,
     /// Most incident actors a shard keeps running while passivation is on
     /// (about 13 KB each, against about 2 KB for a passivated incident).
-    /// Once this many run, alerts no longer wake a passivated incident: the
-    /// shard applies them to its encoded state and keeps it passivated, so
-    /// a storm that touches a million incidents within `idle_after` holds
-    /// no more actors than this (each such update counts in
-    /// `incidentd_incidents_updated_while_passive_total`). Commands and
-    /// timers still wake incidents; past the cap the shard passivates its
+    /// Once this many run, alerts and due timers no longer wake a
+    /// passivated incident: the shard applies them to its encoded state and
+    /// keeps it passivated, so a storm that touches a million incidents
+    /// within `idle_after` holds no more actors than this (each such update
+    /// counts in `incidentd_incidents_updated_while_passive_total`).
+    /// Commands still wake incidents; past the cap the shard passivates its
     /// least recently used incidents down to nine tenths of it, however
     /// recent their input once it is stored. Incidents with a deadline
     /// within `timer_horizon`, or with input not yet stored (while the

@@ -120,8 +120,8 @@ pub fn activated() {
 }
 
 /// One passivated incident updated by its shard at `max_resident`, with a
-/// group's alerts of one batch, without waking it: a steady rate says the
-/// cap is reached.
+/// group's alerts of one batch or its due timers, without waking it: a
+/// steady rate says the cap is reached.
 pub fn updated_while_passive() {
     counter!("incidentd_incidents_updated_while_passive_total").increment(1);
 }

@@ -6,7 +6,7 @@ use crate::incident::IncidentMsg;
 use crate::model::{CompactString, Incident, Timestamp};
 
 use super::flush::RoundHistory;
-use super::passive_alerts::PassiveWrites;
+use super::passive_input::PassiveWrites;
 
 /// The group an incident belongs to: (tenant, group key). Shared between
 /// the incident's entry and the shard's group map, so a million passivated

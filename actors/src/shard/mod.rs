@@ -7,7 +7,7 @@ mod entry;
 mod flush;
 mod load;
 mod passivation;
-mod passive_alerts;
+mod passive_input;
 mod resend;
 mod supervisor;
 mod timers;

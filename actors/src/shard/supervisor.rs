@@ -520,21 +520,32 @@ impl ShardState {
             }
             return;
         };
-        self.timers.remove(update.id);
-        if let Some(entry) = self.incidents.remove(&update.id) {
+        self.retire_archived(myself, update.id, final_state);
+    }
+
+    /// Takes an archived incident out of the live set; the next commit
+    /// moves `final_state` to the archive.
+    pub(super) fn retire_archived(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        id: IncidentId,
+        final_state: Arc<Vec<u8>>,
+    ) {
+        self.timers.remove(id);
+        if let Some(entry) = self.incidents.remove(&id) {
             if let Entry::Active { actor, .. } = &entry {
                 self.actors.remove(&actor.get_id());
                 // Through the mailbox, so input queued before it is still
                 // handled (and bounced to a new incident).
                 let _ = actor.cast(IncidentMsg::Retire);
             }
-            if self.groups.get(entry.group()) == Some(&update.id) {
+            if self.groups.get(entry.group()) == Some(&id) {
                 self.groups.remove(entry.group());
             }
         }
-        self.dirty.remove(&update.id);
-        self.flush.write_whole.remove(&update.id);
-        self.archived.push((update.id, final_state));
+        self.dirty.remove(&id);
+        self.flush.write_whole.remove(&id);
+        self.archived.push((id, final_state));
         self.publish_earliest(false);
         self.schedule_flush(myself);
     }
@@ -542,6 +553,11 @@ impl ShardState {
     async fn on_timers_due(&mut self, myself: &ActorRef<ShardMsg>) {
         let now = self.context.clock.now();
         for (id, generation) in self.timers.pop_due(now) {
+            if self.applies_input_while_passive()
+                && self.fire_while_passive(myself, id, generation, now)
+            {
+                continue;
+            }
             if let Some(incident) = self.resident(myself, id).await {
                 let _ = incident.cast(IncidentMsg::Timer { generation });
                 self.took_input(id, &incident, Input::Timer);
@@ -601,7 +617,7 @@ impl ShardState {
         received: Instant,
     ) {
         // Below the cap (nearly always) this costs no second lookup.
-        let taken = if self.applies_alerts_while_passive()
+        let taken = if self.applies_input_while_passive()
             && matches!(self.incidents.get(&id), Some(Entry::Passive { .. }))
         {
             match self.apply_while_passive(id, alerts, records, now, received) {

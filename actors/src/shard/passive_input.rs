@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ractor::ActorRef;
+
 use crate::incident::{encode_incident, take_alerts, RecordRuns, SnapshotWriter};
 use crate::model::{Alert, Incident, IncidentId, Timestamp};
 use crate::ports::SnapshotWrite;
@@ -8,15 +10,17 @@ use crate::telemetry;
 
 use super::batch::GroupInput;
 use super::entry::Entry;
-use super::supervisor::ShardState;
+use super::flush::Input;
+use super::supervisor::{ShardMsg, ShardState};
 
 impl ShardState {
-    /// Whether alerts for a passivated incident are applied by the shard
-    /// rather than by waking its actor: once `max_resident` actors run.
-    /// Past the cap, a woken actor would only make a sweep stop another
-    /// (a storm wider than the cap started and stopped an actor per alert),
-    /// and while the store fails it could not be stopped at all.
-    pub(super) fn applies_alerts_while_passive(&self) -> bool {
+    /// Whether alerts and due timers for a passivated incident are applied
+    /// by the shard rather than by waking its actor: once `max_resident`
+    /// actors run. Past the cap, a woken actor would only make a sweep stop
+    /// another (a storm wider than the cap started and stopped an actor per
+    /// alert), and while the store fails it could not be stopped at all.
+    /// Commands still wake incidents: they answer their caller.
+    pub(super) fn applies_input_while_passive(&self) -> bool {
         let settings = &self.context.settings.passivation;
         settings.enabled && self.actors.len() >= settings.max_resident
     }
@@ -50,22 +54,70 @@ impl ShardState {
         self.timers
             .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
-        let counts_frames = self.context.store.takes_counts_frames();
-        if let Some(Entry::Passive { bytes, writes, .. }) = self.incidents.get_mut(&id) {
-            let writes = writes.get_or_insert_with(|| Box::new(PassiveWrites::new(counts_frames)));
-            *bytes = match writes.update(&mut incident, now) {
-                // One encoding serves as the state kept and the one stored.
-                SnapshotWrite::Whole(whole) => whole.clone(),
-                SnapshotWrite::Append(_) => Arc::new(encode_incident(&incident)),
-            };
-        }
-        self.mark_dirty([id]);
+        self.keep_passive(id, &mut incident, now, Input::Alerts(now));
         Some(GroupInput {
             group,
             route: Arc::new(incident.route),
             records: records.split_off(count - bounced.len()),
             alerts: bounced,
         })
+    }
+
+    /// Fires the due deadlines of the passivated incident `id` the way its
+    /// actor would (`Incident::fire_due`): publishes their events, re-arms
+    /// its timer and keeps it passivated, or hands it to the archive when
+    /// its retention ran out. False when the incident is not passivated
+    /// here or its state cannot be decoded.
+    pub(super) fn fire_while_passive(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        id: IncidentId,
+        generation: u64,
+        now: Timestamp,
+    ) -> bool {
+        let Some(Entry::Passive { bytes, .. }) = self.incidents.get(&id) else {
+            return false;
+        };
+        let Some(mut incident) = self.decode_passive(id, bytes) else {
+            return false;
+        };
+        // A timer armed before the incident's deadlines last changed: the
+        // index gets the current deadline back, as from an actor.
+        if generation == incident.timer_generation {
+            telemetry::updated_while_passive();
+            let mut events = Vec::new();
+            incident.fire_due(now, &self.context.rules, &mut events);
+            self.context.publish(&incident, events);
+            if incident.archived {
+                self.retire_archived(myself, id, Arc::new(encode_incident(&incident)));
+                return true;
+            }
+            self.keep_passive(id, &mut incident, now, Input::Timer);
+        }
+        self.timers
+            .set(id, incident.next_deadline(), incident.timer_generation);
+        true
+    }
+
+    /// Keeps `incident` passivated with its state after `input`; the next
+    /// commit stores what changed (`PassiveWrites`).
+    fn keep_passive(
+        &mut self,
+        id: IncidentId,
+        incident: &mut Incident,
+        now: Timestamp,
+        input: Input,
+    ) {
+        let counts_frames = self.context.store.takes_counts_frames();
+        if let Some(Entry::Passive { bytes, writes, .. }) = self.incidents.get_mut(&id) {
+            let writes = writes.get_or_insert_with(|| Box::new(PassiveWrites::new(counts_frames)));
+            *bytes = match writes.update(incident, now, input) {
+                // One encoding serves as the state kept and the one stored.
+                SnapshotWrite::Whole(whole) => whole.clone(),
+                SnapshotWrite::Append(_) => Arc::new(encode_incident(incident)),
+            };
+        }
+        self.mark_dirty([id]);
     }
 }
 
@@ -93,11 +145,14 @@ impl PassiveWrites {
         }
     }
 
-    /// The write of `incident` just updated at `now`. It replaces one no
-    /// commit took yet, whose changes it holds too.
-    fn update(&mut self, incident: &mut Incident, now: Timestamp) -> &SnapshotWrite {
+    /// The write of `incident` just updated at `now` by `input`. It
+    /// replaces one no commit took yet, whose changes it holds too.
+    fn update(&mut self, incident: &mut Incident, now: Timestamp, input: Input) -> &SnapshotWrite {
         if self.next.is_some() {
             self.writer.undo();
+        }
+        if !matches!(input, Input::Alerts(_)) {
+            self.writer.note_other_input();
         }
         self.updated = (incident.seq, now);
         self.next.insert(self.writer.write(incident, now))
