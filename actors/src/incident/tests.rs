@@ -719,6 +719,27 @@ fn after_an_undone_write_the_next_frame_holds_its_changes_too() {
     ));
 }
 
+/// A whole write made by the caller from an encoding it holds (the shard,
+/// for a passivated incident after a failed commit) is where the writer's
+/// next frame starts.
+#[test]
+fn a_whole_write_the_caller_made_is_the_base_of_the_next_frame() {
+    let mut p = large_probe(firing("a"));
+    let mut writer = SnapshotWriter::new(true);
+    writer.write(&mut p.incident, at(MIN));
+    writer.forget();
+    let whole = encode_incident(&p.incident);
+    writer.wrote_whole(whole.len(), p.incident.seq, at(MIN));
+    p.alerts(vec![firing("a")], at(2 * MIN));
+    let counts = writer.write(&mut p.incident, at(2 * MIN));
+    let SnapshotWrite::Append(frame) = &counts else {
+        panic!("a duplicate after the caller's whole write is a frame");
+    };
+    assert!(frame.len() * 4 <= whole.len());
+    let stored = [whole.as_slice(), frame.as_slice()].concat();
+    assert_eq!(decode_incident("k", &stored).unwrap(), p.incident);
+}
+
 #[test]
 fn after_a_whole_write_a_duplicate_is_stored_as_a_small_change_frame() {
     let mut p = large_probe(firing("a"));
