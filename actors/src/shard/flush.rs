@@ -16,8 +16,10 @@ use super::resend::hold_back;
 use super::supervisor::{ShardMsg, ShardState, Waiter};
 use super::ShardContext;
 
-/// How long a flush waits for one incident's snapshot before treating the
-/// incident as failed.
+/// How long a flush waits for its incidents' snapshots; one that has not
+/// come by then counts as failed. One bound for the whole flush, so
+/// incidents stuck together cannot hold the shard's commits for a
+/// multiple of it.
 const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// After failed flushes the shard pauses this (or `flush_interval`, if
 /// longer) doubled per consecutive failure, up to `MAX_RETRY_DELAY`: a
@@ -162,8 +164,9 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
     let mut upserts = job.ready;
     let mut unanswered = Vec::new();
     let mut bounced = false;
+    let deadline = tokio::time::Instant::now() + SNAPSHOT_REPLY_TIMEOUT;
     for (id, actor, replies) in job.asks {
-        match gather(replies).await {
+        match gather(replies, deadline).await {
             Some(snapshot) => {
                 bounced |= snapshot.bounced;
                 if let Some((write, summary)) = snapshot.live {
@@ -220,14 +223,18 @@ pub(crate) async fn run(job: FlushJob, context: Arc<ShardContext>) -> FlushOutco
 }
 
 /// One incident's snapshot from its replies, in order; None when one of
-/// them did not come (the actor failed, or took too long).
-async fn gather(replies: Replies) -> Option<SnapshotReply> {
+/// them did not come (the actor failed, or `deadline` passed).
+async fn gather(replies: Replies, deadline: tokio::time::Instant) -> Option<SnapshotReply> {
     let mut gathered: Option<SnapshotReply> = None;
-    for reply in replies.into_iter().flatten() {
-        let next = tokio::time::timeout(SNAPSHOT_REPLY_TIMEOUT, reply)
-            .await
-            .ok()?
-            .ok()?;
+    for mut reply in replies.into_iter().flatten() {
+        // Most replies are there by now: no timer for those.
+        let next = match reply.try_recv() {
+            Ok(next) => next,
+            Err(oneshot::error::TryRecvError::Closed) => return None,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                tokio::time::timeout_at(deadline, reply).await.ok()?.ok()?
+            }
+        };
         gathered = Some(match gathered {
             Some(earlier) => earlier.replaced_by(next),
             None => next,
@@ -536,7 +543,47 @@ impl ShardState {
 
 #[cfg(test)]
 mod tests {
-    use super::RoundHistory;
+    use tokio::sync::oneshot;
+    use tokio::time::Instant;
+
+    use super::{gather, RoundHistory, SNAPSHOT_REPLY_TIMEOUT};
+    use crate::incident::SnapshotReply;
+
+    fn reply(bounced: bool) -> SnapshotReply {
+        SnapshotReply {
+            live: None,
+            bounced,
+        }
+    }
+
+    /// A flush waits `SNAPSHOT_REPLY_TIMEOUT` once for all its snapshots:
+    /// two incidents that never answer cost it that long, not twice.
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_waits_for_late_snapshots_once_however_many() {
+        let started = Instant::now();
+        let deadline = started + SNAPSHOT_REPLY_TIMEOUT;
+        let (_first_stuck, first) = oneshot::channel();
+        let (_second_stuck, second) = oneshot::channel();
+        assert!(gather([Some(first), None], deadline).await.is_none());
+        assert!(gather([Some(second), None], deadline).await.is_none());
+        assert_eq!(started.elapsed(), SNAPSHOT_REPLY_TIMEOUT);
+
+        // Replies already there, or coming before the deadline, are taken
+        // in order; one from a failed actor fails the incident.
+        let (early_reply, early) = oneshot::channel();
+        let (later_reply, later) = oneshot::channel();
+        early_reply.send(reply(true)).ok().unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(SNAPSHOT_REPLY_TIMEOUT / 2).await;
+            later_reply.send(reply(false)).ok().unwrap();
+        });
+        let deadline = Instant::now() + SNAPSHOT_REPLY_TIMEOUT;
+        let gathered = gather([Some(early), Some(later)], deadline).await;
+        assert!(gathered.unwrap().bounced, "the early reply's bounce stays");
+        let (failed_actor, failed) = oneshot::channel::<SnapshotReply>();
+        drop(failed_actor);
+        assert!(gather([Some(failed), None], deadline).await.is_none());
+    }
 
     #[test]
     fn an_incident_is_asked_early_after_rounds_of_one_input_in_a_row() {
