@@ -19,7 +19,7 @@ impl ShardState {
     /// actors run. Past the cap, a woken actor would only make a sweep stop
     /// another (a storm wider than the cap started and stopped an actor per
     /// alert), and while the store fails it could not be stopped at all.
-    /// Commands still wake incidents: they answer their caller.
+    /// Commands still wake incidents: people send them, a few at a time.
     pub(super) fn applies_input_while_passive(&self) -> bool {
         let settings = &self.context.settings.passivation;
         settings.enabled && self.actors.len() >= settings.max_resident
