@@ -27,10 +27,7 @@ impl ShardState {
 
     /// Applies `alerts` to the passivated incident `id` the way its actor
     /// would (`take_alerts`), and keeps it passivated with its new state;
-    /// the next commit stores what changed (`PassiveWrites`). Returns the
-    /// alerts it did not take as the input of the group's next incident
-    /// (empty when it took them all), or None when the incident is not
-    /// passivated here or its state cannot be decoded.
+    /// the next commit stores what changed (`PassiveWrites`).
     pub(super) fn apply_while_passive(
         &mut self,
         id: IncidentId,
@@ -38,12 +35,14 @@ impl ShardState {
         records: RecordRuns,
         now: Timestamp,
         received: Instant,
-    ) -> Option<GroupInput> {
+    ) -> PassiveAlerts {
         let Some(Entry::Passive { bytes, group, .. }) = self.incidents.get(&id) else {
-            return None;
+            return PassiveAlerts::NotApplied;
         };
         let group = group.clone();
-        let mut incident = self.decode_passive(id, bytes)?;
+        let Some(mut incident) = self.decode_passive(id, bytes) else {
+            return PassiveAlerts::NotApplied;
+        };
         telemetry::updated_while_passive();
         let count = alerts.len();
         let bounced = take_alerts(&mut incident, alerts, &self.context, now, received);
@@ -55,7 +54,10 @@ impl ShardState {
             .set(id, incident.next_deadline(), incident.timer_generation);
         self.publish_earliest(false);
         self.keep_passive(id, &mut incident, now, Input::Alerts(now));
-        Some(GroupInput {
+        if bounced.is_empty() {
+            return PassiveAlerts::Taken;
+        }
+        PassiveAlerts::Bounced(GroupInput {
             group,
             route: Arc::new(incident.route),
             records: records.split_off(count - bounced.len()),
@@ -119,6 +121,17 @@ impl ShardState {
         }
         self.mark_dirty([id]);
     }
+}
+
+/// What became of alerts for a passivated incident the shard applied.
+pub(super) enum PassiveAlerts {
+    /// The incident took them all.
+    Taken,
+    /// It took the first ones; the rest (a firing alert after its reopen
+    /// window, and those after it) open the group's next incident.
+    Bounced(GroupInput),
+    /// It is not passivated here, or its state cannot be decoded.
+    NotApplied,
 }
 
 /// How a passivated incident the shard updates (at `max_resident`) is

@@ -24,6 +24,7 @@ use super::context::IncidentUpdate;
 use super::entry::{group_of, Entry, GroupRef};
 use super::flush::{FlushControl, FlushOutcome, Input, Round, RoundHistory, RoundInput};
 use super::passivation::SweepTrigger;
+use super::passive_input::PassiveAlerts;
 use super::resend::AwaitedResends;
 use super::timers::{spawn_timer_task, TimerIndex};
 use super::{IdMap, ShardContext};
@@ -621,12 +622,12 @@ impl ShardState {
             && matches!(self.incidents.get(&id), Some(Entry::Passive { .. }))
         {
             match self.apply_while_passive(id, alerts, records, now, received) {
-                Some(bounced) if !bounced.alerts.is_empty() => {
-                    self.open_incident(myself, bounced, now, received).await;
+                PassiveAlerts::Taken => true,
+                PassiveAlerts::Bounced(next) => {
+                    self.open_incident(myself, next, now, received).await;
                     true
                 }
-                Some(_) => true,
-                None => false,
+                PassiveAlerts::NotApplied => false,
             }
         } else if let Some(incident) = self.resident(myself, id).await {
             let snapshot = self.took_input(id, &incident, Input::Alerts(now));
