@@ -3,6 +3,9 @@
 //!
 //!   cargo bench --bench escalation              (1,000,000 armed timers)
 //!   cargo bench --bench escalation -- 100000    (another count)
+//!   cargo bench --bench escalation -- 1000000 0 (and `max_resident` 0:
+//!                                                the shards fire every step
+//!                                                on passivated incidents)
 //!
 //! First N quiet incidents are opened, each with an armed acknowledgement
 //! timeout an hour away (passivated, as they would be in production). Then
@@ -46,7 +49,7 @@ impl EventSink for LatenessSink {
     }
 }
 
-async fn engine(sink: Arc<LatenessSink>) -> Engine {
+async fn engine(sink: Arc<LatenessSink>, max_resident: Option<usize>) -> Engine {
     let routing: RouteConfig = toml::from_str(
         r#"
 group_by = ["alertname"]
@@ -74,11 +77,14 @@ channels = ["log"]
     ))
     .expect("policy");
     let (tree, policies) = compile_rules(&routing, vec![policy]).expect("rules");
-    let settings = EngineSettings {
+    let mut settings = EngineSettings {
         shard_capacity: 1_000_000,
         flush_interval: Duration::from_millis(5),
         ..EngineSettings::default()
     };
+    if let Some(max_resident) = max_resident {
+        settings.passivation.max_resident = max_resident;
+    }
     let ports = Ports {
         store: Arc::new(MemoryStore::default()),
         sink,
@@ -104,18 +110,22 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 }
 
 fn main() {
-    let armed: usize = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
+    // cargo passes `--bench`; the numbers are ours.
+    let mut numbers = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let armed: usize = numbers
+        .next()
         .map(|a| a.parse().expect("armed timer count"))
         .unwrap_or(1_000_000);
+    let max_resident: Option<usize> = numbers
+        .next()
+        .map(|a| a.parse().expect("max_resident per shard"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     let sink = Arc::new(LatenessSink::default());
-    let engine = Arc::new(runtime.block_on(engine(sink.clone())));
+    let engine = Arc::new(runtime.block_on(engine(sink.clone(), max_resident)));
 
     let started = Instant::now();
     let quiet = (0..armed).map(support::alert).collect();
