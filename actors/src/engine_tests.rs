@@ -1517,6 +1517,67 @@ async fn at_max_resident_a_passivated_incident_stores_only_what_changed() {
     );
 }
 
+/// A passivated incident updated at the cap while a commit holding its
+/// last write is in flight: when that commit fails, the newer write (the
+/// changes since the lost one) is not stored either; the retry stores the
+/// incident whole.
+#[tokio::test(start_paused = true)]
+async fn at_max_resident_a_write_on_top_of_a_failed_commit_is_stored_whole() {
+    let h = Arc::new(start_fresh(crowded_settings(2)).await);
+    // Large enough that its changes are stored as frames.
+    let opening = (1..=60).map(|n| firing("A2", &n.to_string())).collect();
+    h.engine.submit(opening).await.unwrap();
+    for name in ["A0", "A1"] {
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+        h.engine.submit(vec![firing(name, "1")]).await.unwrap();
+    }
+    let a2 = incident_of(&h, "A2");
+    h.engine.submit(vec![firing("A2", "1")]).await.unwrap();
+    let submit = |instance: &str| {
+        let (h, alert) = (h.clone(), firing("A2", instance));
+        tokio::spawn(async move { h.engine.submit(vec![alert]).await })
+    };
+    let ms = |n| tokio::time::sleep(Duration::from_millis(n));
+
+    h.store.hold_saves();
+    ms(10).await;
+    let stored = submit("2");
+    ms(10).await;
+    // While that commit is in flight, two duplicates 10 ms apart: one
+    // write for the next commit, holding both.
+    let first = submit("3");
+    ms(10).await;
+    let lost = [first, submit("4")];
+    ms(10).await;
+    h.store.let_saves_through(1);
+    stored.await.unwrap().unwrap();
+    // The next commit holds that write; meanwhile another duplicate is
+    // written as the changes since it, which leaves out the one of "3".
+    ms(10).await;
+    let after = submit("5");
+    ms(10).await;
+    h.store.set_failing(true);
+    h.store.let_saves_through(1);
+    for caller in lost {
+        assert!(matches!(
+            caller.await.unwrap(),
+            Err(EngineError::NotDurable(_))
+        ));
+    }
+    h.store.set_failing(false);
+    h.store.stop_holding();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    after.await.unwrap().unwrap();
+
+    let current = h.engine.incident(a2).await.unwrap();
+    assert_eq!(current.alerts[&firing("A2", "3").fingerprint].count, 2);
+    assert_eq!(
+        stored_incident(&h, a2).await,
+        current,
+        "the store holds the lost write's changes and the newer one's"
+    );
+}
+
 /// Once `max_resident` actors run, a passivated incident's due timers are
 /// fired by the shard too, which keeps the incident passivated: its
 /// escalation steps go out, and when its retention runs out it is

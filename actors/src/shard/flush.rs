@@ -63,7 +63,7 @@ pub(crate) struct FlushControl {
 
 impl FlushControl {
     /// Whether `id`'s next snapshot must be whole; asking takes the mark.
-    fn take_write_whole(&mut self, id: &IncidentId) -> bool {
+    pub(super) fn take_write_whole(&mut self, id: &IncidentId) -> bool {
         // Nearly always empty: skip hashing every id.
         !self.write_whole.is_empty() && self.write_whole.remove(id)
     }
@@ -386,8 +386,9 @@ impl ShardState {
                     asks.push((id, actor.get_id(), [early, asked]));
                 }
                 Some(Entry::Passive { bytes, writes, .. }) => {
+                    let whole = self.flush.take_write_whole(&id);
                     let write = match writes {
-                        Some(writes) => writes.take(bytes),
+                        Some(writes) => writes.take(bytes, whole),
                         None => SnapshotWrite::Whole(bytes.clone()),
                     };
                     ready.push((id, write))
@@ -491,15 +492,6 @@ impl ShardState {
                 self.context.load.set_store_error(Some(message.clone()));
                 tracing::warn!(shard = self.context.shard, failures = self.flush.failures, error = %message, "snapshot flush failed; will retry");
                 let saved = saved.into_iter().map(|(id, _)| id);
-                for id in saved.clone() {
-                    if let Some(Entry::Passive {
-                        writes: Some(writes),
-                        ..
-                    }) = self.incidents.get_mut(&id)
-                    {
-                        writes.forget();
-                    }
-                }
                 self.flush.write_whole.extend(saved.clone());
                 self.mark_dirty(saved);
                 self.archived.extend(archived);

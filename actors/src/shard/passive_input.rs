@@ -110,10 +110,13 @@ impl ShardState {
         now: Timestamp,
         input: Input,
     ) {
-        let counts_frames = self.context.store.takes_counts_frames();
+        // A commit that failed may not have stored the last write.
+        let whole = self.flush.take_write_whole(&id);
         if let Some(Entry::Passive { bytes, writes, .. }) = self.incidents.get_mut(&id) {
-            let writes = writes.get_or_insert_with(|| Box::new(PassiveWrites::new(counts_frames)));
-            *bytes = match writes.update(incident, now, input) {
+            let writes = writes.get_or_insert_with(|| {
+                Box::new(PassiveWrites::new(self.context.store.takes_counts_frames()))
+            });
+            *bytes = match writes.update(incident, now, input, whole) {
                 // One encoding serves as the state kept and the one stored.
                 SnapshotWrite::Whole(whole) => whole.clone(),
                 SnapshotWrite::Append(_) => Arc::new(encode_incident(incident)),
@@ -158,10 +161,19 @@ impl PassiveWrites {
         }
     }
 
-    /// The write of `incident` just updated at `now` by `input`. It
-    /// replaces one no commit took yet, whose changes it holds too.
-    fn update(&mut self, incident: &mut Incident, now: Timestamp, input: Input) -> &SnapshotWrite {
-        if self.next.is_some() {
+    /// The write of `incident` just updated at `now` by `input`, whole if
+    /// asked. It replaces one no commit took yet, whose changes it holds
+    /// too.
+    fn update(
+        &mut self,
+        incident: &mut Incident,
+        now: Timestamp,
+        input: Input,
+        whole: bool,
+    ) -> &SnapshotWrite {
+        if whole {
+            self.forget();
+        } else if self.next.is_some() {
             self.writer.undo();
         }
         if !matches!(input, Input::Alerts(_)) {
@@ -172,9 +184,13 @@ impl PassiveWrites {
     }
 
     /// What a commit stores of the incident whose state (as of its last
-    /// update) is `bytes`: that update's write, or else, after a failed
-    /// commit, the state whole, which the next update continues from.
-    pub fn take(&mut self, bytes: &Arc<Vec<u8>>) -> SnapshotWrite {
+    /// update) is `bytes`: that update's write, or else (`whole`: the
+    /// commit that took the last write failed) the state whole, which the
+    /// next update continues from.
+    pub fn take(&mut self, bytes: &Arc<Vec<u8>>, whole: bool) -> SnapshotWrite {
+        if whole {
+            self.forget();
+        }
         self.next.take().unwrap_or_else(|| {
             let (seq, at) = self.updated;
             self.writer.wrote_whole(bytes.len(), seq, at);
@@ -182,8 +198,8 @@ impl PassiveWrites {
         })
     }
 
-    /// The commit that took the last write failed: write whole next.
-    pub fn forget(&mut self) {
+    /// The store may not hold the last write: write whole next.
+    fn forget(&mut self) {
         self.writer.forget();
         self.next = None;
     }
