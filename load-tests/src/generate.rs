@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::scenario::Mode;
+use crate::scenario::{Mode, Scenario};
 
 /// xorshift64*: small, fast, seedable; good enough for picking alerts.
 #[derive(Clone, Debug)]
@@ -68,35 +68,47 @@ pub struct GenStats {
     pub resolved: u64,
 }
 
+/// The scenario's shape of the alert stream (its fields of the same names).
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub groups: u64,
+    pub fingerprints_per_group: u64,
+    pub group_run: u64,
+    pub duplicate_ratio: f64,
+    pub resolve_ratio: f64,
+}
+
+impl Shape {
+    pub fn of(scenario: &Scenario) -> Shape {
+        Shape {
+            groups: scenario.groups,
+            fingerprints_per_group: scenario.fingerprints_per_group,
+            group_run: scenario.group_run,
+            duplicate_ratio: scenario.duplicate_ratio,
+            resolve_ratio: scenario.resolve_ratio,
+        }
+    }
+}
+
 pub struct Generator {
     run_id: String,
-    groups: u64,
-    fingerprints_per_group: u64,
-    duplicate_ratio: f64,
-    resolve_ratio: f64,
+    shape: Shape,
     rng: Rng,
     /// Per opened group: fingerprints sent so far (instances 0..n).
     sent: Vec<u64>,
+    /// The group of the current run and how many alerts it still gets.
+    run: (u64, u64),
     pub stats: GenStats,
 }
 
 impl Generator {
-    pub fn new(
-        run_id: &str,
-        groups: u64,
-        fingerprints_per_group: u64,
-        duplicate_ratio: f64,
-        resolve_ratio: f64,
-        seed: u64,
-    ) -> Generator {
+    pub fn new(run_id: &str, shape: Shape, seed: u64) -> Generator {
         Generator {
             run_id: run_id.to_string(),
-            groups,
-            fingerprints_per_group,
-            duplicate_ratio,
-            resolve_ratio,
+            shape,
             rng: Rng::new(seed),
             sent: Vec::new(),
+            run: (0, 0),
             stats: GenStats::default(),
         }
     }
@@ -122,8 +134,8 @@ impl Generator {
 
     /// The next alert; `progress` is the elapsed fraction of the send phase.
     pub fn next(&mut self, progress: f64) -> AlertSpec {
-        let due =
-            ((self.groups as f64 * progress.clamp(0.0, 1.0)).ceil() as u64).clamp(1, self.groups);
+        let groups = self.shape.groups;
+        let due = ((groups as f64 * progress.clamp(0.0, 1.0)).ceil() as u64).clamp(1, groups);
         let opened = self.sent.len() as u64;
         if opened < due {
             self.sent.push(1);
@@ -136,11 +148,19 @@ impl Generator {
                 opens_group: true,
             };
         }
-        let group = self.rng.below(opened);
+        let group = match self.run {
+            (group, left) if left > 0 => group,
+            _ => self.rng.below(opened),
+        };
+        self.run = match self.run {
+            (group, left) if left > 0 => (group, left - 1),
+            _ => (group, self.shape.group_run - 1),
+        };
         let sent = self.sent[group as usize];
         let draw = self.rng.next_f64();
-        if draw < self.resolve_ratio + self.duplicate_ratio {
-            let resolved = draw < self.resolve_ratio;
+        let resolve_ratio = self.shape.resolve_ratio;
+        if draw < resolve_ratio + self.shape.duplicate_ratio {
+            let resolved = draw < resolve_ratio;
             if resolved {
                 self.stats.resolved += 1;
             } else {
@@ -153,7 +173,7 @@ impl Generator {
                 opens_group: false,
             };
         }
-        let instance = if sent < self.fingerprints_per_group {
+        let instance = if sent < self.shape.fingerprints_per_group {
             self.sent[group as usize] += 1;
             self.stats.new_fingerprints += 1;
             sent
@@ -259,8 +279,18 @@ pub fn pagerduty(gen: &Generator, spec: &AlertSpec, severity: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn shape(groups: u64, fingerprints_per_group: u64, dup: f64, resolve: f64) -> Shape {
+        Shape {
+            groups,
+            fingerprints_per_group,
+            group_run: 1,
+            duplicate_ratio: dup,
+            resolve_ratio: resolve,
+        }
+    }
+
     fn run(dup: f64, resolve: f64, n: u64) -> GenStats {
-        let mut gen = Generator::new("t", 50, 10_000, dup, resolve, 42);
+        let mut gen = Generator::new("t", shape(50, 10_000, dup, resolve), 42);
         for i in 0..n {
             gen.next(i as f64 / n as f64);
         }
@@ -290,7 +320,7 @@ mod tests {
 
     #[test]
     fn groups_open_evenly_and_first_alert_fires() {
-        let mut gen = Generator::new("t", 10, 5, 0.5, 0.5, 7);
+        let mut gen = Generator::new("t", shape(10, 5, 0.5, 0.5), 7);
         let first = gen.next(0.0);
         assert!(first.opens_group && !first.resolved && first.group == 0);
         let mut opened = 1;
@@ -306,10 +336,36 @@ mod tests {
         assert_eq!(opened, 10);
     }
 
+    /// With `group_run`, the alerts after a group's opening come in runs
+    /// of that length to one group, as Prometheus sends a rule's alerts.
+    #[test]
+    fn alerts_come_in_runs_of_group_run() {
+        let groups = 20;
+        let mut gen = Generator::new(
+            "t",
+            Shape {
+                group_run: 10,
+                ..shape(groups, 50, 0.3, 0.05)
+            },
+            3,
+        );
+        // Every group open first, so no opening cuts a run short.
+        for _ in 0..groups {
+            assert!(gen.next(1.0).opens_group);
+        }
+        let specs: Vec<AlertSpec> = (0..1_000).map(|_| gen.next(1.0)).collect();
+        for run in specs.chunks(10) {
+            assert!(run.iter().all(|spec| spec.group == run[0].group));
+        }
+        let changes = specs.windows(2).filter(|w| w[0].group != w[1].group);
+        // A new run picks the same group again one time in `groups`.
+        assert!(changes.count() > 80, "runs go to random groups");
+    }
+
     #[test]
     fn same_seed_same_alerts() {
-        let mut a = Generator::new("t", 10, 5, 0.2, 0.2, 9);
-        let mut b = Generator::new("t", 10, 5, 0.2, 0.2, 9);
+        let mut a = Generator::new("t", shape(10, 5, 0.2, 0.2), 9);
+        let mut b = Generator::new("t", shape(10, 5, 0.2, 0.2), 9);
         for i in 0..1000 {
             assert_eq!(a.next(i as f64 / 1000.0), b.next(i as f64 / 1000.0));
         }
@@ -317,7 +373,7 @@ mod tests {
 
     #[test]
     fn encodes_each_format() {
-        let mut gen = Generator::new("r1", 1, 2, 0.0, 0.0, 1);
+        let mut gen = Generator::new("r1", shape(1, 2, 0.0, 0.0), 1);
         let spec = gen.next(0.0);
         let am: Value =
             serde_json::from_slice(&alertmanager_v2(&gen, &[spec], "critical")).unwrap();

@@ -24,7 +24,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::generate::Generator;
+use crate::generate::{Generator, Shape};
 use crate::record::Recorder;
 use crate::report::{Alerts, Durable, EventsPublished, Groups, Report, Series, Sse};
 use crate::scenario::{Mode, Scenario};
@@ -70,14 +70,7 @@ async fn run(path: PathBuf, out: Option<PathBuf>) -> anyhow::Result<()> {
     let seed = scenario
         .seed
         .unwrap_or_else(|| ulid::Ulid::new().random() as u64);
-    let mut gen = Generator::new(
-        &run_id,
-        scenario.groups,
-        scenario.fingerprints_per_group,
-        scenario.duplicate_ratio,
-        scenario.resolve_ratio,
-        seed,
-    );
+    let mut gen = Generator::new(&run_id, Shape::of(&scenario), seed);
     let metrics_url = format!("{}/metrics", scenario.base_url());
     let producer = match scenario.mode {
         Mode::Kafka => {

@@ -81,6 +81,12 @@ pub struct Scenario {
     /// Distinct fingerprints (`instance` label values) per group.
     #[serde(default = "default_fingerprints")]
     pub fingerprints_per_group: u64,
+    /// Alerts in a row that go to one group (after the alert that opens
+    /// it): 1 (the default) sends each alert to a random open group, so a
+    /// batch touches about as many incidents as it has alerts; 10 sends
+    /// runs of ten, as Prometheus sends a rule's alerts together.
+    #[serde(default = "default_group_run")]
+    pub group_run: u64,
     /// Fraction (0..1) of alerts that repeat an already-sent fingerprint.
     #[serde(default)]
     pub duplicate_ratio: f64,
@@ -133,6 +139,9 @@ fn default_groups() -> u64 {
 }
 fn default_fingerprints() -> u64 {
     10
+}
+fn default_group_run() -> u64 {
+    1
 }
 fn default_observe() -> bool {
     true
@@ -191,8 +200,8 @@ impl Scenario {
         if !(1..=4096).contains(&self.concurrency) {
             bail!("concurrency must be 1..=4096");
         }
-        if self.groups == 0 || self.fingerprints_per_group == 0 {
-            bail!("groups and fingerprints_per_group must be at least 1");
+        if self.groups == 0 || self.fingerprints_per_group == 0 || self.group_run == 0 {
+            bail!("groups, fingerprints_per_group and group_run must be at least 1");
         }
         for (name, value) in [
             ("duplicate_ratio", self.duplicate_ratio),
