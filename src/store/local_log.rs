@@ -55,7 +55,14 @@ pub(super) struct ShardLog {
     /// unknown (a failed `fdatasync` may have dropped pages it never
     /// reports again), so no commit is taken until the log is read afresh.
     broken: Option<String>,
+    /// The last record's buffer, for the next: a fresh one for each commit
+    /// faulted in new pages (huge ones, zeroed whole) every time.
+    record_buffer: Vec<u8>,
 }
+
+/// A record buffer larger than this (a commit of a storm, or of a restore)
+/// is not kept for the next commit.
+const KEPT_RECORD_BUFFER: usize = 4 << 20;
 
 impl ShardLog {
     /// Opens the log in `dir`, creating it if absent. A torn record at the
@@ -92,6 +99,7 @@ impl ShardLog {
             offsets: BTreeMap::new(),
             live_bytes: 0,
             broken: None,
+            record_buffer: Vec::new(),
         };
         for (i, &number) in numbers.iter().enumerate() {
             let path = log.segment_path(number);
@@ -280,12 +288,16 @@ impl ShardLog {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut writer = RecordWriter::new();
+        let buffer = std::mem::take(&mut self.record_buffer);
+        let mut writer = RecordWriter::for_ops(ops, buffer);
         let starts: Vec<usize> = ops.iter().map(|op| writer.push(op)).collect();
         let record = writer.finish();
         let (number, base) = self.append(&record)?;
         for (op, start) in ops.iter().zip(starts) {
             self.apply(op, number, base + start as u64);
+        }
+        if record.capacity() <= KEPT_RECORD_BUFFER {
+            self.record_buffer = record;
         }
         Ok(())
     }
@@ -493,8 +505,9 @@ pub(super) mod tests {
         drop(log);
         let head = segment_files(dir.path()).pop().unwrap();
         let before = std::fs::metadata(&head).unwrap().len();
-        let mut torn = RecordWriter::new();
-        torn.push(&Op::Append(a, &[3; 100]));
+        let op = Op::Append(a, &[3; 100]);
+        let mut torn = RecordWriter::for_ops(std::slice::from_ref(&op), Vec::new());
+        torn.push(&op);
         let torn = torn.finish();
         let mut file = OpenOptions::new().append(true).open(&head).unwrap();
         file.write_all(&torn[..torn.len() / 2]).unwrap();

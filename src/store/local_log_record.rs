@@ -33,6 +33,19 @@ pub(super) enum Op<'a> {
     Offset(&'a str, i64),
 }
 
+impl Op<'_> {
+    /// The bytes `RecordWriter::push` writes for the op.
+    fn len(&self) -> usize {
+        match self {
+            Op::Whole(_, bytes) | Op::Append(_, bytes) | Op::Archive(_, bytes) => {
+                1 + 16 + 4 + bytes.len()
+            }
+            Op::Remove(_) => 1 + 16 + 4,
+            Op::Offset(source, _) => 1 + 4 + source.len() + 8,
+        }
+    }
+}
+
 /// Builds one record. `push` returns where the op's bytes start in the
 /// record, so the log can find them again without parsing.
 pub(super) struct RecordWriter {
@@ -40,10 +53,14 @@ pub(super) struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub(super) fn new() -> RecordWriter {
-        RecordWriter {
-            buf: vec![0; HEADER_LEN],
-        }
+    /// A writer of `ops` into `buf` (what it held is dropped), made room
+    /// for all of them at once: grown by doubling, a commit's record (up
+    /// to megabytes) was copied about once more.
+    pub(super) fn for_ops(ops: &[Op], mut buf: Vec<u8>) -> RecordWriter {
+        buf.clear();
+        buf.reserve_exact(HEADER_LEN + ops.iter().map(Op::len).sum::<usize>());
+        buf.resize(HEADER_LEN, 0);
+        RecordWriter { buf }
     }
 
     pub(super) fn push(&mut self, op: &Op) -> usize {
@@ -176,9 +193,10 @@ mod tests {
             Op::Archive(b, b"final"),
             Op::Remove(b),
         ];
-        let mut writer = RecordWriter::new();
+        let mut writer = RecordWriter::for_ops(&written, Vec::new());
         let starts: Vec<usize> = written.iter().map(|op| writer.push(op)).collect();
         let record = writer.finish();
+        assert_eq!(record.capacity(), record.len(), "sized once");
 
         let payload = record_at(&record).expect("a whole record");
         let read = ops(payload).unwrap();
@@ -194,8 +212,10 @@ mod tests {
 
     #[test]
     fn a_torn_or_damaged_record_is_not_read() {
-        let mut writer = RecordWriter::new();
-        writer.push(&Op::Offset("alerts/0", 1));
+        let op = Op::Offset("alerts/0", 1);
+        // In a buffer an earlier record used.
+        let mut writer = RecordWriter::for_ops(std::slice::from_ref(&op), vec![7; 64]);
+        writer.push(&op);
         let record = writer.finish();
         assert!(record_at(&record[..record.len() - 1]).is_none(), "torn");
         let mut damaged = record.clone();
