@@ -9,7 +9,7 @@ use crate::ports::SnapshotWrite;
 use crate::telemetry;
 
 use super::batch::GroupInput;
-use super::entry::Entry;
+use super::entry::{group_of, Entry};
 use super::flush::Input;
 use super::supervisor::{ShardMsg, ShardState};
 
@@ -36,11 +36,7 @@ impl ShardState {
         now: Timestamp,
         received: Instant,
     ) -> PassiveAlerts {
-        let Some(Entry::Passive { bytes, group, .. }) = self.incidents.get(&id) else {
-            return PassiveAlerts::NotApplied;
-        };
-        let group = group.clone();
-        let Some(mut incident) = self.decode_passive(id, bytes) else {
+        let Some(mut incident) = self.passive_incident(id) else {
             return PassiveAlerts::NotApplied;
         };
         telemetry::updated_while_passive();
@@ -58,7 +54,7 @@ impl ShardState {
             return PassiveAlerts::Taken;
         }
         PassiveAlerts::Bounced(GroupInput {
-            group,
+            group: group_of(&incident),
             route: Arc::new(incident.route),
             records: records.split_off(count - bounced.len()),
             alerts: bounced,
@@ -77,10 +73,7 @@ impl ShardState {
         generation: u64,
         now: Timestamp,
     ) -> bool {
-        let Some(Entry::Passive { bytes, .. }) = self.incidents.get(&id) else {
-            return false;
-        };
-        let Some(mut incident) = self.decode_passive(id, bytes) else {
+        let Some(mut incident) = self.passive_incident(id) else {
             return false;
         };
         // A timer armed before the incident's deadlines last changed: the
@@ -99,6 +92,14 @@ impl ShardState {
         self.timers
             .set(id, incident.next_deadline(), incident.timer_generation);
         true
+    }
+
+    /// The state of `id` when it is passivated here and decodes.
+    fn passive_incident(&self, id: IncidentId) -> Option<Incident> {
+        let Some(Entry::Passive { bytes, .. }) = self.incidents.get(&id) else {
+            return None;
+        };
+        self.decode_passive(id, bytes)
     }
 
     /// Keeps `incident` passivated with its state after `input`; the next
