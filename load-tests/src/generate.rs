@@ -148,14 +148,11 @@ impl Generator {
                 opens_group: true,
             };
         }
-        let group = match self.run {
-            (group, left) if left > 0 => group,
-            _ => self.rng.below(opened),
-        };
         self.run = match self.run {
             (group, left) if left > 0 => (group, left - 1),
-            _ => (group, self.shape.group_run - 1),
+            _ => (self.rng.below(opened), self.shape.group_run - 1),
         };
+        let group = self.run.0;
         let sent = self.sent[group as usize];
         let draw = self.rng.next_f64();
         let resolve_ratio = self.shape.resolve_ratio;
