@@ -8,9 +8,11 @@ use incidentd_actors::model::IncidentId;
 
 /// Length (u32 LE) and checksum (u32 LE) before each payload.
 pub(super) const HEADER_LEN: usize = 8;
-/// The most an incident's op adds to its bytes in the log: its tag, id and
-/// length, and a record header if it is alone in its record.
-pub(super) const OP_OVERHEAD: u64 = 1 + 16 + 4 + HEADER_LEN as u64;
+/// An incident's op before its bytes: tag, id (u128 LE), length (u32 LE).
+const INCIDENT_OP_HEAD: usize = 1 + 16 + 4;
+/// The most an incident's op adds to its bytes in the log: its head, and a
+/// record header if it is alone in its record.
+pub(super) const OP_OVERHEAD: u64 = (INCIDENT_OP_HEAD + HEADER_LEN) as u64;
 
 const WHOLE: u8 = 1;
 const APPEND: u8 = 2;
@@ -38,9 +40,9 @@ impl Op<'_> {
     fn len(&self) -> usize {
         match self {
             Op::Whole(_, bytes) | Op::Append(_, bytes) | Op::Archive(_, bytes) => {
-                1 + 16 + 4 + bytes.len()
+                INCIDENT_OP_HEAD + bytes.len()
             }
-            Op::Remove(_) => 1 + 16 + 4,
+            Op::Remove(_) => INCIDENT_OP_HEAD,
             Op::Offset(source, _) => 1 + 4 + source.len() + 8,
         }
     }
