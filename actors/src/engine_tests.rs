@@ -12,7 +12,7 @@ use crate::escalation::EscalationPolicy;
 use crate::incident::{decode_incident, encode_incident};
 use crate::model::{
     Alert, AlertStatus, Change, Command, CommandError, EventKind, Incident, IncidentEvent,
-    IncidentId, IncidentStatus, NewIncident, Severity, Timestamp,
+    IncidentId, IncidentStatus, Labels, NewIncident, Severity, Timestamp,
 };
 use crate::ports::memory::{CollectingSink, MemoryStore};
 use crate::ports::{AlertRecord, Progress, SnapshotStore, SourcePosition, TokioClock};
@@ -434,7 +434,7 @@ async fn commands_report_typed_errors() {
                 service: Some("shop".into()),
                 team: None,
                 assignee: Some("carol".into()),
-                labels: BTreeMap::new(),
+                labels: Labels::new(),
             },
             "carol",
         )

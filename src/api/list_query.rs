@@ -347,7 +347,9 @@ fn time(name: &str, value: &str) -> Result<Timestamp, QueryError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::HashSet;
+
+    use incidentd_actors::model::Labels;
 
     use ulid::Ulid;
 
@@ -376,10 +378,7 @@ mod tests {
             status,
             service: Some(format!("svc{}", n % 5).into()),
             assignee: (n % 7 == 0).then(|| "alice".into()),
-            labels: Arc::new(BTreeMap::from([(
-                "env".into(),
-                format!("e{}", n % 2).into(),
-            )])),
+            labels: Arc::new(Labels::from([("env".into(), format!("e{}", n % 2).into())])),
             created_at: Timestamp((n % 50) as i64 * 1_000),
             updated_at: Timestamp(1_000_000 - n as i64),
             resolved_at: (status == IncidentStatus::Resolved).then_some(Timestamp(n as i64)),

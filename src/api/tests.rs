@@ -1,7 +1,7 @@
 //! The API through the whole router (auth included), in process: an engine
 //! on the in-memory store with the event bus as its sink.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use futures::StreamExt;
-use incidentd_actors::model::{Alert, IncidentSummary, Severity};
+use incidentd_actors::model::{Alert, IncidentSummary, Labels, Severity};
 use incidentd_actors::ports::memory::MemoryStore;
 use incidentd_actors::ports::TokioClock;
 use incidentd_actors::{compile_rules, Engine, Ports};
@@ -537,7 +537,7 @@ async fn requests_without_a_token_are_refused() {
 /// tenant by parity.
 fn alert(n: usize) -> Alert {
     let svc = ["db", "web", "other"][n % 3];
-    let mut alert = Alert::firing(BTreeMap::from([
+    let mut alert = Alert::firing(Labels::from([
         ("alertname".into(), "HostDown".into()),
         ("instance".into(), format!("i{n}").into()),
         ("svc".into(), svc.into()),

@@ -108,6 +108,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
+    use incidentd_actors::model::Labels;
     use incidentd_actors::ports::memory::{CollectingSink, MemoryStore};
     use incidentd_actors::ports::TokioClock;
     use incidentd_actors::routing::RouteConfig;
@@ -145,7 +146,7 @@ mod tests {
     }
 
     fn alert(name: &str, team: &str) -> Alert {
-        let labels = BTreeMap::from([
+        let labels = Labels::from([
             ("alertname".into(), name.into()),
             ("team".into(), team.into()),
         ]);

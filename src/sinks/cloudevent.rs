@@ -71,7 +71,7 @@ impl<'a> CloudEvent<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use incidentd_actors::model::Labels;
     use std::sync::Arc;
 
     use incidentd_actors::model::{IncidentId, IncidentStatus, Severity};
@@ -147,7 +147,7 @@ mod tests {
         let incident = IncidentSummary {
             status: IncidentStatus::Acknowledged,
             service: Some("db".into()),
-            labels: Arc::new(BTreeMap::from([("alertname".into(), "DiskFull".into())])),
+            labels: Arc::new(Labels::from([("alertname".into(), "DiskFull".into())])),
             acknowledged_at: Some(Timestamp(1_500)),
             ..summary(id)
         };

@@ -821,10 +821,9 @@ mod tests {
             &incidentd_actors::EngineSettings::default(),
         );
         let route = Arc::new(incidentd_actors::routing::RouteSettings::manual());
-        let alert = incidentd_actors::model::Alert::firing(BTreeMap::from([(
-            "alertname".into(),
-            title.into(),
-        )]));
+        let alert = incidentd_actors::model::Alert::firing(incidentd_actors::model::Labels::from(
+            [("alertname".into(), title.into())],
+        ));
         let incident = incidentd_actors::model::Incident::open(
             id,
             ("default", title),

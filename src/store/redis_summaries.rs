@@ -34,7 +34,7 @@ pub(super) fn decode_summary(bytes: &[u8]) -> Result<IncidentSummary, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use incidentd_actors::model::Labels;
     use std::sync::Arc;
 
     use incidentd_actors::model::{
@@ -54,7 +54,7 @@ mod tests {
             service: Some("storage".into()),
             team: None,
             assignee: Some("alice".into()),
-            labels: Arc::new(BTreeMap::from([
+            labels: Arc::new(Labels::from([
                 ("alertname".into(), "DiskFull".into()),
                 ("instance".into(), "db1:9100".into()),
             ])),

@@ -1,11 +1,10 @@
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::stable_hash::StableHash;
-use super::{CompactString, Timestamp};
+use super::{CompactString, Labels, Timestamp};
 
 /// Longest fingerprint accepted, in bytes (PagerDuty's dedup key limit).
 pub const MAX_FINGERPRINT_LEN: usize = 255;
@@ -81,11 +80,6 @@ fn default_severity() -> Severity {
     Severity::Warning
 }
 
-/// Names to values, sorted by name: an alert's labels or annotations. Names
-/// and values up to 24 bytes are kept inline, so most cost no allocation of
-/// their own.
-pub type Labels = BTreeMap<CompactString, CompactString>;
-
 /// One normalized alert, whatever wire format it came in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -148,7 +142,7 @@ impl Alert {
             severity: default_severity(),
             summary: CompactString::default(),
             labels,
-            annotations: BTreeMap::new(),
+            annotations: Labels::new(),
             starts_at: None,
             ends_at: None,
             source: CompactString::default(),
@@ -261,31 +255,6 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 16);
-    }
-
-    /// Stored incidents, stream records and API bodies written when labels
-    /// were `String`s must read the same: inline text encodes as a string.
-    #[test]
-    fn labels_encode_as_plain_strings() {
-        let long = "v".repeat(40);
-        let pairs = [("alertname", "Down"), ("instance", long.as_str())];
-        let compact = labels(&pairs);
-        let plain: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|&(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let config = bincode::config::standard();
-        let bytes = bincode::serde::encode_to_vec(&plain, config).unwrap();
-        assert_eq!(
-            bincode::serde::encode_to_vec(&compact, config).unwrap(),
-            bytes
-        );
-        let (read, _): (Labels, _) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
-        assert_eq!(read, compact);
-        assert_eq!(
-            serde_json::to_string(&compact).unwrap(),
-            serde_json::to_string(&plain).unwrap()
-        );
     }
 
     #[test]

@@ -5,12 +5,13 @@ mod alert;
 mod command;
 mod event;
 mod incident;
+mod labels;
 mod stable_hash;
 mod time;
 
 pub use alert::{
-    fingerprint_of, Alert, AlertStatus, FieldError, Labels, Severity, MAX_FINGERPRINT_LEN,
-    MAX_LABELS, MAX_SUMMARY_LEN,
+    fingerprint_of, Alert, AlertStatus, FieldError, Severity, MAX_FINGERPRINT_LEN, MAX_LABELS,
+    MAX_SUMMARY_LEN,
 };
 pub use command::{Command, CommandError, NewIncident};
 pub use event::{Change, EventKind, IncidentEvent};
@@ -19,6 +20,7 @@ pub use incident::{
     AlertState, EscalationPosition, FiredStep, Incident, IncidentId, IncidentStatus,
     IncidentSummary, TimelineEntry,
 };
+pub use labels::Labels;
 pub(crate) use stable_hash::StableHash;
 pub use time::Timestamp;
 

@@ -74,12 +74,12 @@ pub async fn apply(intake: &Intake, steps: Vec<Step>) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use incidentd_actors::model::Labels;
 
     use super::*;
 
     fn alert(name: &str) -> Alert {
-        let labels = BTreeMap::from([("alertname".into(), name.into())]);
+        let labels = Labels::from([("alertname".into(), name.into())]);
         Alert::firing(labels)
     }
 
