@@ -405,7 +405,7 @@ impl Engine {
     }
 
     fn route_by_shard(&self, alerts: Vec<Alert>, progress: &Progress) -> Vec<ShardAlerts> {
-        let mut split = BatchSplit::new(self.slots.len());
+        let mut split = BatchSplit::new(self.slots.len(), alerts.len());
         let mut records = progress.records.iter().peekable();
         let mut record = None;
         for (i, alert) in alerts.into_iter().enumerate() {

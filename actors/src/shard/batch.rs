@@ -57,10 +57,12 @@ pub(crate) struct BatchSplit {
 }
 
 impl BatchSplit {
-    pub fn new(shards: usize) -> Self {
+    /// A split for a batch of `alerts` alerts: its index has room for a
+    /// group per alert, so it is not grown and rehashed as groups come.
+    pub fn new(shards: usize, alerts: usize) -> Self {
         BatchSplit {
             per_shard: (0..shards).map(|_| ShardAlerts::default()).collect(),
-            index: HashMap::new(),
+            index: HashMap::with_capacity(alerts),
         }
     }
 
@@ -110,7 +112,7 @@ mod tests {
 
     /// Each shard's groups as (tenant, group key, instances).
     fn split(shards: usize, batch: Vec<RoutedAlert>) -> Vec<Vec<(String, String, Vec<String>)>> {
-        let mut split = BatchSplit::new(shards);
+        let mut split = BatchSplit::new(shards, batch.len());
         for routed in batch {
             split.push(routed);
         }
