@@ -106,14 +106,22 @@ pub fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Severity from a label, with the spellings Prometheus rules use; unknown
-/// ones read as warning.
+/// Severity from a label, with the spellings Prometheus rules use, in any
+/// case; unknown ones read as warning. Compared in place: every alert goes
+/// through here, and a lowercased copy was an allocation each.
 pub fn severity_from_label(label: Option<&CompactString>) -> Severity {
-    match label.map(|s| s.to_ascii_lowercase()).as_deref() {
-        Some("critical" | "page" | "p1") => Severity::Critical,
-        Some("error" | "high" | "p2") => Severity::Error,
-        Some("info" | "none" | "informational" | "low") => Severity::Info,
-        _ => Severity::Warning,
+    let Some(label) = label else {
+        return Severity::Warning;
+    };
+    let is_one_of = |names: &[&str]| names.iter().any(|name| label.eq_ignore_ascii_case(name));
+    if is_one_of(&["critical", "page", "p1"]) {
+        Severity::Critical
+    } else if is_one_of(&["error", "high", "p2"]) {
+        Severity::Error
+    } else if is_one_of(&["info", "none", "informational", "low"]) {
+        Severity::Info
+    } else {
+        Severity::Warning
     }
 }
 
@@ -146,6 +154,25 @@ pub fn summary_from(annotations: &Labels) -> CompactString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn severity_spellings_in_any_case() {
+        for (label, severity) in [
+            (Some("Critical"), Severity::Critical),
+            (Some("PAGE"), Severity::Critical),
+            (Some("p1"), Severity::Critical),
+            (Some("High"), Severity::Error),
+            (Some("p2"), Severity::Error),
+            (Some("Informational"), Severity::Info),
+            (Some("none"), Severity::Info),
+            (Some("warning"), Severity::Warning),
+            (Some("p10"), Severity::Warning),
+            (None, Severity::Warning),
+        ] {
+            let label = label.map(CompactString::from);
+            assert_eq!(severity_from_label(label.as_ref()), severity, "{label:?}");
+        }
+    }
 
     #[test]
     fn summary_prefers_summary_and_is_cut_on_a_char_boundary() {
