@@ -1,7 +1,8 @@
 //! Decoding cost of an ingest body of 100 alerts shaped like the load
 //! generator's: an Alertmanager API v2 request, and a native JSON array
-//! (the native HTTP format and Kafka and Pulsar messages). Figures are in
-//! benches/README.md.
+//! (the native HTTP format and Kafka and Pulsar messages); and an
+//! Alertmanager API v2 request as Prometheus sends it, every alert with
+//! `startsAt`, `endsAt` and `generatorURL`. Figures are in benches/README.md.
 
 mod allocator;
 
@@ -11,9 +12,18 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use incidentd::ingest::{decode_alertmanager_v2, decode_native_json};
 use incidentd_actors::model::Timestamp;
 
-/// `alerts` alerts as a JSON array; `native` adds the native format's
-/// `status`.
-fn body(alerts: usize, native: bool) -> Vec<u8> {
+/// The extra fields of an alert in a JSON array of them.
+enum Shape {
+    /// As the load generator sends a firing alert.
+    Generator,
+    /// With the native format's `status`.
+    Native,
+    /// As Prometheus sends one: its times and where it came from.
+    Prometheus,
+}
+
+/// `alerts` alerts as a JSON array, with the fields `shape` adds.
+fn body(alerts: usize, shape: Shape) -> Vec<u8> {
     let items: Vec<serde_json::Value> = (0..alerts)
         .map(|i| {
             let mut alert = serde_json::json!({
@@ -25,8 +35,15 @@ fn body(alerts: usize, native: bool) -> Vec<u8> {
                 },
                 "annotations": {"summary": format!("load-r1-{} instance {i}", i % 20)},
             });
-            if native {
-                alert["status"] = "firing".into();
+            match shape {
+                Shape::Generator => {}
+                Shape::Native => alert["status"] = "firing".into(),
+                Shape::Prometheus => {
+                    alert["startsAt"] = "2027-01-15T08:00:00.123456789Z".into();
+                    alert["endsAt"] = "2027-01-15T08:04:00.123456789Z".into();
+                    alert["generatorURL"] =
+                        "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1".into();
+                }
             }
             alert
         })
@@ -35,14 +52,23 @@ fn body(alerts: usize, native: bool) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let body_v2 = body(100, false);
-    let body_native = body(100, true);
+    let body_v2 = body(100, Shape::Generator);
+    let body_native = body(100, Shape::Native);
+    let body_prometheus = body(100, Shape::Prometheus);
     let now = Timestamp::from_millis(1_800_000_000_000);
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(100));
     group.bench_function("alertmanager_v2/100_alerts", |b| {
         b.iter(|| {
             let decoded = decode_alertmanager_v2(&body_v2, now, Duration::from_secs(300))
+                .expect("a valid body");
+            assert_eq!(decoded.accepted.len(), 100);
+            decoded
+        })
+    });
+    group.bench_function("alertmanager_v2_prometheus/100_alerts", |b| {
+        b.iter(|| {
+            let decoded = decode_alertmanager_v2(&body_prometheus, now, Duration::from_secs(300))
                 .expect("a valid body");
             assert_eq!(decoded.accepted.len(), 100);
             decoded
