@@ -15,7 +15,7 @@ use super::CompactString;
 /// Lookups are binary searches. Names and values up to 24 bytes are kept
 /// inline, so most cost no allocation of their own. Encoded as a map, in
 /// name order, byte for byte as a `BTreeMap` of strings was.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Labels(Vec<(CompactString, CompactString)>);
 
 impl Labels {
