@@ -58,22 +58,19 @@ fn bench(c: &mut Criterion) {
     let now = Timestamp::from_millis(1_800_000_000_000);
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(100));
-    group.bench_function("alertmanager_v2/100_alerts", |b| {
-        b.iter(|| {
-            let decoded = decode_alertmanager_v2(&body_v2, now, Duration::from_secs(300))
-                .expect("a valid body");
-            assert_eq!(decoded.accepted.len(), 100);
-            decoded
-        })
-    });
-    group.bench_function("alertmanager_v2_prometheus/100_alerts", |b| {
-        b.iter(|| {
-            let decoded = decode_alertmanager_v2(&body_prometheus, now, Duration::from_secs(300))
-                .expect("a valid body");
-            assert_eq!(decoded.accepted.len(), 100);
-            decoded
-        })
-    });
+    for (name, body) in [
+        ("alertmanager_v2/100_alerts", &body_v2),
+        ("alertmanager_v2_prometheus/100_alerts", &body_prometheus),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let decoded = decode_alertmanager_v2(body, now, Duration::from_secs(300))
+                    .expect("a valid body");
+                assert_eq!(decoded.accepted.len(), 100);
+                decoded
+            })
+        });
+    }
     group.bench_function("native_json/100_alerts", |b| {
         b.iter(|| {
             let decoded = decode_native_json(&body_native).expect("a valid body");
