@@ -1,7 +1,7 @@
 //! PagerDuty Events API v2 (`POST /v2/enqueue`): trigger, acknowledge, resolve.
 
 use chrono::DateTime;
-use incidentd_actors::model::{Alert, Labels, Severity, Timestamp};
+use incidentd_actors::model::{Alert, CompactString, Labels, Severity, Timestamp};
 use serde_json::{Map, Value};
 
 const MAX_DEDUP_KEY: usize = 255;
@@ -206,32 +206,36 @@ fn trigger_alert(
             labels.insert(key.into(), v.into());
         }
     }
-    let mut annotations = Labels::new();
+    // Gathered, then sorted once: a body may hold many thousands of
+    // details or links, and inserting each into sorted labels in turn
+    // would move the others every time. A name given twice keeps its
+    // last value, as with one insert after another.
+    let mut annotations: Vec<(CompactString, CompactString)> = Vec::new();
     if let Some(Value::Object(details)) = payload.get("custom_details") {
         for (key, value) in details {
             let text = match value {
                 Value::String(s) => s.into(),
                 other => other.to_string().into(),
             };
-            annotations.insert(key.into(), text);
+            annotations.push((key.into(), text));
         }
     }
     for key in ["client", "client_url"] {
         if let Some(Value::String(v)) = event.get(key) {
-            annotations.insert(key.into(), v.into());
+            annotations.push((key.into(), v.into()));
         }
     }
     if let Some(Value::Array(links)) = event.get("links") {
         for (i, link) in links.iter().enumerate() {
             if let Some(href) = link.get("href").and_then(Value::as_str) {
-                annotations.insert(format!("link_{i}").into(), href.into());
+                annotations.push((format!("link_{i}").into(), href.into()));
             }
         }
     }
     let mut alert = Alert::firing(labels);
     alert.severity = severity?;
     alert.summary = summary?.into();
-    alert.annotations = annotations;
+    alert.annotations = annotations.into_iter().collect();
     alert.starts_at = Some(timestamp.unwrap_or(now));
     alert.source = "pagerduty".into();
     Some(alert)
@@ -341,6 +345,34 @@ mod tests {
         };
         assert_eq!(dedup_key.len(), 26);
         assert_eq!(alert.fingerprint, dedup_key);
+    }
+
+    /// Annotations are gathered and sorted once; what they hold is as if
+    /// each was set in turn: the event's `client` after the details' one,
+    /// and every link under its own index.
+    #[test]
+    fn details_client_and_links_become_annotations() {
+        let links: Vec<String> = (0..12)
+            .map(|i| format!(r#"{{"href": "https://example.com/{i}"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"routing_key": "r", "event_action": "trigger", "client": "from the event",
+                "links": [{}],
+                "payload": {{"summary": "s", "source": "h", "severity": "critical",
+                             "custom_details": {{"client": "from the details", "zone": "b"}}}}}}"#,
+            links.join(",")
+        );
+        let PagerDutyEvent::Trigger { alert, .. } = decode_pagerduty(body.as_bytes(), NOW).unwrap()
+        else {
+            panic!("a trigger")
+        };
+        assert_eq!(alert.annotations["client"], "from the event");
+        assert_eq!(alert.annotations["zone"], "b");
+        assert_eq!(alert.annotations["link_10"], "https://example.com/10");
+        assert_eq!(alert.annotations["link_2"], "https://example.com/2");
+        assert_eq!(alert.annotations.len(), 2 + 12);
+        let names: Vec<_> = alert.annotations.keys().collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
     }
 
     #[test]

@@ -39,7 +39,9 @@ impl Labels {
         self.position(name).ok().map(|i| &self.0[i].1)
     }
 
-    /// Sets `name` to `value`; returns the value it replaced, if any.
+    /// Sets `name` to `value`; returns the value it replaced, if any. It
+    /// moves the names after `name`: build many pairs at once with
+    /// `collect`, which sorts once.
     pub fn insert(&mut self, name: CompactString, value: CompactString) -> Option<CompactString> {
         match self.position(&name) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
