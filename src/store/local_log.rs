@@ -22,7 +22,7 @@ use incidentd_actors::model::IncidentId;
 use incidentd_actors::ports::{ShardSnapshot, SnapshotBatch, SnapshotWrite, StoreError};
 
 use super::local::unavailable;
-use super::local_log_record::{for_each_op, Op, RecordWriter, OP_OVERHEAD};
+use super::local_log_record::{for_each_op, record_of, Op, OP_OVERHEAD};
 
 /// Where a piece of an incident's current bytes lies.
 #[derive(Clone, Copy, Debug)]
@@ -289,9 +289,7 @@ impl ShardLog {
             return Ok(());
         }
         let buffer = std::mem::take(&mut self.record_buffer);
-        let mut writer = RecordWriter::for_ops(ops, buffer);
-        let starts: Vec<usize> = ops.iter().map(|op| writer.push(op)).collect();
-        let record = writer.finish();
+        let (record, starts) = record_of(ops, buffer);
         let (number, base) = self.append(&record)?;
         for (op, start) in ops.iter().zip(starts) {
             self.apply(op, number, base + start as u64);
@@ -505,10 +503,7 @@ pub(super) mod tests {
         drop(log);
         let head = segment_files(dir.path()).pop().unwrap();
         let before = std::fs::metadata(&head).unwrap().len();
-        let op = Op::Append(a, &[3; 100]);
-        let mut torn = RecordWriter::for_ops(std::slice::from_ref(&op), Vec::new());
-        torn.push(&op);
-        let torn = torn.finish();
+        let (torn, _) = record_of(&[Op::Append(a, &[3; 100])], Vec::new());
         let mut file = OpenOptions::new().append(true).open(&head).unwrap();
         file.write_all(&torn[..torn.len() / 2]).unwrap();
         drop(file);

@@ -36,7 +36,7 @@ pub(super) enum Op<'a> {
 }
 
 impl Op<'_> {
-    /// The bytes `RecordWriter::push` writes for the op.
+    /// The bytes `push` writes for the op.
     fn len(&self) -> usize {
         match self {
             Op::Whole(_, bytes) | Op::Append(_, bytes) | Op::Archive(_, bytes) => {
@@ -48,56 +48,44 @@ impl Op<'_> {
     }
 }
 
-/// Builds one record. `push` returns where the op's bytes start in the
-/// record, so the log can find them again without parsing.
-pub(super) struct RecordWriter {
-    buf: Vec<u8>,
+/// The record of `ops`, built in `buf` (what it held is dropped) with room
+/// made for all of them at once (grown by doubling, a commit's record of
+/// up to megabytes was copied about once more), and where each op's bytes
+/// start in it, so the log can find them again without parsing.
+pub(super) fn record_of(ops: &[Op], mut buf: Vec<u8>) -> (Vec<u8>, Vec<usize>) {
+    buf.clear();
+    buf.reserve_exact(HEADER_LEN + ops.iter().map(Op::len).sum::<usize>());
+    buf.resize(HEADER_LEN, 0);
+    let starts = ops.iter().map(|op| push(&mut buf, op)).collect();
+    let len = (buf.len() - HEADER_LEN) as u32;
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    let crc = checksum(&buf[..4], &buf[HEADER_LEN..]);
+    buf[4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    (buf, starts)
 }
 
-impl RecordWriter {
-    /// A writer of `ops` into `buf` (what it held is dropped), made room
-    /// for all of them at once: grown by doubling, a commit's record (up
-    /// to megabytes) was copied about once more.
-    pub(super) fn for_ops(ops: &[Op], mut buf: Vec<u8>) -> RecordWriter {
-        buf.clear();
-        buf.reserve_exact(HEADER_LEN + ops.iter().map(Op::len).sum::<usize>());
-        buf.resize(HEADER_LEN, 0);
-        RecordWriter { buf }
-    }
-
-    pub(super) fn push(&mut self, op: &Op) -> usize {
-        let (tag, id, bytes) = match *op {
-            Op::Whole(id, bytes) => (WHOLE, id, bytes),
-            Op::Append(id, bytes) => (APPEND, id, bytes),
-            Op::Archive(id, bytes) => (ARCHIVE, id, bytes),
-            Op::Remove(id) => (REMOVE, id, &[][..]),
-            Op::Offset(source, offset) => {
-                self.buf.push(OFFSET);
-                self.buf
-                    .extend_from_slice(&(source.len() as u32).to_le_bytes());
-                self.buf.extend_from_slice(source.as_bytes());
-                let at = self.buf.len();
-                self.buf.extend_from_slice(&offset.to_le_bytes());
-                return at;
-            }
-        };
-        self.buf.push(tag);
-        self.buf.extend_from_slice(&u128::from(id.0).to_le_bytes());
-        self.buf
-            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        let at = self.buf.len();
-        self.buf.extend_from_slice(bytes);
-        at
-    }
-
-    /// The record, header filled in.
-    pub(super) fn finish(mut self) -> Vec<u8> {
-        let len = (self.buf.len() - HEADER_LEN) as u32;
-        self.buf[..4].copy_from_slice(&len.to_le_bytes());
-        let crc = checksum(&self.buf[..4], &self.buf[HEADER_LEN..]);
-        self.buf[4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
-        self.buf
-    }
+/// Writes `op` at the end of `buf`; returns where its bytes start.
+fn push(buf: &mut Vec<u8>, op: &Op) -> usize {
+    let (tag, id, bytes) = match *op {
+        Op::Whole(id, bytes) => (WHOLE, id, bytes),
+        Op::Append(id, bytes) => (APPEND, id, bytes),
+        Op::Archive(id, bytes) => (ARCHIVE, id, bytes),
+        Op::Remove(id) => (REMOVE, id, &[][..]),
+        Op::Offset(source, offset) => {
+            buf.push(OFFSET);
+            buf.extend_from_slice(&(source.len() as u32).to_le_bytes());
+            buf.extend_from_slice(source.as_bytes());
+            let at = buf.len();
+            buf.extend_from_slice(&offset.to_le_bytes());
+            return at;
+        }
+    };
+    buf.push(tag);
+    buf.extend_from_slice(&u128::from(id.0).to_le_bytes());
+    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    let at = buf.len();
+    buf.extend_from_slice(bytes);
+    at
 }
 
 fn checksum(len: &[u8], payload: &[u8]) -> u32 {
@@ -195,9 +183,7 @@ mod tests {
             Op::Archive(b, b"final"),
             Op::Remove(b),
         ];
-        let mut writer = RecordWriter::for_ops(&written, Vec::new());
-        let starts: Vec<usize> = written.iter().map(|op| writer.push(op)).collect();
-        let record = writer.finish();
+        let (record, starts) = record_of(&written, Vec::new());
         assert_eq!(record.capacity(), record.len(), "sized once");
 
         let payload = record_at(&record).expect("a whole record");
@@ -214,11 +200,8 @@ mod tests {
 
     #[test]
     fn a_torn_or_damaged_record_is_not_read() {
-        let op = Op::Offset("alerts/0", 1);
         // In a buffer an earlier record used.
-        let mut writer = RecordWriter::for_ops(std::slice::from_ref(&op), vec![7; 64]);
-        writer.push(&op);
-        let record = writer.finish();
+        let (record, _) = record_of(&[Op::Offset("alerts/0", 1)], vec![7; 64]);
         assert!(record_at(&record[..record.len() - 1]).is_none(), "torn");
         let mut damaged = record.clone();
         damaged[HEADER_LEN + 2] ^= 1;
