@@ -34,11 +34,10 @@ pub(super) fn decode_summary(bytes: &[u8]) -> Result<IncidentSummary, String> {
 
 #[cfg(test)]
 mod tests {
-    use incidentd_actors::model::Labels;
     use std::sync::Arc;
 
     use incidentd_actors::model::{
-        IncidentId, IncidentStatus, IncidentSummary, Severity, Timestamp,
+        IncidentId, IncidentStatus, IncidentSummary, Labels, Severity, Timestamp,
     };
 
     use super::*;

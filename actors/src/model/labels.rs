@@ -59,7 +59,7 @@ impl Labels {
 
     /// Pairs in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&CompactString, &CompactString)> {
-        self.0.iter().map(|(name, value)| (name, value))
+        self.into_iter()
     }
 
     /// Names in order.
