@@ -55,19 +55,19 @@ impl<'a> Fields<'a> {
         match self.object.get(field) {
             None | Some(Value::Null) => Labels::new(),
             Some(Value::Object(map)) => {
-                let mut out = Labels::new();
+                // Gathered and sorted once, whatever order the JSON map
+                // keeps: an annotations object may hold thousands of names.
+                let mut pairs = Vec::with_capacity(map.len());
                 for (key, value) in map {
                     match value {
-                        Value::String(s) => {
-                            out.insert(key.into(), s.into());
-                        }
+                        Value::String(s) => pairs.push((key.into(), s.into())),
                         other => self.error(
                             &format!("{field}.{key}"),
                             format!("must be a string, got {}", kind(other)),
                         ),
                     }
                 }
-                out
+                pairs.into_iter().collect()
             }
             Some(other) => {
                 self.error(
